@@ -1,0 +1,22 @@
+/* fastopt: definitions shared by every kernel family. Plain C99, no Python API. */
+#ifndef FO_COMMON_H
+#define FO_COMMON_H
+
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FO_INLINE static inline __attribute__((always_inline))
+#else
+#define FO_INLINE static inline
+#endif
+
+#define FO_F32 0
+#define FO_F64 1
+
+/* Instruction-set paths, chosen at run time (runtime.c). */
+#define FO_ISA_BASELINE 0
+#define FO_ISA_AVX2 1
+#define FO_ISA_AVX512 2
+#define FO_ISA_COUNT 3
+
+#endif

@@ -1,0 +1,129 @@
+/* Optimizer driver: per-step scalars in double, then one parallel sweep over all tensors of the call. */
+#include <math.h>
+#include <stddef.h>
+
+#include "optim.h"
+#include "runtime.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static const fo_optim_kernels *fo_optim_table(void)
+{
+    switch (fo_isa_active()) {
+#if defined(__x86_64__) || defined(__i386__)
+    case FO_ISA_AVX512: return &fo_optim_kernels_avx512;
+    case FO_ISA_AVX2: return &fo_optim_kernels_avx2;
+#endif
+    default: return &fo_optim_kernels_baseline;
+    }
+}
+
+/* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
+static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
+{
+    const double lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2;
+    const double step = (double)(++*t->step);
+    t->coef[0] = t->coef[1] = t->coef[2] = t->coef[3] = t->coef[4] = t->coef[5] = 0.0;
+    switch (algo) {
+    case FO_ADAM:
+        t->coef[0] = lr / (1.0 - pow(b1, step));
+        t->coef[1] = sqrt(1.0 - pow(b2, step));
+        t->coef[2] = 1.0 - lr * hp->weight_decay;
+        break;
+    case FO_ADAMAX:
+        t->coef[0] = lr / (1.0 - pow(b1, step));
+        break;
+    case FO_NADAM: {
+        const double mu = b1 * (1.0 - 0.5 * pow(0.96, step * hp->momentum_decay));
+        const double mu_next = b1 * (1.0 - 0.5 * pow(0.96, (step + 1.0) * hp->momentum_decay));
+        const double mu_product = *t->aux * mu;
+        *t->aux = mu_product;
+        t->coef[0] = 1.0 - pow(b2, step);
+        t->coef[1] = -lr * (1.0 - mu) / (1.0 - mu_product);
+        t->coef[2] = -lr * mu_next / (1.0 - mu_product * mu_next);
+        t->coef[3] = 1.0 - lr * hp->weight_decay;
+        break;
+    }
+    case FO_RADAM: {
+        const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
+        const double rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        const double rho_t = rho_inf - 2.0 * step * pow(b2, step) / bc2;
+        t->coef[0] = bc1;
+        t->coef[1] = sqrt(bc2);
+        t->coef[3] = 1.0 - lr * hp->weight_decay;
+        if (rho_t > 5.0) {
+            t->coef[2] = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+            t->coef[4] = 1.0;
+        }
+        break;
+    }
+    case FO_ADAGRAD:
+        t->coef[0] = lr / (1.0 + (step - 1.0) * hp->lr_decay);
+        break;
+    default:
+        break;
+    }
+}
+
+int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
+{
+    fo_optim_chunk_fn chunk;
+    int64_t i, total = 0;
+    int nth;
+
+    if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64))
+        return -1;
+    chunk = fo_optim_table()->chunk[algo][dtype];
+
+    for (i = 0; i < ntensors; ++i) {
+        if (ts[i].grad == NULL)
+            continue;
+        fo_optim_prepare(algo, &ts[i], hp);
+        total += ts[i].numel;
+    }
+
+    nth = fo_threads_for(total, nthreads);
+    if (nth <= 1) {
+        for (i = 0; i < ntensors; ++i)
+            if (ts[i].grad != NULL && ts[i].numel > 0)
+                chunk(&ts[i], hp, 0, ts[i].numel);
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+        {
+            const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+            const int64_t lo = fo_split(total, tid, team), hi = fo_split(total, tid + 1, team);
+            int64_t k, off = 0;
+            for (k = 0; k < ntensors && off < hi; ++k) {
+                const int64_t n = ts[k].grad != NULL ? ts[k].numel : 0;
+                if (n > 0 && off + n > lo) {
+                    const int64_t a = lo > off ? lo - off : 0, b = hi < off + n ? hi - off : n;
+                    chunk(&ts[k], hp, a, b);
+                }
+                off += n;
+            }
+        }
+#endif
+    }
+
+    for (i = 0; i < ntensors; ++i)
+        if (ts[i].grad != NULL)
+            ts[i].fresh = 0;
+    return 0;
+}
+
+#define FO_DEFINE_STEP(name, ALGO)                                                                    \
+    int fo_##name##_step_f32(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)    \
+    { return fo_optim_step(ALGO, FO_F32, ts, ntensors, hp, nthreads); }                              \
+    int fo_##name##_step_f64(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)    \
+    { return fo_optim_step(ALGO, FO_F64, ts, ntensors, hp, nthreads); }
+FO_DEFINE_STEP(sgd, FO_SGD)
+FO_DEFINE_STEP(adam, FO_ADAM)
+FO_DEFINE_STEP(adamax, FO_ADAMAX)
+FO_DEFINE_STEP(nadam, FO_NADAM)
+FO_DEFINE_STEP(radam, FO_RADAM)
+FO_DEFINE_STEP(rmsprop, FO_RMSPROP)
+FO_DEFINE_STEP(adagrad, FO_ADAGRAD)
+FO_DEFINE_STEP(lion, FO_LION)

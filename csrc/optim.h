@@ -1,0 +1,74 @@
+/* fastopt optimizer family: fused, in-place, multi-tensor optimizer steps (torch.optim semantics).
+ *
+ * One call updates every tensor of a parameter group: the driver computes the per-step scalars of each tensor
+ * in double (bias corrections, step sizes), then one OpenMP team sweeps the concatenated element range of all
+ * tensors once, so 200 tensors of 5,000 elements cost what one tensor of 1,000,000 does. */
+#ifndef FO_OPTIM_H
+#define FO_OPTIM_H
+
+#include "fo_common.h"
+
+enum fo_algo {
+    FO_SGD = 0,
+    FO_ADAM = 1,     /* AdamW is FO_ADAM with decoupled_weight_decay */
+    FO_ADAMAX = 2,
+    FO_NADAM = 3,
+    FO_RADAM = 4,
+    FO_RMSPROP = 5,
+    FO_ADAGRAD = 6,
+    FO_LION = 7,
+    FO_ALGO_COUNT = 8
+};
+
+/* One tensor of a step. Arrays are contiguous, of the call's dtype, `numel` elements, and do not overlap. */
+typedef struct fo_tensor {
+    void *param;          /* inout */
+    const void *grad;     /* NULL: no gradient this step; the tensor is skipped, its step count unchanged */
+    void *state[3];       /* inout: optimizer state arrays (see each algorithm), NULL where unused */
+    int64_t numel;
+    int64_t *step;        /* inout: number of steps taken by this tensor */
+    double *aux;          /* inout: scalar state (NAdam mu_product), NULL where unused */
+    int fresh;            /* inout: 1 while state[0] holds no history (SGD momentum buffer); cleared by the step */
+    double coef[6];       /* scratch: per-step scalars, computed by the driver */
+} fo_tensor;
+
+/* Hyperparameters of a group, read at call time. Each algorithm uses the fields it names. */
+typedef struct fo_hparams {
+    double lr, weight_decay, eps;
+    double beta1, beta2;              /* Adam family, Lion */
+    double momentum, dampening;       /* SGD, RMSprop (momentum only) */
+    double alpha;                     /* RMSprop */
+    double lr_decay;                  /* Adagrad */
+    double momentum_decay;            /* NAdam */
+    int maximize, amsgrad, nesterov, centered, decoupled_weight_decay;
+} fo_hparams;
+
+/* Runs one step of `algo` on `ntensors` tensors of `dtype` (FO_F32 / FO_F64) with at most `nthreads` threads
+ * (<= 0: fo_max_threads()). Returns 0, or -1 for an unknown algorithm or dtype (nothing written). */
+int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
+
+/* Named entry points, fo_<algo>_step_<f32|f64>(ts, ntensors, hp, nthreads), same contract. */
+#define FO_DECLARE_STEP(name)                                                                        \
+    int fo_##name##_step_f32(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);  \
+    int fo_##name##_step_f64(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
+FO_DECLARE_STEP(sgd)
+FO_DECLARE_STEP(adam)
+FO_DECLARE_STEP(adamax)
+FO_DECLARE_STEP(nadam)
+FO_DECLARE_STEP(radam)
+FO_DECLARE_STEP(rmsprop)
+FO_DECLARE_STEP(adagrad)
+FO_DECLARE_STEP(lion)
+#undef FO_DECLARE_STEP
+
+/* Element-range kernels of one instruction-set path: update elements [lo, hi) of tensor t. */
+typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi);
+typedef struct fo_optim_kernels {
+    fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
+} fo_optim_kernels;
+
+extern const fo_optim_kernels fo_optim_kernels_baseline;
+extern const fo_optim_kernels fo_optim_kernels_avx2;
+extern const fo_optim_kernels fo_optim_kernels_avx512;
+
+#endif

@@ -1,0 +1,30 @@
+/* fastopt runtime: instruction-set dispatch and thread-count rules shared by all kernel families. */
+#ifndef FO_RUNTIME_H
+#define FO_RUNTIME_H
+
+#include "fo_common.h"
+
+/* Work (elements) below which a kernel runs serially: waking a thread team costs a few microseconds,
+ * more than a 32K-element elementwise pass gains from a second core (benchmarks/bench_threshold.py). */
+#define FO_PARALLEL_MIN_ELEMENTS 32768
+
+int fo_isa_compiled(int isa);       /* 1 if this build has kernels for `isa` */
+int fo_isa_supported(int isa);      /* 1 if compiled and the CPU can run it */
+int fo_isa_best(void);              /* the widest supported path */
+int fo_isa_active(void);            /* the path kernels use now (fo_isa_best() until set) */
+int fo_isa_set(int isa);            /* 0 on success, -1 if `isa` is not supported here */
+const char *fo_isa_name(int isa);
+
+int fo_openmp_enabled(void);
+int fo_max_threads(void);           /* omp_get_max_threads(): honours OMP_NUM_THREADS and threadpoolctl */
+void fo_set_max_threads(int n);     /* omp_set_num_threads(n) */
+
+/* Threads to use for `work` elements: 1 below the serial threshold, else min(requested, work / threshold);
+ * requested <= 0 means fo_max_threads(). */
+int fo_threads_for(int64_t work, int requested);
+
+/* Thread `tid` of `nth` gets elements [fo_split(total, tid, nth), fo_split(total, tid + 1, nth)):
+ * boundaries are multiples of 16 elements so threads never share a 64-byte line of a float32 array. */
+int64_t fo_split(int64_t total, int tid, int nth);
+
+#endif

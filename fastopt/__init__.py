@@ -1,0 +1,24 @@
+"""fastopt: fused, in-place optimizer kernels (C + OpenMP) for NumPy training loops.
+
+>>> import numpy as np, fastopt
+>>> W = np.zeros((3, 2), dtype=np.float32)
+>>> opt = fastopt.AdamW([W], lr=1e-3)
+>>> opt.step([np.ones_like(W)])          # W updated in place, one fused pass
+"""
+__version__ = "0.1.0"
+
+from fastopt import functional
+from fastopt._config import (available_isas, config, get_isa, get_num_threads, parallel_min_elements, set_isa,
+                             set_num_threads, show_config)
+from fastopt.optim import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
+
+__all__ = [
+    "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion",
+    "functional", "set_num_threads", "get_num_threads", "parallel_min_elements", "show_config", "config",
+    "get_isa", "set_isa", "available_isas",
+]
+
+from fastopt._config import _apply_environment  # noqa: E402
+
+_apply_environment()
+del _apply_environment

@@ -1,0 +1,326 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# csrc-families: optim reduce
+"""Cython layer of the optimizer family: validates arrays at C speed, then makes one GIL-free call into C.
+
+A ``StepPlan`` is the C view of the tensors of one parameter group and one dtype (pointers to params, state arrays
+and step counters), built when the group or its state changes and reused by every step. Each step binds the
+gradients (checked against their params: type, dtype, shape, memory overlap), optionally checks them for
+non-finite values, and runs the fused kernel. Nothing is written before every check of the step has passed.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
+
+import numpy as np
+
+from fastopt._runtime cimport *
+
+cnp.import_array()
+
+include "_runtime_api.pxi"
+
+cdef extern from "optim.h" nogil:
+    ctypedef struct fo_tensor:
+        void *param
+        const void *grad
+        void *state[3]
+        int64_t numel
+        int64_t *step
+        double *aux
+        int fresh
+        double coef[6]
+    ctypedef struct fo_hparams:
+        double lr, weight_decay, eps, beta1, beta2, momentum, dampening, alpha, lr_decay, momentum_decay
+        int maximize, amsgrad, nesterov, centered, decoupled_weight_decay
+    int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
+
+cdef extern from "reduce.h" nogil:
+    int fo_reduce_all_finite_f32(const float *x, int64_t n, int nthreads)
+    int fo_reduce_all_finite_f64(const double *x, int64_t n, int nthreads)
+
+# Algorithm ids (csrc/optim.h enum fo_algo) and flag bits of StepPlan.run.
+SGD, ADAM, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION = range(8)
+MAXIMIZE, AMSGRAD, NESTEROV, CENTERED, DECOUPLED = 1, 2, 4, 8, 16
+
+cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+
+
+cdef inline uintptr_t _start(cnp.ndarray a):
+    return <uintptr_t>cnp.PyArray_DATA(a)
+
+
+cdef inline uintptr_t _end(cnp.ndarray a):
+    return <uintptr_t>cnp.PyArray_DATA(a) + <uintptr_t>cnp.PyArray_NBYTES(a)
+
+
+cdef class WriteSet:
+    """Address intervals of every array an optimizer writes (params and state), sorted, for O(log n) overlap tests.
+
+    Built from contiguous arrays that must not overlap one another; raises ValueError naming the pair if they do.
+    """
+    cdef uintptr_t *starts
+    cdef uintptr_t *ends
+    cdef Py_ssize_t n
+    cdef list arrays
+
+    def __cinit__(self, list arrays, list names):
+        cdef Py_ssize_t i, k, m = len(arrays)
+        cdef cnp.ndarray a
+        self.arrays = [a for a in arrays if cnp.PyArray_NBYTES(a) > 0]
+        keep = [i for i in range(m) if cnp.PyArray_NBYTES(arrays[i]) > 0]
+        order = sorted(keep, key=lambda j: _start(arrays[j]))
+        self.n = len(order)
+        self.starts = <uintptr_t *>malloc((self.n + 1) * sizeof(uintptr_t))
+        self.ends = <uintptr_t *>malloc((self.n + 1) * sizeof(uintptr_t))
+        if self.starts == NULL or self.ends == NULL:
+            raise MemoryError()
+        for k in range(self.n):
+            a = arrays[order[k]]
+            self.starts[k] = _start(a)
+            self.ends[k] = _end(a)
+            if k > 0 and self.starts[k] < self.ends[k - 1]:
+                raise ValueError(f"{names[order[k - 1]]} and {names[order[k]]} share memory: every parameter "
+                                 "must be a distinct array (the same array, or views of one buffer, cannot be "
+                                 "updated twice in one step)")
+
+    def __dealloc__(self):
+        free(self.starts)
+        free(self.ends)
+
+    cdef bint overlaps(self, uintptr_t lo, uintptr_t hi):
+        """True if [lo, hi) intersects any interval."""
+        cdef Py_ssize_t a = 0, b = self.n, mid
+        if hi <= lo:
+            return False
+        # first interval whose end > lo
+        while a < b:
+            mid = (a + b) // 2
+            if self.ends[mid] <= lo:
+                a = mid + 1
+            else:
+                b = mid
+        return a < self.n and self.starts[a] < hi
+
+
+def check_no_overlap(list arrays, list names):
+    """Raises ValueError naming the first two arrays of `arrays` that share memory (contiguous arrays only)."""
+    WriteSet(arrays, names)
+
+
+cdef int _required_slots(int algo, const fo_hparams *hp):
+    """Bit s set: the step reads and writes state slot s (csrc/optim_kernels.inc)."""
+    if algo == SGD:
+        return 1 if hp.momentum != 0.0 else 0
+    if algo == ADAM:
+        return 7 if hp.amsgrad else 3
+    if algo == ADAMAX or algo == NADAM or algo == RADAM:
+        return 3
+    if algo == RMSPROP:
+        return 1 | (2 if hp.momentum > 0.0 else 0) | (4 if hp.centered else 0)
+    return 1
+
+
+cdef int _check_slots(fo_tensor *ts, Py_ssize_t n, int algo, const fo_hparams *hp) except -1:
+    """Memory-safety net under the Python layer: every bound tensor has the state its step will touch."""
+    cdef int req = _required_slots(algo, hp), s
+    cdef Py_ssize_t k
+    for k in range(n):
+        if ts[k].grad == NULL or ts[k].numel == 0:
+            continue
+        for s in range(3):
+            if (req >> s) & 1 and ts[k].state[s] == NULL:
+                raise RuntimeError(f"internal error: optimizer state slot {s} missing for a tensor")
+        if algo == NADAM and ts[k].aux == NULL:
+            raise RuntimeError("internal error: NAdam mu_product missing for a tensor")
+    return 0
+
+
+cdef class StepPlan:
+    """Tensors of one parameter group and dtype, as C sees them.
+
+    params: the group's arrays (validated writable, C-contiguous, aligned, native float32/float64, one dtype);
+    index: each param's position in the optimizer's flat parameter list (names grads[i] in errors);
+    positions, group_len: each param's position in its group's list, and that list's length;
+    states: one tuple per param of up to 3 state arrays (or None: no state yet), in the algorithm's slot order;
+    steps: one 0-d int64 array per param (its step counter, or None); aux: 0-d float64 arrays or None;
+    fresh: 1 where state slot 0 holds no history yet (SGD momentum buffer just created).
+    """
+    cdef fo_tensor *ts
+    cdef Py_ssize_t n
+    cdef int dtype
+    cdef int algo
+    cdef readonly list params
+    cdef readonly list index
+    cdef list positions      # each param's position in its group's list
+    cdef Py_ssize_t group_len
+    cdef list keep           # state arrays and step counters, kept alive while C holds their pointers
+    cdef list bound          # the arrays bound as grads by the last bind() (copies included)
+    cdef bint is_bound
+
+    def __cinit__(self, int algo, list params, list index, list positions, Py_ssize_t group_len,
+                  list states, list steps, list aux, list fresh):
+        cdef Py_ssize_t k, s
+        cdef cnp.ndarray p, a
+        self.algo = algo
+        self.params = params
+        self.index = index
+        self.positions = positions
+        self.group_len = group_len
+        self.n = len(params)
+        self.keep = [states, steps, aux]
+        self.bound = [None] * self.n
+        self.is_bound = False
+        self.ts = <fo_tensor *>calloc(self.n if self.n > 0 else 1, sizeof(fo_tensor))
+        if self.ts == NULL:
+            raise MemoryError()
+        self.dtype = 1
+        for k in range(self.n):
+            p = params[k]
+            self.dtype = 0 if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT32 else 1
+            self.ts[k].param = cnp.PyArray_DATA(p)
+            self.ts[k].numel = cnp.PyArray_SIZE(p)
+            st = states[k]
+            for s in range(3):
+                if st is not None and s < len(st) and st[s] is not None:
+                    a = st[s]
+                    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(p) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(p) \
+                            or (cnp.PyArray_FLAGS(a) & _REQUIRED_FLAGS) != _REQUIRED_FLAGS \
+                            or not cnp.PyArray_ISWRITEABLE(a):
+                        raise ValueError(f"optimizer state of params[{index[k]}] slot {s} does not match the param")
+                    self.ts[k].state[s] = cnp.PyArray_DATA(a)
+            if steps[k] is not None:
+                a = steps[k]
+                self.ts[k].step = <int64_t *>cnp.PyArray_DATA(a)
+            if aux[k] is not None:
+                a = aux[k]
+                self.ts[k].aux = <double *>cnp.PyArray_DATA(a)
+            self.ts[k].fresh = 1 if fresh[k] else 0
+
+    def __dealloc__(self):
+        free(self.ts)
+
+    def matches(self, list group_params):
+        """True if `group_params` still holds the very arrays this plan was built for, unmoved and writeable."""
+        cdef Py_ssize_t k
+        cdef cnp.ndarray p
+        if len(group_params) != self.group_len:
+            return False
+        for k in range(self.n):
+            if group_params[<Py_ssize_t>self.positions[k]] is not self.params[k]:
+                return False
+            p = self.params[k]
+            if cnp.PyArray_DATA(p) != self.ts[k].param or not cnp.PyArray_ISWRITEABLE(p):
+                return False
+        return True
+
+    def has_slots(self, int mask):
+        """True if every tensor that has state has each slot of bitmask `mask` (an option may need a new one)."""
+        cdef Py_ssize_t k
+        cdef int s
+        for k in range(self.n):
+            if self.ts[k].step == NULL:
+                continue
+            for s in range(3):
+                if (mask >> s) & 1 and self.ts[k].state[s] == NULL:
+                    return False
+        return True
+
+    def bind(self, list grads, WriteSet written not None):
+        """Checks grads[index[k]] against params[k] for every tensor and records its pointer; writes nothing.
+
+        Returns False (binding nothing) if a param with a gradient has no state yet: the caller creates it,
+        rebuilds the plan and binds again.
+
+        A grad may be None (the param is skipped, as torch skips params whose .grad is None), read-only, or
+        non-contiguous / byte-swapped (then copied once: an input, so the copy loses nothing).
+        """
+        cdef Py_ssize_t k, d, i
+        cdef cnp.ndarray p, g
+        cdef object obj
+        self.is_bound = False
+        for k in range(self.n):
+            i = self.index[k]
+            obj = grads[i]
+            if obj is None:
+                self.bound[k] = None
+                continue
+            if self.ts[k].step == NULL:
+                return False
+            p = self.params[k]
+            if not cnp.PyArray_Check(obj):
+                raise TypeError(f"grads[{i}]: expected a numpy.ndarray, got {type(obj).__name__}")
+            g = obj
+            if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(p):
+                raise TypeError(f"grads[{i}]: expected dtype {p.dtype} (the dtype of params[{i}]), "
+                                f"got {g.dtype}")
+            if cnp.PyArray_NDIM(g) != cnp.PyArray_NDIM(p):
+                raise ValueError(f"grads[{i}]: shape {(<object>g).shape} does not match params[{i}] shape {(<object>p).shape}")
+            for d in range(cnp.PyArray_NDIM(p)):
+                if cnp.PyArray_DIM(g, d) != cnp.PyArray_DIM(p, d):
+                    raise ValueError(f"grads[{i}]: shape {(<object>g).shape} does not match params[{i}] shape {(<object>p).shape}")
+            if (cnp.PyArray_FLAGS(g) & _REQUIRED_FLAGS) != _REQUIRED_FLAGS or cnp.PyArray_ISBYTESWAPPED(g):
+                g = np.ascontiguousarray(g, dtype=p.dtype)
+            elif written.overlaps(_start(g), _end(g)):
+                raise ValueError(f"grads[{i}] shares memory with a parameter or optimizer state: a gradient "
+                                 "must be a separate array")
+            self.bound[k] = g
+        for k in range(self.n):
+            g = self.bound[k]
+            self.ts[k].grad = NULL if g is None else cnp.PyArray_DATA(g)
+        self.is_bound = True
+        return True
+
+    def check_finite(self):
+        """Raises ValueError naming the first bound gradient holding inf or NaN."""
+        cdef Py_ssize_t k
+        cdef int ok
+        cdef cnp.ndarray g
+        for k in range(self.n):
+            if self.bound[k] is None:
+                continue
+            g = self.bound[k]
+            with nogil:
+                if self.dtype == 0:
+                    ok = fo_reduce_all_finite_f32(<const float *>self.ts[k].grad, self.ts[k].numel, 0)
+                else:
+                    ok = fo_reduce_all_finite_f64(<const double *>self.ts[k].grad, self.ts[k].numel, 0)
+            if not ok:
+                raise ValueError(f"grads[{self.index[k]}] contains inf or NaN (check_finite=True); "
+                                 "no parameter was updated")
+
+    def run(self, double lr, double weight_decay, double eps, double beta1, double beta2, double momentum,
+            double dampening, double alpha, double lr_decay, double momentum_decay, int flags, int nthreads=0):
+        """One fused step of every bound tensor, GIL released; consumes the binding."""
+        cdef fo_hparams hp
+        cdef int rc
+        cdef Py_ssize_t k
+        if not self.is_bound:
+            raise RuntimeError("StepPlan.run() without a successful bind()")
+        hp.lr = lr
+        hp.weight_decay = weight_decay
+        hp.eps = eps
+        hp.beta1 = beta1
+        hp.beta2 = beta2
+        hp.momentum = momentum
+        hp.dampening = dampening
+        hp.alpha = alpha
+        hp.lr_decay = lr_decay
+        hp.momentum_decay = momentum_decay
+        hp.maximize = (flags & MAXIMIZE) != 0
+        hp.amsgrad = (flags & AMSGRAD) != 0
+        hp.nesterov = (flags & NESTEROV) != 0
+        hp.centered = (flags & CENTERED) != 0
+        hp.decoupled_weight_decay = (flags & DECOUPLED) != 0
+        _check_slots(self.ts, self.n, self.algo, &hp)
+        with nogil:
+            rc = fo_optim_step(self.algo, self.dtype, self.ts, self.n, &hp, nthreads)
+        self.is_bound = False
+        for k in range(self.n):
+            self.bound[k] = None
+        if rc != 0:
+            raise ValueError(f"unknown optimizer algorithm {self.algo}")
+
+    def fresh_flags(self):
+        """Per tensor, 1 while state slot 0 still holds no history."""
+        return [self.ts[k].fresh for k in range(self.n)]

@@ -1,0 +1,98 @@
+"""Checks shared by every fastopt entry point: arrays that are written in place, and hyperparameters.
+
+Errors name the argument and say what was expected: ``TypeError`` for a wrong type or dtype, ``ValueError`` for a
+wrong value, shape or memory layout. Every check runs before anything is written.
+"""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float_array(a, name):
+    """``a`` must be an ndarray of float32 or float64 (any byte order); returns it."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of float32 or float64, got {type(a).__name__}")
+    if a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    return a
+
+
+def check_inplace_array(a, name):
+    """``a`` is updated in place: a writeable, C-contiguous, aligned, native-byte-order float32/float64 ndarray.
+
+    A copy would silently lose the update, so any other layout is an error, never a copy.
+    """
+    check_float_array(a, name)
+    problems = []
+    if not a.flags.c_contiguous:
+        problems.append("not C-contiguous")
+    if not a.flags.aligned:
+        problems.append("not aligned")
+    if not a.dtype.isnative:
+        problems.append("not in native byte order")
+    if not a.flags.writeable:
+        problems.append("read-only")
+    if problems:
+        raise ValueError(f"{name} is updated in place and must be a writeable, C-contiguous, aligned, native "
+                         f"byte-order array; it is {', '.join(problems)}")
+    return a
+
+
+def check_same_dtype(a, b, name_a, name_b):
+    if a.dtype.newbyteorder("=") != b.dtype.newbyteorder("="):
+        raise TypeError(f"{name_b}: expected dtype {a.dtype} (the dtype of {name_a}), got {b.dtype}")
+
+
+def check_same_shape(a, b, name_a, name_b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b}: shape {b.shape} does not match {name_a} shape {a.shape}")
+
+
+def check_no_shared_memory(arrays, names):
+    """ValueError naming the first pair of ``arrays`` that overlap in memory."""
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            if arrays[i] is not None and arrays[j] is not None and np.shares_memory(arrays[i], arrays[j]):
+                raise ValueError(f"{names[i]} and {names[j]} share memory; they must be separate arrays")
+
+
+def as_real(value, what):
+    """A finite or infinite real number as float; TypeError for anything else (bools included)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Invalid {what}: expected a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_range(value, what, low=None, high=None, low_open=False, high_open=False):
+    """``value`` as float within [low, high] (open ends as asked); ValueError with the value otherwise, NaN too."""
+    v = as_real(value, what)
+    ok = not math.isnan(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        raise ValueError(f"Invalid {what}: {value}")
+    return v
+
+
+def check_nonnegative(value, what):
+    """A finite, >= 0 float."""
+    return check_range(value, what, 0.0, math.inf, high_open=True)
+
+
+def check_betas(betas, n=2):
+    """A pair of floats, each in [0, 1)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != n:
+        raise ValueError(f"Invalid betas: expected a tuple of {n} floats, got {betas!r}")
+    return tuple(check_range(b, f"beta parameter at index {i}", 0.0, 1.0, high_open=True)
+                 for i, b in enumerate(betas))
+
+
+def check_flag(value, what):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Invalid {what}: expected a bool, got {type(value).__name__} {value!r}")
+    return bool(value)

@@ -1,0 +1,12 @@
+"""Optimizer objects with torch.optim's names, defaults and update rules, over NumPy arrays."""
+from fastopt.optim.adagrad import Adagrad
+from fastopt.optim.adam import Adam, AdamW
+from fastopt.optim.adamax import Adamax
+from fastopt.optim.lion import Lion
+from fastopt.optim.nadam import NAdam
+from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.radam import RAdam
+from fastopt.optim.rmsprop import RMSprop
+from fastopt.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion"]

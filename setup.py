@@ -1,0 +1,82 @@
+"""Extension modules of fastopt. Metadata lives in pyproject.toml.
+
+Every fastopt/_<name>.pyx is one extension module. Its first lines name the kernel families it wraps
+(`# csrc-families: optim reduce`); it is compiled with csrc/runtime.c and csrc/<family>*.c of each.
+OpenMP is used when the compiler has it (FASTOPT_NO_OPENMP=1 forces a single-threaded build).
+Kernels are compiled for the baseline target; wider instruction sets come from per-ISA source files
+(csrc/*_avx2.c, csrc/*_avx512.c) with target pragmas, chosen at run time — never -march=native.
+"""
+import glob
+import os
+import re
+import sys
+import tempfile
+import warnings
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools._distutils.ccompiler import new_compiler
+from setuptools._distutils.errors import CompileError, LinkError
+from setuptools._distutils.sysconfig import customize_compiler
+
+CSRC = "csrc"
+BASE_FLAGS = [
+    "-O3",
+    "-fno-math-errno",       # lets gcc vectorize sqrt; no result changes
+    "-ffp-contract=off",     # no FMA contraction: every ISA path gives the same bits
+    "-fopenmp-simd",
+    "-fvisibility=hidden",
+    "-Wno-unused-function",
+]
+
+
+def openmp_flags():
+    """-fopenmp if the C compiler can build and link an OpenMP program, else [] (with a warning)."""
+    if os.environ.get("FASTOPT_NO_OPENMP", "0") not in ("", "0"):
+        print("fastopt: FASTOPT_NO_OPENMP set, building without OpenMP")
+        return []
+    if sys.platform == "win32":
+        return ["/openmp"]
+    cc = new_compiler()
+    customize_compiler(cc)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp_probe.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        try:
+            objs = cc.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+            cc.link_executable(objs, os.path.join(tmp, "omp_probe"), extra_postargs=["-fopenmp"])
+        except (CompileError, LinkError):
+            warnings.warn("fastopt: the C compiler has no OpenMP; building single-threaded kernels")
+            return []
+    return ["-fopenmp"]
+
+
+def families_of(pyx):
+    with open(pyx) as f:
+        head = f.read(2000)
+    m = re.search(r"^# csrc-families:(.*)$", head, re.M)
+    return m.group(1).split() if m else []
+
+
+def extensions():
+    omp = openmp_flags()
+    exts = []
+    for pyx in sorted(glob.glob(os.path.join("fastopt", "_*.pyx"))):
+        name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
+        sources = [pyx, os.path.join(CSRC, "runtime.c")]
+        for family in families_of(pyx):
+            sources += sorted(glob.glob(os.path.join(CSRC, family + "*.c")))
+        exts.append(Extension(
+            name,
+            sources=sources,
+            include_dirs=[CSRC, numpy.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+            extra_compile_args=BASE_FLAGS + omp,
+            extra_link_args=omp,
+        ))
+    return cythonize(exts, compiler_directives={"language_level": "3"}, include_path=["fastopt"])
+
+
+setup(ext_modules=extensions())
