@@ -1,0 +1,77 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# csrc-families: bench
+"""Roofline probes for the benchmarks: loops with a kernel's memory traffic and trivial arithmetic."""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+
+from fastopt._runtime cimport *
+
+cnp.import_array()
+
+include "_runtime_api.pxi"
+
+cdef extern from "bench.h" nogil:
+    void fo_bench_stream_f32(const float *const *inp, int nin, float *const *out, int nout, int64_t n, int nthreads)
+    void fo_bench_stream_f64(const double *const *inp, int nin, double *const *out, int nout, int64_t n,
+                             int nthreads)
+    void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads)
+    void fo_bench_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads)
+
+
+def _check(arrays, cnp.ndarray first, what):
+    for a in arrays:
+        if not isinstance(a, cnp.ndarray) or a.dtype != first.dtype or a.size != first.size \
+                or not a.flags.c_contiguous:
+            raise ValueError(f"{what}: expected C-contiguous arrays of one dtype and size")
+        if a.dtype.kind != "f" or a.itemsize not in (4, 8):
+            raise TypeError(f"{what}: expected float32 or float64 arrays")
+
+
+def stream(list reads, list writes, int nthreads=0):
+    """One fused pass reading every array of `reads` and writing every array of `writes` (= 0.5 * sum(reads)).
+
+    Bytes moved: (len(reads) + len(writes)) * nbytes, the same count used for the kernel it stands in for.
+    """
+    cdef Py_ssize_t k, nin = len(reads), nout = len(writes)
+    cdef int64_t n
+    cdef cnp.ndarray a
+    if not (1 <= nin <= 6 and 1 <= nout <= 4):
+        raise ValueError(f"stream: 1-6 reads and 1-4 writes, got {nin} and {nout}")
+    first = writes[0]
+    _check(reads + writes, first, "stream")
+    for a in writes:
+        if not a.flags.writeable:
+            raise ValueError("writes: arrays must be writeable")
+    n = first.size
+    cdef bint single = first.itemsize == 4
+    cdef void **pin = <void **>malloc((nin + 1) * sizeof(void *))
+    cdef void **pout = <void **>malloc((nout + 1) * sizeof(void *))
+    try:
+        for k in range(nin):
+            a = reads[k]
+            pin[k] = cnp.PyArray_DATA(a)
+        for k in range(nout):
+            a = writes[k]
+            pout[k] = cnp.PyArray_DATA(a)
+        with nogil:
+            if single:
+                fo_bench_stream_f32(<const float *const *>pin, <int>nin, <float *const *>pout, <int>nout, n, nthreads)
+            else:
+                fo_bench_stream_f64(<const double *const *>pin, <int>nin, <double *const *>pout, <int>nout, n,
+                                    nthreads)
+    finally:
+        free(pin)
+        free(pout)
+
+
+def copy(double[::1] a, const double[::1] b, int nthreads=0):
+    """STREAM copy a = b (float64): 16 bytes per element as STREAM counts them."""
+    with nogil:
+        fo_bench_copy_f64(&a[0], &b[0], a.shape[0], nthreads)
+
+
+def triad(double[::1] a, const double[::1] b, const double[::1] c, double s, int nthreads=0):
+    """STREAM triad a = b + s c (float64): 24 bytes per element as STREAM counts them (no write-allocate)."""
+    with nogil:
+        fo_bench_triad_f64(&a[0], &b[0], &c[0], s, a.shape[0], nthreads)
