@@ -46,6 +46,14 @@ def parallel_min_elements():
     return _optim._parallel_min_elements()
 
 
+def set_parallel_min_elements(n):
+    """Sets the serial threshold of every kernel module (for benchmarks that measure where it should be)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"Invalid threshold: expected an integer >= 1, got {n!r}")
+    for mod in _kernel_modules():
+        mod._set_parallel_min_elements(int(n))
+
+
 def get_isa():
     """Name of the active instruction-set path: 'baseline', 'avx2' or 'avx512'."""
     return _optim._isa_active()
