@@ -214,3 +214,25 @@ def test_bad_input_clip_value(value, exc, msg):
     np.testing.assert_array_equal(g[0], before)
     with pytest.raises(ValueError, match="read-only"):
         clip_grad_value_([_ro()], 1.0)
+
+
+def test_isa_paths_agree(rng):
+    grads = make_grads(rng, np.float32)
+    before = fastopt.get_isa()
+    results = {}
+    try:
+        for isa in fastopt.available_isas():
+            fastopt.set_isa(isa)
+            work = [g.copy() for g in grads]
+            results[isa] = ([get_total_norm(grads, p) for p in NORMS], clip_grad_norm_(work, 0.3), work)
+    finally:
+        fastopt.set_isa(before)
+    first = results[fastopt.available_isas()[0]]
+    for norms, total, work in results.values():
+        np.testing.assert_allclose(norms, first[0], rtol=1e-13)
+        assert norms[2] == first[0][2]
+        for a, b in zip(work, first[2]):              # the scale pass is element-wise: same coefficient bits
+            if total == first[1]:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-6)
