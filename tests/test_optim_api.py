@@ -227,10 +227,11 @@ def test_threadpoolctl_limits_take_effect():
     assert fastopt.get_num_threads() == before
 
 
-def test_omp_num_threads_is_honoured():
+def test_omp_num_threads_is_honoured(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path
     out = subprocess.run([sys.executable, "-c", "import fastopt; print(fastopt.get_num_threads())"],
-                         env=env, capture_output=True, text=True, check=True)
+                         env=env, capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "1"
 
 

@@ -329,10 +329,11 @@ def test_bad_calls(call, exc, msg):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="fastopt.optim.Optimizer.load_state_dict rejects the group keys torch's "
-                   "schedulers add (initial_lr; OneCycleLR: max_lr, min_lr, max_momentum, base_momentum); needs a "
-                   "change in fastopt/optim/optimizer.py (not owned by the schedules module)")
 def test_optimizer_state_dict_roundtrip_with_scheduler_keys():
     opt = fo_optimizer()
     S.OneCycleLR(opt, max_lr=1.0, total_steps=10)
-    fo_optimizer().load_state_dict(opt.state_dict())
+    other = fo_optimizer()
+    other.load_state_dict(opt.state_dict())
+    for g_saved, g_loaded in zip(opt.param_groups, other.param_groups):
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            assert g_loaded[key] == g_saved[key]

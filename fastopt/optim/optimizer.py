@@ -42,6 +42,10 @@ class _ParamState(Mapping):
         return len(self._opt._state)
 
 
+# Group keys that lr schedules write beside the hyperparameters (as torch's schedulers do).
+SCHEDULE_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
+
+
 class Optimizer:
     """Base class of fastopt optimizers. Subclasses define:
 
@@ -94,7 +98,7 @@ class Optimizer:
             check_inplace_array(p, f"params[{base + k}]")
         for name, value in self.defaults.items():
             group.setdefault(name, value)
-        unknown = set(group) - set(self.defaults) - {"params"}
+        unknown = set(group) - set(self.defaults) - SCHEDULE_KEYS - {"params"}
         if unknown:
             raise TypeError(f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
                             f"expected {sorted(self.defaults)}")
@@ -282,7 +286,7 @@ class Optimizer:
                 raise ValueError(f"loaded state dict group {gi} has {len(saved['params'])} params, "
                                  f"the optimizer's has {len(group['params'])}")
             new = {k: v for k, v in saved.items() if k != "params"}
-            unknown = set(new) - set(self.defaults)
+            unknown = set(new) - set(self.defaults) - SCHEDULE_KEYS
             if unknown:
                 raise ValueError(f"loaded state dict group {gi} has hyperparameters {sorted(unknown)} unknown "
                                  f"to {type(self).__name__}")
