@@ -18,6 +18,10 @@ __all__ = [
     "get_isa", "set_isa", "available_isas",
 ]
 
+from fastopt import nn  # noqa: E402
+
+__all__ += ["nn"]
+
 from fastopt._config import _apply_environment  # noqa: E402
 
 _apply_environment()
