@@ -55,17 +55,22 @@ typedef struct fo_bn_call {
     void *dgamma, *dbeta;            /* backward outputs or NULL */
 } fo_bn_call;
 
-/* Coefficients MHI, MLO, SCALE, SHIFT of channel c from its mean and invstd. */
+/* The part of the mean a REAL cannot hold: mean - (REAL)mean (0 for double). */
+static double fo_bn_mean_lo(int dtype, double mean)
+{
+    return dtype == FO_F32 ? mean - (double)(float)mean : 0.0;
+}
+
+/* Coefficients MHI, SCALE, SHIFT of channel c from its mean and invstd. */
 static void fo_bn_set_affine(const fo_bn_call *k, int64_t c, double mean, double invstd)
 {
     const int64_t C = k->sh->c;
     const double g = k->gamma ? fo_bn_get(k->gamma, k->dtype, c) : 1.0;
     const double b = k->beta ? fo_bn_get(k->beta, k->dtype, c) : 0.0;
-    const double mhi = k->dtype == FO_F32 ? (double)(float)mean : mean;
-    fo_bn_put(k->coef, k->dtype, FO_BN_MHI * C + c, mhi);
-    fo_bn_put(k->coef, k->dtype, FO_BN_MLO * C + c, mean - mhi);
-    fo_bn_put(k->coef, k->dtype, FO_BN_SCALE * C + c, g * invstd);
-    fo_bn_put(k->coef, k->dtype, FO_BN_SHIFT * C + c, b);
+    const double lo = fo_bn_mean_lo(k->dtype, mean), scale = g * invstd;
+    fo_bn_put(k->coef, k->dtype, FO_BN_MHI * C + c, mean - lo);
+    fo_bn_put(k->coef, k->dtype, FO_BN_SCALE * C + c, scale);
+    fo_bn_put(k->coef, k->dtype, FO_BN_SHIFT * C + c, b - lo * scale);
 }
 
 /* Forward, channel c: statistics (from the sums of x - K in training, running ones in eval), saved statistics,
@@ -96,20 +101,24 @@ static void fo_bn_fwd_finish(const fo_bn_call *k, int64_t c, double K, double S,
     fo_bn_set_affine(k, c, mean, invstd);
 }
 
-/* Backward, channel c: dgamma, dbeta and the dx coefficients from sum g (SG) and sum g (x - mean) (SGX). */
-static void fo_bn_bwd_finish(const fo_bn_call *k, int64_t c, double SG, double SGX)
+/* Backward, channel c: dgamma, dbeta and the dx coefficients from sum g (SG) and sum g (x - MHI) (SGXH). */
+static void fo_bn_bwd_finish(const fo_bn_call *k, int64_t c, double SG, double SGXH)
 {
     const int64_t C = k->sh->c;
     const double invstd = k->save_invstd[c];
+    const double lo = fo_bn_mean_lo(k->dtype, k->save_mean[c]);
+    const double SGX = SGXH - lo * SG;             /* sum g (x - mean) */
     const double g = k->gamma ? fo_bn_get(k->gamma, k->dtype, c) : 1.0;
     const double k1 = g * invstd, M = (double)k->M;
+    const double k2 = k->training ? -k1 * invstd * invstd * SGX / M : 0.0;
+    const double k3 = k->training ? -k1 * SG / M : 0.0;
     if (k->dgamma != NULL)
         fo_bn_put(k->dgamma, k->dtype, c, SGX * invstd);
     if (k->dbeta != NULL)
         fo_bn_put(k->dbeta, k->dtype, c, SG);
     fo_bn_put(k->coef, k->dtype, FO_BN_K1 * C + c, k1);
-    fo_bn_put(k->coef, k->dtype, FO_BN_K2 * C + c, k->training ? -k1 * invstd * invstd * SGX / M : 0.0);
-    fo_bn_put(k->coef, k->dtype, FO_BN_K3 * C + c, k->training ? -k1 * SG / M : 0.0);
+    fo_bn_put(k->coef, k->dtype, FO_BN_K2 * C + c, k2);
+    fo_bn_put(k->coef, k->dtype, FO_BN_K3 * C + c, k3 - k2 * lo);
 }
 
 static int fo_bn_check(int dtype, const fo_bn_shape *sh, int training)

@@ -75,14 +75,16 @@ int fo_batchnorm_backward_f64(const double *dy, const double *x, double *dx /* o
                               int training, int relu, int nthreads);
 
 /* Per-channel coefficient table handed to the element kernels: REAL coef[FO_BN_NCOEF][C], row k = one of: */
-enum { FO_BN_MHI = 0, FO_BN_MLO = 1, FO_BN_SCALE = 2, FO_BN_SHIFT = 3, FO_BN_K1 = 4, FO_BN_K2 = 5, FO_BN_K3 = 6,
-       FO_BN_NCOEF = 7 };
-/* x - mean is computed as (x - MHI) - MLO with MHI = (REAL)mean, MLO = (REAL)(mean - MHI): float32 keeps the
- * bits of a double mean (no cancellation for |mean| >> std). y = (x - mean) SCALE + SHIFT;
- * dx = K1 g + K2 (x - mean) + K3. */
+enum { FO_BN_MHI = 0, FO_BN_SCALE = 1, FO_BN_SHIFT = 2, FO_BN_K1 = 3, FO_BN_K2 = 4, FO_BN_K3 = 5, FO_BN_NCOEF = 6 };
+/* With MHI = (REAL)mean and lo = mean - MHI (0 for double; the bits float32 cannot hold), x - mean = (x - MHI) - lo
+ * exactly enough even for |mean| >> std, and the kernels compute only xm = x - MHI:
+ *   y  = xm SCALE + SHIFT,              SCALE = gamma invstd,  SHIFT = beta - lo SCALE
+ *   dx = K1 g + K2 xm + K3,             K3 = (the K3 of x - mean) - K2 lo
+ *   sum g (x - mean) = sum g xm - lo sum g   (corrected by the driver in double). */
 
 /* Range kernels of one instruction-set path. NCS kernels work on channel c, elements [lo, hi) of its M = N S
- * (index n S + s); RC kernels on rows [lo, hi) of every channel. Sums are added to *sum / sum[c] (double). */
+ * (index n S + s); RC kernels on rows [lo, hi) of every channel. Sums are added to *sum / sum[c] (double);
+ * the backward sums are of g and g (x - MHI). */
 typedef void (*fo_bn_stats_ncs_fn)(const void *x, const fo_bn_shape *sh, int64_t c, int64_t lo, int64_t hi,
                                    double shift, double *sum /* inout */, double *sumsq /* inout */);
 typedef void (*fo_bn_stats_rc_fn)(const void *x, const fo_bn_shape *sh, int64_t lo, int64_t hi,
