@@ -134,10 +134,57 @@ static int fo_bn_check(int dtype, const fo_bn_shape *sh, int training)
     return 0;
 }
 
+/* RC: the shift K of the statistics, a pilot mean of up to 64 rows spread over the batch (double), so that
+ * x - K is of the order of the standard deviation and the kernels may form it and its small group sums in REAL. */
+static void fo_bn_pilot_mean(const void *x, int dtype, const fo_bn_shape *sh, double *K)
+{
+    const int64_t C = sh->c, R = sh->n, take = R < 64 ? R : 64;
+    int64_t j, c;
+    for (c = 0; c < C; ++c)
+        K[c] = 0.0;
+    for (j = 0; j < take; ++j) {
+        const int64_t r = j * R / take;
+        if (dtype == FO_F32) {
+            const float *row = (const float *)x + r * C;
+            for (c = 0; c < C; ++c)
+                K[c] += (double)row[c];
+        } else {
+            const double *row = (const double *)x + r * C;
+            for (c = 0; c < C; ++c)
+                K[c] += row[c];
+        }
+    }
+    for (c = 0; c < C; ++c)
+        K[c] = dtype == FO_F32 ? (double)(float)(K[c] / (double)take) : K[c] / (double)take;
+}
+
 /* NCS: whole channels per thread (thread-count independent results) unless that balances badly. */
 static int fo_bn_by_channel(const fo_bn_shape *sh, int nth)
 {
     return nth <= 1 || sh->c % nth == 0 || sh->c >= 8 * (int64_t)nth;
+}
+
+/* RC: channels per column block, so that a block of `narrays` inputs (R rows x cb channels) stays in a 256 KiB
+ * cache between the two passes over it; 0 if blocks of 16 channels do not fit or cannot keep the team busy.
+ * Column blocks need no per-thread partial sums: results do not depend on the thread count. */
+static int64_t fo_bn_col_block(const fo_bn_shape *sh, size_t esize, int nth, int narrays)
+{
+    int64_t cb;
+    if (sh->layout != FO_BN_RC || sh->n < 1)
+        return 0;
+    cb = (int64_t)(256 * 1024 / (esize * (size_t)narrays)) / sh->n;
+    cb &= ~(int64_t)15;
+    if (cb < 16)
+        return 0;
+    if (nth > 1) {
+        int64_t want = (sh->c + 2 * nth - 1) / (2 * nth);
+        want = (want + 15) & ~(int64_t)15;
+        if (want < cb)
+            cb = want;
+        if ((sh->c + cb - 1) / cb < nth)
+            return 0;
+    }
+    return cb < sh->c ? cb : sh->c;
 }
 
 /* Per-thread partial sums for RC: 2 rows of C doubles per thread, padded to a 64-byte multiple. */
@@ -156,6 +203,7 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
     size_t esize;
     double *scratch = NULL;
     size_t nscratch = 0;
+    int64_t cb;
     int nth;
 
     if (fo_bn_check(dtype, sh, training) != 0)
@@ -168,6 +216,7 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
     total = M * C;
     esize = dtype == FO_F32 ? sizeof(float) : sizeof(double);
     nth = fo_threads_for(total, nthreads);
+    cb = fo_bn_col_block(sh, esize, nth, 1);
 
     k.dtype = dtype; k.training = training; k.sh = sh; k.M = M;
     k.gamma = gamma; k.beta = beta; k.running_mean = running_mean; k.running_var = running_var;
@@ -234,12 +283,32 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
                 tab->norm_ncs[dtype](x, y, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), k.coef, relu);
             }
         }
+    } else if (cb > 0) {
+        /* column blocks: each block's statistics and y pass back to back, the block still in cache */
+        double *K = scratch, *S = scratch + C, *Q = scratch + C + fo_bn_pad(C);
+        const int64_t nblk = (C + cb - 1) / cb;
+        if (training)
+            fo_bn_pilot_mean(x, dtype, sh, K);
+#pragma omp parallel num_threads(nth) if(nth > 1)
+        {
+            int tid, team;
+            int64_t b, cc;
+            FO_TEAM(tid, team);
+            for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
+                const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
+                if (training) {
+                    tab->stats_rc[dtype](x, sh, 0, sh->n, c0, c1, K, S, Q);
+                    for (cc = c0; cc < c1; ++cc)
+                        fo_bn_fwd_finish(&k, cc, K[cc], S[cc], Q[cc]);
+                }
+                tab->norm_rc[dtype](x, y, sh, 0, sh->n, c0, c1, k.coef, relu);
+            }
+        }
     } else {
         double *K = scratch, *part = scratch + C;
         const int64_t ld = fo_bn_pad(C);
         if (training)
-            for (c = 0; c < C; ++c)
-                K[c] = fo_bn_get(x, dtype, c);
+            fo_bn_pilot_mean(x, dtype, sh, K);
 #pragma omp parallel num_threads(nth) if(nth > 1)
         {
             int tid, team;
@@ -248,7 +317,7 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
             lo = fo_bn_split(sh->n, tid, team);
             hi = fo_bn_split(sh->n, tid + 1, team);
             if (training) {
-                tab->stats_rc[dtype](x, sh, lo, hi, K, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
+                tab->stats_rc[dtype](x, sh, lo, hi, 0, C, K, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
 #pragma omp barrier
 #pragma omp single
                 {
@@ -264,7 +333,7 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
                     }
                 }
             }
-            tab->norm_rc[dtype](x, y, sh, 0, lo, hi, k.coef, relu);
+            tab->norm_rc[dtype](x, y, sh, lo, hi, 0, C, k.coef, relu);
         }
     }
     free(k.coef);
@@ -281,6 +350,7 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
     int64_t C, M, c, total;
     size_t esize;
     double *scratch = NULL;
+    int64_t cb;
     int nth, need_sums, by_channel;
 
     if (fo_bn_check(dtype, sh, training) != 0 || save_mean == NULL || save_invstd == NULL)
@@ -293,6 +363,7 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
     nth = fo_threads_for(total, nthreads);
     need_sums = training || dgamma != NULL || dbeta != NULL;
     by_channel = sh->layout == FO_BN_NCS && fo_bn_by_channel(sh, nth);
+    cb = fo_bn_col_block(sh, esize, nth, 2);
 
     k.dtype = dtype; k.training = training; k.sh = sh; k.M = M;
     k.gamma = gamma; k.beta = beta; k.running_mean = k.running_var = NULL;
@@ -356,6 +427,24 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
                                    training);
             }
         }
+    } else if (cb > 0) {
+        double *SG = scratch, *SGX = scratch + fo_bn_pad(C);
+        const int64_t nblk = (C + cb - 1) / cb;
+#pragma omp parallel num_threads(nth) if(nth > 1)
+        {
+            int tid, team;
+            int64_t b, cc;
+            FO_TEAM(tid, team);
+            for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
+                const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
+                if (need_sums) {
+                    tab->bsums_rc[dtype](dy, x, sh, 0, sh->n, c0, c1, k.coef, relu, SG, SGX);
+                    for (cc = c0; cc < c1; ++cc)
+                        fo_bn_bwd_finish(&k, cc, SG[cc], SGX[cc]);
+                }
+                tab->dx_rc[dtype](dy, x, dx, sh, 0, sh->n, c0, c1, k.coef, relu, training);
+            }
+        }
     } else {
         double *part = scratch;
         const int64_t ld = fo_bn_pad(C);
@@ -367,7 +456,8 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
             lo = fo_bn_split(sh->n, tid, team);
             hi = fo_bn_split(sh->n, tid + 1, team);
             if (need_sums) {
-                tab->bsums_rc[dtype](dy, x, sh, lo, hi, k.coef, relu, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
+                tab->bsums_rc[dtype](dy, x, sh, lo, hi, 0, C, k.coef, relu, part + 2 * tid * ld,
+                                     part + (2 * tid + 1) * ld);
 #pragma omp barrier
 #pragma omp single
                 {
@@ -383,7 +473,7 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
                     }
                 }
             }
-            tab->dx_rc[dtype](dy, x, dx, sh, 0, lo, hi, k.coef, relu, training);
+            tab->dx_rc[dtype](dy, x, dx, sh, lo, hi, 0, C, k.coef, relu, training);
         }
     }
     free(k.coef);

@@ -11,18 +11,22 @@
  *                      running_mean <- (1 - momentum) running_mean + momentum mean_c
  *                      running_var  <- (1 - momentum) running_var  + momentum var_c * M / (M - 1)
  * Forward (eval):      mean_c = running_mean_c, var_c = running_var_c, same y; nothing else updated.
- * Statistics are sums of (x - K_c) and (x - K_c)^2 in double, shifted by one element K_c of the channel (stable for
- * |mean| >> std), over fixed 16-lane accumulators (the same bits on every instruction-set path).
+ * Statistics are sums of d = x - K_c and d^2, shifted so that d is of the order of the standard deviation (stable
+ * for |mean| >> std). NCS: K_c is one element of the channel and d, d^2 are summed in double over fixed 16-lane
+ * accumulators (the same bits on every instruction-set path). RC: K_c is a pilot mean of up to 64 rows spread over
+ * the batch, d and the sums of groups of 4 rows are formed in REAL, then accumulated in double per channel.
  *
  * Backward, with g = dy (times [pre-activation > 0] with relu, recomputed from x bit for bit as in the forward):
  *   dbeta_c = sum g,  dgamma_c = invstd_c sum g (x - mean_c)
  *   training: dx = gamma_c invstd_c (g - dbeta_c / M - (x - mean_c) invstd_c dgamma_c / M)
  *   eval:     dx = gamma_c invstd_c g          (mean/invstd are the running statistics the forward used)
  *
- * Threads: FO_BN_NCS runs whole channels per thread (each channel's two passes back to back, so the second pass
- * finds the channel in cache; results do not depend on the thread count) when C divides evenly or is large, else
- * splits every channel's elements across threads. FO_BN_RC splits rows across threads with per-thread partial sums
- * in double, combined in thread order (results depend on the thread count within rounding). */
+ * Threads and cache: FO_BN_NCS runs whole channels per thread (each channel's two passes back to back, so the
+ * second pass finds the channel in cache; results do not depend on the thread count) when C divides evenly or is
+ * large, else splits every channel's elements across threads. FO_BN_RC with few rows runs column blocks of channels
+ * per thread the same way (a block of R rows x cb channels fits in 256 KiB); with many rows (channels-last images)
+ * it splits rows across threads with per-thread partial sums in double, combined in thread order (results depend
+ * on the thread count within rounding). */
 #ifndef FO_BATCHNORM_H
 #define FO_BATCHNORM_H
 
@@ -83,29 +87,36 @@ enum { FO_BN_MHI = 0, FO_BN_SCALE = 1, FO_BN_SHIFT = 2, FO_BN_K1 = 3, FO_BN_K2 =
  *   sum g (x - mean) = sum g xm - lo sum g   (corrected by the driver in double). */
 
 /* Range kernels of one instruction-set path. NCS kernels work on channel c, elements [lo, hi) of its M = N S
- * (index n S + s); RC kernels on rows [lo, hi) of every channel. Sums are added to *sum / sum[c] (double);
+ * (index n S + s); RC kernels on rows [lo, hi) of channels [c0, c1). Sums are added to *sum / sum[c] (double);
  * the backward sums are of g and g (x - MHI). */
 typedef void (*fo_bn_stats_ncs_fn)(const void *x, const fo_bn_shape *sh, int64_t c, int64_t lo, int64_t hi,
                                    double shift, double *sum /* inout */, double *sumsq /* inout */);
-typedef void (*fo_bn_stats_rc_fn)(const void *x, const fo_bn_shape *sh, int64_t lo, int64_t hi,
-                                  const double *shift, double *sum /* inout */, double *sumsq /* inout */);
-typedef void (*fo_bn_norm_fn)(const void *x, void *y /* out */, const fo_bn_shape *sh, int64_t c, int64_t lo,
-                              int64_t hi, const void *coef, int relu);
+typedef void (*fo_bn_stats_rc_fn)(const void *x, const fo_bn_shape *sh, int64_t lo, int64_t hi, int64_t c0,
+                                  int64_t c1, const double *shift, double *sum /* inout */, double *sumsq /* inout */);
+typedef void (*fo_bn_norm_ncs_fn)(const void *x, void *y /* out */, const fo_bn_shape *sh, int64_t c, int64_t lo,
+                                  int64_t hi, const void *coef, int relu);
+typedef void (*fo_bn_norm_rc_fn)(const void *x, void *y /* out */, const fo_bn_shape *sh, int64_t lo, int64_t hi,
+                                 int64_t c0, int64_t c1, const void *coef, int relu);
 typedef void (*fo_bn_bsums_ncs_fn)(const void *dy, const void *x, const fo_bn_shape *sh, int64_t c, int64_t lo,
                                    int64_t hi, const void *coef, int relu, double *sum_g /* inout */,
                                    double *sum_gx /* inout */);
 typedef void (*fo_bn_bsums_rc_fn)(const void *dy, const void *x, const fo_bn_shape *sh, int64_t lo, int64_t hi,
-                                  const void *coef, int relu, double *sum_g /* inout */, double *sum_gx /* inout */);
-typedef void (*fo_bn_dx_fn)(const void *dy, const void *x, void *dx /* out */, const fo_bn_shape *sh, int64_t c,
-                            int64_t lo, int64_t hi, const void *coef, int relu, int training);
+                                  int64_t c0, int64_t c1, const void *coef, int relu, double *sum_g /* inout */,
+                                  double *sum_gx /* inout */);
+typedef void (*fo_bn_dx_ncs_fn)(const void *dy, const void *x, void *dx /* out */, const fo_bn_shape *sh, int64_t c,
+                                int64_t lo, int64_t hi, const void *coef, int relu, int training);
+typedef void (*fo_bn_dx_rc_fn)(const void *dy, const void *x, void *dx /* out */, const fo_bn_shape *sh, int64_t lo,
+                               int64_t hi, int64_t c0, int64_t c1, const void *coef, int relu, int training);
 
 typedef struct fo_bn_kernels {
     fo_bn_stats_ncs_fn stats_ncs[2];   /* [dtype] */
     fo_bn_stats_rc_fn stats_rc[2];
-    fo_bn_norm_fn norm_ncs[2], norm_rc[2];      /* RC ignores c */
+    fo_bn_norm_ncs_fn norm_ncs[2];
+    fo_bn_norm_rc_fn norm_rc[2];
     fo_bn_bsums_ncs_fn bsums_ncs[2];
     fo_bn_bsums_rc_fn bsums_rc[2];
-    fo_bn_dx_fn dx_ncs[2], dx_rc[2];            /* RC ignores c */
+    fo_bn_dx_ncs_fn dx_ncs[2];
+    fo_bn_dx_rc_fn dx_rc[2];
 } fo_bn_kernels;
 
 extern const fo_bn_kernels fo_bn_kernels_baseline;
