@@ -20,6 +20,10 @@ __all__ = [
     "schedules", "callbacks", "clip_grad_norm_", "clip_grad_value_", "get_total_norm",
 ]
 
+from fastopt import nn  # noqa: E402
+
+__all__ += ["nn"]
+
 from fastopt._config import _apply_environment  # noqa: E402
 
 _apply_environment()
