@@ -211,7 +211,8 @@ def _vector_registers(so_path, ranges):
     return found
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
+@pytest.mark.skipif(platform.machine() != "x86_64" or not sys.platform.startswith("linux"),
+                    reason="ELF on x86-64 only")
 @pytest.mark.skipif(not (shutil.which("objdump") and shutil.which("readelf")), reason="binutils absent")
 def test_each_path_uses_its_vector_width():
     """Every <family>_<isa>.c object in every kernel module: avx512 uses zmm, avx2 ymm but no zmm,
