@@ -2,7 +2,7 @@
 
 pytest-benchmark, one benchmark per path (fastopt.set_isa) and thread count:
 
-    python -m pytest benchmarks/bench_isa.py --benchmark-only --benchmark-group-by=param:threads
+    python -m pytest benchmarks/bench_isa.py --benchmark-only [--quick] [--bench-threads 1 2]
 
 The ratio of the AVX-512 path to the baseline (SSE2) path, measured in alternating short rounds because this
 machine's speed drifts by tens of percent within seconds (medians of the rounds, and their ratios):
@@ -41,15 +41,39 @@ def isa_and_threads():
     fastopt.set_num_threads(before[1])
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+def pytest_generate_tests(metafunc):
+    if "threads" in metafunc.fixturenames:
+        metafunc.parametrize("threads", metafunc.config.getoption("--bench-threads"))
+
+
+def _check_against_baseline(isa, steps=3):
+    """No benchmark of wrong code: `steps` steps on this path give the baseline path's bits."""
+    out = {}
+    for path in ("baseline", isa):
+        fastopt.set_isa(path)
+        opt, g = _adam(4099)
+        for _ in range(steps):
+            opt.step([g])
+        out[path] = opt.param_groups[0]["params"][0].copy()
+    assert np.array_equal(out[isa].view(np.uint32), out["baseline"].view(np.uint32)), isa
+
+
 @pytest.mark.parametrize("isa", fastopt.available_isas())
-def test_adam_f32_isa(benchmark, isa, threads, isa_and_threads):
-    fastopt.set_isa(isa)
+def test_adam_f32_isa(benchmark, isa, threads, isa_and_threads, request):
     fastopt.set_num_threads(threads)
-    opt, g = _adam(N)
+    _check_against_baseline(isa)
+    fastopt.set_isa(isa)
+    quick = request.config.getoption("--quick")
+    n = 4096 if quick else N
+    opt, g = _adam(n)
     grads = [g]
-    benchmark.extra_info.update(isa=isa, threads=threads, n=N, bytes=N * BYTES_PER_ELEMENT)
-    benchmark(opt.step, grads)
+    benchmark.group = f"adam/f32/{n}/t{threads}"
+    benchmark.name = isa
+    benchmark.extra_info.update(isa=isa, threads=threads, numel=n, bytes=n * BYTES_PER_ELEMENT)
+    if quick:
+        benchmark.pedantic(opt.step, args=(grads,), rounds=3, iterations=1, warmup_rounds=1)
+    else:
+        benchmark(opt.step, grads)
 
 
 def _time(fn, reps):

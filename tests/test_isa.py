@@ -149,6 +149,50 @@ def test_paths_bit_identical_with_nonfinite_gradients(isa, restore_isa):
             assert bit_mismatches(p, ref) == 0, (cls_name, dtype)
 
 
+# Reductions (gradient norms) are not bit-identical across paths: a wider vector sums in another order. Every path
+# accumulates in double, so the stated tolerance is a relative 1e-12 (the float64 rounding bound for these sizes
+# is ~n * 1.1e-16 = 5e-12 in the worst case; typical errors are ~1e-15); the inf-norm (a max) is exact.
+# Elementwise passes (clip_grad_value_, the scale of clip_grad_norm_ given the same coefficient) are exact.
+NORM_RTOL = 1e-12
+
+
+def _grad_list(dtype, seed=3):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3)).astype(dtype) for n in (1, 7, 1000, 40001)]
+
+
+@pytest.mark.skipif(not WIDE_ISAS, reason="only the baseline path runs on this CPU")
+@pytest.mark.parametrize("isa", WIDE_ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reductions_agree_across_paths(isa, dtype, threads, restore_isa):
+    clip = pytest.importorskip("fastopt.clip")
+    fastopt.set_num_threads(threads)
+    got = {}
+    for path in ("baseline", isa):
+        fastopt.set_isa(path)
+        norms = {p: clip.get_total_norm(_grad_list(dtype), p) for p in (1.0, 2.0, 3.0, np.inf)}
+        clamped = _grad_list(dtype)
+        clip.clip_grad_value_(clamped, 0.5)
+        scaled = _grad_list(dtype)
+        clip.clip_grad_norm_(scaled, 1.0)
+        got[path] = norms, clamped, scaled
+    (n_ref, c_ref, s_ref), (n_isa, c_isa, s_isa) = got["baseline"], got[isa]
+    for p in n_ref:
+        if p == np.inf:
+            assert n_isa[p] == n_ref[p]
+        else:
+            assert n_isa[p] == pytest.approx(n_ref[p], rel=NORM_RTOL, abs=0), p
+    for a, b in zip(c_isa, c_ref):
+        assert bit_mismatches(a, b) == 0
+        assert np.abs(a).max() <= 0.5
+    # the clipping coefficient max_norm / (norm + 1e-6) inherits the norm's relative error, then is rounded
+    # to the dtype: the scaled gradients agree to a few units in the last place
+    eps = np.finfo(dtype).eps
+    for a, b in zip(s_isa, s_ref):
+        np.testing.assert_allclose(a, b, rtol=4 * eps, atol=0)
+
+
 # ------------------------------------------------------------------ FASTOPT_ISA in a fresh process
 
 @pytest.mark.parametrize("isa", fastopt.available_isas())
