@@ -79,4 +79,6 @@ def extensions():
     return cythonize(exts, compiler_directives={"language_level": "3"}, include_path=["fastopt"])
 
 
-setup(ext_modules=extensions())
+# The C that Cython generates goes into the sdist (as extension sources) but not into wheels: it is 2 MB of
+# nothing an installed package needs.
+setup(ext_modules=extensions(), exclude_package_data={"fastopt": ["*.c"]})
