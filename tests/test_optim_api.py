@@ -228,8 +228,9 @@ def test_threadpoolctl_limits_take_effect():
 
 
 def test_omp_num_threads_is_honoured(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    # cwd outside the checkout: `python -c` puts the cwd first on sys.path
+    # the fastopt under test (installed or built in place), not an unbuilt checkout in the cwd
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__))))
     out = subprocess.run([sys.executable, "-c", "import fastopt; print(fastopt.get_num_threads())"],
                          env=env, capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "1"

@@ -1,5 +1,3 @@
-import numpy as np
-
 from fastopt import _optim
 from fastopt._validation import check_flag, check_nonnegative
 from fastopt.optim.optimizer import Optimizer
@@ -38,5 +36,5 @@ class Adagrad(Optimizer):
         flags = _optim.MAXIMIZE if g["maximize"] else 0
         return (g["lr"], g["weight_decay"], g["eps"], 0.0, 0.0, 0.0, 0.0, 0.0, g["lr_decay"], 0.0, flags)
 
-    def _init_slot(self, group, p, name):
-        return np.full_like(p, group["initial_accumulator_value"])
+    def _slot_initial_value(self, group, name):
+        return group["initial_accumulator_value"]

@@ -52,7 +52,7 @@ class Optimizer:
     ``algo`` (kernel id), ``slots`` (state names in kernel slot order), ``_check_group(group)`` (validates and
     normalizes hyperparameters, raising ValueError/TypeError with the value), ``_kernel_args(group)`` (the tuple
     passed to ``StepPlan.run``), ``_needed_slots(group)`` (bitmask of slots the next step uses) and, where
-    state is more than zeros, ``_init_slot(group, param, name)``.
+    state starts at another value than zero, ``_slot_initial_value(group, name)``.
     """
 
     algo = None
@@ -187,6 +187,7 @@ class Optimizer:
         params = group["params"]
         for k, p in enumerate(params):
             check_inplace_array(p, f"params[{offset + k}]")
+        missing = []
         for k, p in enumerate(params):
             i = offset + k
             if grads[i] is None and i not in self._state:
@@ -197,10 +198,10 @@ class Optimizer:
             st = self._state[i]
             for s, name in enumerate(self.slots):
                 if (needed >> s) & 1 and st.get(name) is None:
-                    st[name] = self._init_slot(group, p, name)
-                    self._created.append((i, name))
+                    missing.append((i, p, name))
                     if s == 0 and self.fresh_slot0:
                         self._fresh.add(i)
+        self._allocate_slots(group, missing)
         self._writeset = None
         self._plans[gi] = self._make_plans(group, offset)
         return self._plans[gi]
@@ -242,8 +243,25 @@ class Optimizer:
             state["mu_product"] = np.ones((), dtype=np.float64)
         return state
 
-    def _init_slot(self, group, p, name):
-        return np.zeros_like(p)
+    def _allocate_slots(self, group, missing):
+        """Creates the state arrays ``missing`` [(index, param, slot name)] as views into one flat buffer per slot
+        name and dtype, so that a group's state is contiguous in memory (many small params then stream like one
+        large one); each view starts on a 64-byte boundary."""
+        by_kind = {}
+        for i, p, name in missing:
+            by_kind.setdefault((name, p.dtype), []).append((i, p))
+        for (name, dtype), items in by_kind.items():
+            align = max(1, 64 // dtype.itemsize)
+            sizes = [-(-p.size // align) * align for _, p in items]
+            flat = np.full(sum(sizes) + align, self._slot_initial_value(group, name), dtype=dtype)
+            start = (-(flat.ctypes.data // dtype.itemsize)) % align      # first 64-byte boundary
+            for (i, p), size in zip(items, sizes):
+                self._state[i][name] = flat[start:start + p.size].reshape(p.shape)
+                self._created.append((i, name))
+                start += size
+
+    def _slot_initial_value(self, group, name):
+        return 0.0
 
     # ------------------------------------------------------------------ state_dict
     def state_dict(self):
