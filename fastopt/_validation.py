@@ -8,14 +8,16 @@ import numbers
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+FLOAT_DTYPES = (_F32, _F64)
 
 
 def check_float_array(a, name):
     """``a`` must be an ndarray of float32 or float64 (any byte order); returns it."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray of float32 or float64, got {type(a).__name__}")
-    if a.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+    dt = a.dtype
+    if dt is not _F32 and dt is not _F64 and dt.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
     return a
 
@@ -26,6 +28,9 @@ def check_inplace_array(a, name):
     A copy would silently lose the update, so any other layout is an error, never a copy.
     """
     check_float_array(a, name)
+    flags = a.flags
+    if flags.c_contiguous and flags.aligned and flags.writeable and a.dtype.isnative:
+        return a
     problems = []
     if not a.flags.c_contiguous:
         problems.append("not C-contiguous")
