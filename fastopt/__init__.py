@@ -22,3 +22,4 @@ from fastopt._config import _apply_environment  # noqa: E402
 
 _apply_environment()
 del _apply_environment
+from fastopt import losses  # noqa: E402

@@ -7,3 +7,6 @@ from fastopt.functional.optim import (adagrad_, adam_, adamax_, adamw_, lion_, n
                                       sgd_)
 
 __all__ = ["sgd_", "adam_", "adamw_", "adamax_", "nadam_", "radam_", "rmsprop_", "adagrad_", "lion_"]
+from fastopt.functional.dropout import dropout, dropout_backward  # noqa: E402
+
+__all__ += ["dropout", "dropout_backward"]
