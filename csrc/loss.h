@@ -3,8 +3,9 @@
  *
  * Every reduction is accumulated in double over fixed blocks whose partial sums are added in block order, so a
  * loss or penalty value is bit-identical at any thread count (it may differ in the last bits between instruction
- * set paths, whose SIMD widths order the additions inside a block differently). Gradients and every other
- * elementwise output are bit-identical at any thread count and on every path. */
+ * set paths, whose SIMD widths order the additions inside a block differently). Every output array is
+ * bit-identical at any thread count; those that need no reduction (regression, BCE, penalty gradients, max-norm,
+ * dropout) also on every path, while softmax gradients (divided by a row sum) agree across paths to rounding. */
 #ifndef FO_LOSS_H
 #define FO_LOSS_H
 
