@@ -181,7 +181,7 @@ def binary_cross_entropy_with_logits(input, target, *, pos_weight=None, reductio
     """Logistic loss on logits x with targets t in [0, 1] (torch ``F.binary_cross_entropy_with_logits``):
 
     l = -[pw t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]
-      = (1 - t) x + (1 + (pw - 1) t) (log1p(exp(-|x|)) + max(-x, 0))     (stable for any |x|)
+      = (1 + (pw - 1) t) log1p(exp(-|x|)) + ((1 - t) x if x >= 0 else -x pw t)    (stable for any |x|)
     dl/dx = (1 + (pw - 1) t) sigmoid(x) - pw t
 
     ``pos_weight``: a scalar or an array of shape (C,) broadcast along the last axis (torch's rule), >= 0.
