@@ -1,6 +1,14 @@
 #include "bench.h"
 #include "runtime.h"
 
+/* The probes use the widest vectors the CPU has, like the kernels they stand in for (gcc picks the clone at load
+ * time through an ifunc; the probes are benchmark-only code, so the kernels' explicit dispatch is not needed). */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define FO_PROBE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FO_PROBE_CLONES
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -31,7 +39,7 @@
             if (nout > 3) o3[i] = s;                                                                      \
         }                                                                                                 \
     }                                                                                                     \
-    static void fo_stream_range_##SUFFIX(const REAL *const *in, int nin, REAL *const *out, int nout,      \
+    FO_PROBE_CLONES static void fo_stream_range_##SUFFIX(const REAL *const *in, int nin, REAL *const *out, int nout,      \
                                          int64_t lo, int64_t hi)                                          \
     {                                                                                                     \
         switch (nin * 8 + nout) {                                                                         \
@@ -69,6 +77,40 @@
 
 FO_STREAM(float, f32)
 FO_STREAM(double, f64)
+
+/* 16 independent partial sums: one accumulator would make the pass latency-bound, not bandwidth-bound. */
+#define FO_SUM(REAL, SUFFIX)                                                                              \
+    FO_PROBE_CLONES static double fo_sum_range_##SUFFIX(const REAL *x, int64_t lo, int64_t hi)            \
+    {                                                                                                     \
+        REAL acc[16] = {0};                                                                               \
+        double total = 0;                                                                                 \
+        int64_t i;                                                                                        \
+        int k;                                                                                            \
+        for (i = lo; i + 16 <= hi; i += 16)                                                               \
+            for (k = 0; k < 16; ++k)                                                                      \
+                acc[k] += x[i + k];                                                                       \
+        for (; i < hi; ++i)                                                                               \
+            acc[0] += x[i];                                                                               \
+        for (k = 0; k < 16; ++k)                                                                          \
+            total += acc[k];                                                                              \
+        return total;                                                                                     \
+    }                                                                                                     \
+    double fo_bench_sum_##SUFFIX(const REAL *x, int64_t n, int nthreads)                                  \
+    {                                                                                                     \
+        const int nth = fo_threads_for(n, nthreads);                                                      \
+        double total = 0;                                                                                 \
+        if (nth <= 1)                                                                                     \
+            return fo_sum_range_##SUFFIX(x, 0, n);                                                        \
+        _Pragma("omp parallel num_threads(nth) reduction(+:total)")                                       \
+        {                                                                                                 \
+            int tid = 0, team = 1;                                                                        \
+            FO_TEAM(tid, team);                                                                           \
+            total += fo_sum_range_##SUFFIX(x, fo_split(n, tid, team), fo_split(n, tid + 1, team));        \
+        }                                                                                                 \
+        return total;                                                                                     \
+    }
+FO_SUM(float, f32)
+FO_SUM(double, f64)
 
 void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads)
 {

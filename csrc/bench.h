@@ -11,6 +11,10 @@
 void fo_bench_stream_f32(const float *const *in, int nin, float *const *out, int nout, int64_t n, int nthreads);
 void fo_bench_stream_f64(const double *const *in, int nin, double *const *out, int nout, int64_t n, int nthreads);
 
+/* A read-only pass: the sum of x[0..n) (stands in for a norm or a statistics pass). */
+double fo_bench_sum_f32(const float *x, int64_t n, int nthreads);
+double fo_bench_sum_f64(const double *x, int64_t n, int nthreads);
+
 /* STREAM copy (b = a) and triad (a = b + s c), float64 as in McCalpin's STREAM. */
 void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads);
 void fo_bench_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads);

@@ -1,4 +1,5 @@
-/* fastopt reductions over many arrays: finiteness checks and norms, accumulated in double. */
+/* fastopt reductions over many arrays: finiteness checks, global norms (accumulated in double), and the in-place
+ * scaling and clamping that gradient clipping applies after them. */
 #ifndef FO_REDUCE_H
 #define FO_REDUCE_H
 
@@ -7,5 +8,47 @@
 /* 1 if every element of x[0..n) is finite, else 0. */
 int fo_reduce_all_finite_f32(const float *x, int64_t n, int nthreads);
 int fo_reduce_all_finite_f64(const double *x, int64_t n, int nthreads);
+
+/* Global p-norm of `narrays` arrays xs[k][0..ns[k]) in one pass (threads split the concatenated element range).
+ *
+ *   p finite > 0:  s_k = sum_i |x_ki|^p (in double),  per_array[k] = s_k^(1/p),  *total = (sum_k s_k)^(1/p)
+ *   p = +inf:      per_array[k] = max_i |x_ki|,       *total = max_k per_array[k]
+ *
+ * NaN anywhere gives NaN (inf gives inf). p = 1 and p = 2 take fast paths (no pow). Results do not depend on the
+ * instruction-set path beyond summation order: the sum of a thread's range is a vector of partial sums, so values
+ * agree across thread counts and ISA paths to a relative ~1e-15 (exactly for p = inf). Same thread count and
+ * path: identical bits. Returns 0, or -1 for p <= 0 / NaN or on allocation failure. */
+int fo_reduce_norm_f32(const float *const *xs, const int64_t *ns, int64_t narrays, double p,
+                       double *per_array /* out: narrays */, double *total /* out */, int nthreads);
+int fo_reduce_norm_f64(const double *const *xs, const int64_t *ns, int64_t narrays, double p,
+                       double *per_array /* out: narrays */, double *total /* out */, int nthreads);
+
+/* x <- x * (REAL)coef for every element of every array (element-wise: identical bits at any thread count). */
+void fo_reduce_scale_f32(float *const *xs /* inout */, const int64_t *ns, int64_t narrays, double coef, int nthreads);
+void fo_reduce_scale_f64(double *const *xs /* inout */, const int64_t *ns, int64_t narrays, double coef,
+                         int nthreads);
+
+/* x <- min(max(x, lo), hi) as torch.clamp_min_ then clamp_max_ (NaN stays NaN), every element of every array. */
+void fo_reduce_clamp_f32(float *const *xs /* inout */, const int64_t *ns, int64_t narrays, double lo, double hi,
+                         int nthreads);
+void fo_reduce_clamp_f64(double *const *xs /* inout */, const int64_t *ns, int64_t narrays, double lo, double hi,
+                         int nthreads);
+
+/* ---- internal: per-ISA chunk kernels (reduce_kernels.inc), chosen at run time -------------------------------- */
+enum { FO_NORM_L1 = 0, FO_NORM_L2 = 1, FO_NORM_LINF = 2, FO_NORM_LP = 3, FO_NORM_KINDS = 4 };
+
+/* Sum of |x|^p (or max |x| for FO_NORM_LINF, NaN if any NaN) over x[a..b). */
+typedef double (*fo_reduce_norm_fn)(const void *x, int64_t a, int64_t b, double p);
+typedef void (*fo_reduce_scale_fn)(void *x /* inout */, int64_t a, int64_t b, double coef);
+typedef void (*fo_reduce_clamp_fn)(void *x /* inout */, int64_t a, int64_t b, double lo, double hi);
+typedef struct fo_reduce_kernels {
+    fo_reduce_norm_fn norm[FO_NORM_KINDS][2];   /* [kind][FO_F32 | FO_F64] */
+    fo_reduce_scale_fn scale[2];
+    fo_reduce_clamp_fn clamp[2];
+} fo_reduce_kernels;
+
+extern const fo_reduce_kernels fo_reduce_kernels_baseline;
+extern const fo_reduce_kernels fo_reduce_kernels_avx2;
+extern const fo_reduce_kernels fo_reduce_kernels_avx512;
 
 #endif

@@ -5,6 +5,17 @@
 #endif
 
 static int fo_active = -1;
+static int64_t fo_min_parallel = FO_PARALLEL_MIN_ELEMENTS;
+
+int64_t fo_parallel_min(void)
+{
+    return fo_min_parallel;
+}
+
+void fo_set_parallel_min(int64_t n)
+{
+    fo_min_parallel = n > 1 ? n : 1;
+}
 
 int fo_isa_compiled(int isa)
 {
@@ -101,9 +112,9 @@ int fo_threads_for(int64_t work, int requested)
 {
     int64_t cap;
     int n = requested > 0 ? requested : fo_max_threads();
-    if (work < FO_PARALLEL_MIN_ELEMENTS || n <= 1)
+    if (work < fo_min_parallel || n <= 1)
         return 1;
-    cap = work / (FO_PARALLEL_MIN_ELEMENTS / 2);
+    cap = 2 * work / fo_min_parallel;
     return (int64_t)n > cap ? (int)cap : n;
 }
 

@@ -4,9 +4,10 @@
 
 #include "fo_common.h"
 
-/* Work (elements) below which a kernel runs serially: waking a thread team costs a few microseconds,
- * more than a 32K-element elementwise pass gains from a second core (benchmarks/bench_threshold.py). */
-#define FO_PARALLEL_MIN_ELEMENTS 32768
+/* Work (elements) below which a kernel runs serially: waking a thread team costs about a microsecond, more than
+ * a second core saves on a small pass. Measured for an fp32 Adam step on 2 cores (benchmarks/bench_threshold.py):
+ * 2 threads are 0.8x at 4K elements, 1.0x at 8K, 1.2x at 16K, 1.3x at 32K, 1.6x at 64K. */
+#define FO_PARALLEL_MIN_ELEMENTS 16384
 
 int fo_isa_compiled(int isa);       /* 1 if this build has kernels for `isa` */
 int fo_isa_supported(int isa);      /* 1 if compiled and the CPU can run it */
@@ -19,7 +20,11 @@ int fo_openmp_enabled(void);
 int fo_max_threads(void);           /* omp_get_max_threads(): honours OMP_NUM_THREADS and threadpoolctl */
 void fo_set_max_threads(int n);     /* omp_set_num_threads(n) */
 
-/* Threads to use for `work` elements: 1 below the serial threshold, else min(requested, work / threshold);
+/* The serial threshold in force (FO_PARALLEL_MIN_ELEMENTS unless set, for benchmarks that measure it). */
+int64_t fo_parallel_min(void);
+void fo_set_parallel_min(int64_t n);
+
+/* Threads to use for `work` elements: 1 below the serial threshold, else min(requested, 2 work / threshold);
  * requested <= 0 means fo_max_threads(). */
 int fo_threads_for(int64_t work, int requested);
 

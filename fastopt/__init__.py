@@ -7,7 +7,8 @@
 """
 __version__ = "0.1.0"
 
-from fastopt import functional
+from fastopt import callbacks, functional, schedules
+from fastopt.clip import clip_grad_norm_, clip_grad_value_, get_total_norm
 from fastopt._config import (available_isas, config, get_isa, get_num_threads, parallel_min_elements, set_isa,
                              set_num_threads, show_config)
 from fastopt.optim import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
@@ -16,6 +17,7 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion",
     "functional", "set_num_threads", "get_num_threads", "parallel_min_elements", "show_config", "config",
     "get_isa", "set_isa", "available_isas",
+    "schedules", "callbacks", "clip_grad_norm_", "clip_grad_value_", "get_total_norm",
 ]
 
 from fastopt._config import _apply_environment  # noqa: E402

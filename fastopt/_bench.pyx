@@ -15,17 +15,26 @@ cdef extern from "bench.h" nogil:
     void fo_bench_stream_f32(const float *const *inp, int nin, float *const *out, int nout, int64_t n, int nthreads)
     void fo_bench_stream_f64(const double *const *inp, int nin, double *const *out, int nout, int64_t n,
                              int nthreads)
+    double fo_bench_sum_f32(const float *x, int64_t n, int nthreads)
+    double fo_bench_sum_f64(const double *x, int64_t n, int nthreads)
     void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads)
     void fo_bench_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads)
 
 
-def _check(arrays, cnp.ndarray first, what):
-    for a in arrays:
-        if not isinstance(a, cnp.ndarray) or a.dtype != first.dtype or a.size != first.size \
-                or not a.flags.c_contiguous:
+cdef int _check(list arrays, cnp.ndarray first, str what) except -1:
+    """Contiguous float32/float64 arrays of one dtype and size (C-level checks: the probes time small sizes too)."""
+    cdef cnp.ndarray a
+    cdef int typ = cnp.PyArray_TYPE(first)
+    if typ != cnp.NPY_FLOAT32 and typ != cnp.NPY_FLOAT64:
+        raise TypeError(f"{what}: expected float32 or float64 arrays")
+    for obj in arrays:
+        if not cnp.PyArray_Check(obj):
+            raise TypeError(f"{what}: expected numpy arrays")
+        a = obj
+        if cnp.PyArray_TYPE(a) != typ or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(first) \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(a):
             raise ValueError(f"{what}: expected C-contiguous arrays of one dtype and size")
-        if a.dtype.kind != "f" or a.itemsize not in (4, 8):
-            raise TypeError(f"{what}: expected float32 or float64 arrays")
+    return 0
 
 
 def stream(list reads, list writes, int nthreads=0):
@@ -38,13 +47,13 @@ def stream(list reads, list writes, int nthreads=0):
     cdef cnp.ndarray a
     if not (1 <= nin <= 6 and 1 <= nout <= 4):
         raise ValueError(f"stream: 1-6 reads and 1-4 writes, got {nin} and {nout}")
-    first = writes[0]
+    cdef cnp.ndarray first = writes[0]
     _check(reads + writes, first, "stream")
     for a in writes:
-        if not a.flags.writeable:
+        if not cnp.PyArray_ISWRITEABLE(a):
             raise ValueError("writes: arrays must be writeable")
-    n = first.size
-    cdef bint single = first.itemsize == 4
+    n = cnp.PyArray_SIZE(first)
+    cdef bint single = cnp.PyArray_TYPE(first) == cnp.NPY_FLOAT32
     cdef void **pin = <void **>malloc((nin + 1) * sizeof(void *))
     cdef void **pout = <void **>malloc((nout + 1) * sizeof(void *))
     try:
@@ -63,6 +72,19 @@ def stream(list reads, list writes, int nthreads=0):
     finally:
         free(pin)
         free(pout)
+
+
+def read(cnp.ndarray x, int nthreads=0):
+    """A read-only pass over contiguous float32/float64 `x` (returns its sum): itemsize bytes per element."""
+    _check([x], x, "read")
+    cdef int64_t n = cnp.PyArray_SIZE(x)
+    cdef double out
+    cdef bint single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    cdef void *ptr = cnp.PyArray_DATA(x)
+    with nogil:
+        out = fo_bench_sum_f32(<const float *>ptr, n, nthreads) if single else \
+              fo_bench_sum_f64(<const double *>ptr, n, nthreads)
+    return out
 
 
 def copy(double[::1] a, const double[::1] b, int nthreads=0):

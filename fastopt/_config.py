@@ -14,7 +14,7 @@ import numpy as np
 
 from fastopt import _optim
 
-_MODULE_NAMES = ("fastopt._optim", "fastopt._batchnorm", "fastopt._loss", "fastopt._bench")
+_MODULE_NAMES = ("fastopt._optim", "fastopt._batchnorm", "fastopt._loss", "fastopt._reduce", "fastopt._bench")
 
 
 def _kernel_modules():
@@ -44,6 +44,14 @@ def set_num_threads(n):
 def parallel_min_elements():
     """Below this many elements a kernel call runs on one thread (thread start-up would cost more)."""
     return _optim._parallel_min_elements()
+
+
+def set_parallel_min_elements(n):
+    """Sets the serial threshold of every kernel module (for benchmarks that measure where it should be)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"Invalid threshold: expected an integer >= 1, got {n!r}")
+    for mod in _kernel_modules():
+        mod._set_parallel_min_elements(int(n))
 
 
 def get_isa():

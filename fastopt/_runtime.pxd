@@ -14,3 +14,5 @@ cdef extern from "runtime.h" nogil:
     int fo_max_threads()
     void fo_set_max_threads(int n)
     int fo_threads_for(int64_t work, int requested)
+    int64_t fo_parallel_min()
+    void fo_set_parallel_min(int64_t n)

@@ -36,4 +36,8 @@ def _set_max_threads(int n):
 
 
 def _parallel_min_elements():
-    return FO_PARALLEL_MIN_ELEMENTS
+    return fo_parallel_min()
+
+
+def _set_parallel_min_elements(int64_t n):
+    fo_set_parallel_min(n)

@@ -42,6 +42,10 @@ class _ParamState(Mapping):
         return len(self._opt._state)
 
 
+# Group keys that lr schedules write beside the hyperparameters (as torch's schedulers do).
+SCHEDULE_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
+
+
 class Optimizer:
     """Base class of fastopt optimizers. Subclasses define:
 
@@ -65,6 +69,7 @@ class Optimizer:
         self._plans = []      # per group: list of StepPlan (one per dtype), or None when stale
         self._writeset = None
         self._checked = {}    # group index -> kernel args last validated by _check_group
+        self._created = []    # (index, slot name or None for the whole state) created by the current step
         self.state = _ParamState(self)
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of dicts, not a single array; pass [array]")
@@ -93,7 +98,7 @@ class Optimizer:
             check_inplace_array(p, f"params[{base + k}]")
         for name, value in self.defaults.items():
             group.setdefault(name, value)
-        unknown = set(group) - set(self.defaults) - {"params"}
+        unknown = set(group) - set(self.defaults) - SCHEDULE_KEYS - {"params"}
         if unknown:
             raise TypeError(f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
                             f"expected {sorted(self.defaults)}")
@@ -124,23 +129,41 @@ class Optimizer:
         runs = []
         offset = 0
         checked = self._checked
-        for gi, group in enumerate(self.param_groups):
-            args = self._kernel_args(group)
-            if checked.get(gi) != args:          # hyperparameters changed since last validated
-                self._check_group(group)
-                checked[gi] = args
-            plans = self._bound_plans(gi, group, grads, offset)
-            runs.append((plans, args))
-            offset += len(group["params"])
-        if check_finite:
-            for plans, _ in runs:
-                for plan in plans:
-                    plan.check_finite()
+        self._created = []
+        try:
+            for gi, group in enumerate(self.param_groups):
+                args = self._kernel_args(group)
+                if checked.get(gi) != args:          # hyperparameters changed since last validated
+                    self._check_group(group)
+                    checked[gi] = args
+                plans = self._bound_plans(gi, group, grads, offset)
+                runs.append((plans, args))
+                offset += len(group["params"])
+            if check_finite:
+                for plans, _ in runs:
+                    for plan in plans:
+                        plan.check_finite()
+        except BaseException:
+            self._forget_created()
+            raise
         for plans, args in runs:
             for plan in plans:
                 plan.run(*args)
         if self._fresh:
             self._fresh = {i for i in self._fresh if grads[i] is None}
+
+    def _forget_created(self):
+        """Undoes the state a failed step created, so that the optimizer is exactly as before the call."""
+        if self._created:
+            for i, name in reversed(self._created):
+                if name is None:
+                    self._state.pop(i, None)
+                else:
+                    self._state[i].pop(name, None)
+                self._fresh.discard(i)
+            self._plans = [None] * len(self.param_groups)
+            self._writeset = None
+        self._created = []
 
     def _bound_plans(self, gi, group, grads, offset):
         """The group's StepPlans, rebuilt if stale, with the gradients bound (checked, nothing written)."""
@@ -168,10 +191,14 @@ class Optimizer:
             i = offset + k
             if grads[i] is None and i not in self._state:
                 continue
-            st = self._state.setdefault(i, self._new_state(group, p))
+            if i not in self._state:
+                self._state[i] = self._new_state(group, p)
+                self._created.append((i, None))
+            st = self._state[i]
             for s, name in enumerate(self.slots):
                 if (needed >> s) & 1 and st.get(name) is None:
                     st[name] = self._init_slot(group, p, name)
+                    self._created.append((i, name))
                     if s == 0 and self.fresh_slot0:
                         self._fresh.add(i)
         self._writeset = None
@@ -259,7 +286,7 @@ class Optimizer:
                 raise ValueError(f"loaded state dict group {gi} has {len(saved['params'])} params, "
                                  f"the optimizer's has {len(group['params'])}")
             new = {k: v for k, v in saved.items() if k != "params"}
-            unknown = set(new) - set(self.defaults)
+            unknown = set(new) - set(self.defaults) - SCHEDULE_KEYS
             if unknown:
                 raise ValueError(f"loaded state dict group {gi} has hyperparameters {sorted(unknown)} unknown "
                                  f"to {type(self).__name__}")

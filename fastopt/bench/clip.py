@@ -1,0 +1,89 @@
+"""Gradient clipping cases: ``clip_grad_norm_`` (global L2 norm over all arrays, then scaling) against NumPy and
+``torch.nn.utils.clip_grad_norm_(foreach=True)``, and a roofline probe.
+
+Bytes per call: the norm pass reads every gradient once and the scale pass reads and writes it in place:
+3 x itemsize per element. The probe makes the same accesses: ``fastopt._bench.read`` then ``stream([g], [g])``.
+``max_norm`` is half the initial norm, so the scale pass runs at every call.
+"""
+import numpy as np
+
+import fastopt
+from fastopt import _bench
+from fastopt.bench.core import Case, Impl, optional_import
+
+SIZES = {"1e5": [100_000], "1e7": [10_000_000], "200x5000": [5000] * 200, "2000x500": [500] * 2000}
+QUICK_SIZES = {"1e4": [10_000], "20x500": [500] * 20}
+
+
+def _grads(shapes, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(n).astype(dtype) for n in shapes]
+
+
+class FastoptClip:
+    def __init__(self, shapes, dtype):
+        self.grads = _grads(shapes, dtype)
+        self.max_norm = 0.5 * fastopt.get_total_norm(self.grads)
+
+    def run(self):
+        fastopt.clip_grad_norm_(self.grads, self.max_norm)
+
+    def result(self):
+        return self.grads
+
+
+class NumpyClip(FastoptClip):
+    def run(self):
+        total = float(np.sqrt(sum(float(np.dot(g, g)) for g in self.grads)))
+        coef = min(1.0, self.max_norm / (total + 1e-6))
+        for g in self.grads:
+            g *= g.dtype.type(coef)
+
+
+class TorchClip(FastoptClip):
+    def __init__(self, torch, shapes, dtype):
+        super().__init__(shapes, dtype)
+        self.torch = torch
+        self.params = []
+        for g in self.grads:
+            p = torch.empty(g.shape, dtype=getattr(torch, np.dtype(dtype).name))
+            p.grad = torch.from_numpy(g)
+            self.params.append(p)
+
+    def run(self):
+        self.torch.nn.utils.clip_grad_norm_(self.params, self.max_norm, foreach=True)
+
+
+class ProbeClip:
+    def __init__(self, shapes, dtype):
+        self.flat = np.ones(int(sum(shapes)), dtype=dtype)
+
+    def run(self):
+        _bench.read(self.flat)
+        _bench.stream([self.flat], [self.flat])
+
+    def result(self):
+        return None
+
+
+def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
+    torch = optional_import("torch") if peers else None
+    table = QUICK_SIZES if quick else SIZES
+    out = []
+    for size in sizes or list(table):
+        shapes = table.get(size) or SIZES.get(size)
+        if shapes is None:
+            raise ValueError(f"unknown size {size!r}; expected one of {sorted(set(SIZES) | set(QUICK_SIZES))}")
+        for dtype in dtypes:
+            impls = [Impl("fastopt", lambda s=shapes, d=dtype: FastoptClip(s, d))]
+            if peers:
+                impls.append(Impl("numpy", lambda s=shapes, d=dtype: NumpyClip(s, d)))
+            if torch is not None:
+                impls.append(Impl("torch-foreach", lambda s=shapes, d=dtype: TorchClip(torch, s, d)))
+            impls.append(Impl("roofline", lambda s=shapes, d=dtype: ProbeClip(s, d), is_probe=True))
+            numel = int(sum(shapes))
+            for t in threads:
+                out.append(Case("clip", "clip_grad_norm_", size, numel, dtype, t,
+                                3 * np.dtype(dtype).itemsize * numel, impls,
+                                rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-7))
+    return out

@@ -1,0 +1,124 @@
+"""Cases, implementations, correctness check and alternating-round timing."""
+import gc
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import numpy as np
+
+
+@dataclass
+class Impl:
+    """One implementation of a case. ``make()`` builds its arrays (outside any timing) and returns an object with
+    ``run()`` (one timed call) and ``result()`` (list of arrays to compare, or None for probes)."""
+    name: str
+    make: Callable[[], object]
+    is_probe: bool = False
+
+
+@dataclass
+class Case:
+    family: str
+    kernel: str
+    size: str                      # label, e.g. "1e6" or "200x5000"
+    numel: int                     # elements per call
+    dtype: str
+    threads: int
+    bytes_per_call: float          # bytes the kernel must move per call (documented by each family)
+    impls: List[Impl]
+    rtol: float = 1e-4
+    atol: float = 1e-6
+    check_steps: int = 3
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def key(self):
+        return f"{self.family}/{self.kernel}/{self.size}/{self.dtype}/t{self.threads}"
+
+
+def set_threads(n):
+    """Sets the threads of fastopt and, where importable, of torch, for one case."""
+    import fastopt
+    fastopt.set_num_threads(n)
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def check_case(case: Case):
+    """Runs every non-probe implementation ``check_steps`` times from the same data and asserts equal results
+    (within the case's tolerance) before anything is timed: no benchmark of wrong code."""
+    set_threads(case.threads)
+    reference_name, reference = None, None
+    for impl in case.impls:
+        if impl.is_probe:
+            continue
+        obj = impl.make()
+        for _ in range(case.check_steps):
+            obj.run()
+        result = [np.asarray(r, dtype=np.float64) for r in obj.result()]
+        if reference is None:
+            reference_name, reference = impl.name, result
+            continue
+        assert len(result) == len(reference), f"{case.key}: {impl.name} returned {len(result)} arrays"
+        for i, (a, b) in enumerate(zip(result, reference)):
+            np.testing.assert_allclose(a, b, rtol=case.rtol, atol=case.atol,
+                                       err_msg=f"{case.key}: {impl.name} differs from {reference_name} (array {i})")
+        del obj
+    gc.collect()
+
+
+def _calibrate(run, min_time):
+    """Calls per sample so that one sample lasts about ``min_time`` seconds (at least 1)."""
+    t0 = time.perf_counter()
+    run()
+    dt = time.perf_counter() - t0
+    return max(1, min(100_000, int(min_time / max(dt, 1e-7))))
+
+
+def measure_case(case: Case, rounds=7, min_time=0.005):
+    """Times every implementation in alternating rounds (the machine's speed drifts; alternating keeps the
+    comparison fair) and returns one record per implementation with the median seconds per call."""
+    set_threads(case.threads)
+    objs = [(impl, impl.make()) for impl in case.impls]
+    numbers = []
+    for impl, obj in objs:
+        obj.run()                                   # warm-up: page faults, lazy state, caches
+        numbers.append(_calibrate(obj.run, min_time))
+    samples = [[] for _ in objs]
+    for r in range(rounds):
+        order = list(range(len(objs)))
+        order = order[r % len(order):] + order[:r % len(order)]
+        for k in order:
+            run, number = objs[k][1].run, numbers[k]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                run()
+            samples[k].append((time.perf_counter() - t0) / number)
+    del objs
+    gc.collect()
+    records = []
+    for (impl, _), s in zip(((i, None) for i in case.impls), samples):
+        med = statistics.median(s)
+        records.append({
+            "family": case.family, "kernel": case.kernel, "size": case.size, "numel": case.numel,
+            "dtype": case.dtype, "threads": case.threads, "impl": impl.name, "is_probe": impl.is_probe,
+            "median_s": med, "min_s": min(s), "max_s": max(s), "rounds": len(s),
+            "bytes": case.bytes_per_call, "gbps": case.bytes_per_call / med / 1e9,
+        })
+    probe = next((r for r in records if r["is_probe"]), None)
+    fast = next((r for r in records if r["impl"] == "fastopt"), None)
+    for rec in records:
+        rec["pct_roofline"] = 100.0 * probe["median_s"] / rec["median_s"] if probe else None
+        rec["fastopt_speedup"] = rec["median_s"] / fast["median_s"] if fast else None
+    return records
+
+
+def optional_import(name) -> Optional[object]:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None

@@ -1,0 +1,352 @@
+"""scikit-learn estimators: multilayer perceptrons trained with fastopt's kernels.
+
+Linear layers use NumPy matmul (BLAS); batch norm, dropout, the loss and its gradient, L1/L2 penalties, gradient
+clipping, the optimizer step and the lr schedule are fastopt kernels. The estimators follow the scikit-learn API
+(``get_params``/``set_params``, ``fit``/``partial_fit``/``predict``, fitted attributes ending in ``_``), so model
+selection, ensembles and metrics of scikit-learn work on them.
+"""
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from fastopt import optim, schedules
+from fastopt.callbacks import EarlyStopping
+from fastopt.clip import clip_grad_norm_
+from fastopt.estimators._network import Network
+from fastopt.losses import add_penalty_grad_, mse, softmax_cross_entropy
+
+OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "adamax": optim.Adamax,
+              "nadam": optim.NAdam, "radam": optim.RAdam, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
+              "lion": optim.Lion}
+LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared fitting loop. Subclasses define the output size, the loss and the validation score."""
+
+    def __init__(self, hidden_layer_sizes=(100,), *, batch_norm=False, dropout=0.0, optimizer="adam",
+                 optimizer_params=None, learning_rate=1e-3, lr_schedule="constant", warmup_epochs=0, l1=0.0,
+                 l2=1e-4, clip_norm=None, batch_size=64, max_iter=200, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, shuffle=True, random_state=None,
+                 warm_start=False, verbose=False, dtype="float32"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.l1 = l1
+        self.l2 = l2
+        self.clip_norm = clip_norm
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self):
+        hidden = self.hidden_layer_sizes
+        hidden = (hidden,) if np.isscalar(hidden) else tuple(hidden)
+        if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
+        if not (0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.optimizer, str):
+            if self.optimizer.lower() not in OPTIMIZERS:
+                raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, "
+                                 f"got {self.optimizer!r}")
+        elif not (isinstance(self.optimizer, type) and issubclass(self.optimizer, optim.Optimizer)):
+            raise ValueError(f"optimizer must be a name or a fastopt Optimizer class, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        for name in ("learning_rate", "l1", "l2", "tol", "warmup_epochs"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.clip_norm is not None and not (self.clip_norm > 0):
+            raise ValueError(f"clip_norm must be None or > 0, got {self.clip_norm!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if not (0.0 < self.validation_fraction < 1.0):
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        if self.n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change must be >= 1, got {self.n_iter_no_change!r}")
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        return hidden, dtype
+
+    # ------------------------------------------------------------------ model pieces
+    def _make_optimizer(self, params, total_steps, steps_per_epoch):
+        cls = OPTIMIZERS[self.optimizer.lower()] if isinstance(self.optimizer, str) else self.optimizer
+        opt = cls(params, lr=self.learning_rate, **(self.optimizer_params or {}))
+        warmup = int(round(self.warmup_epochs * steps_per_epoch))
+        main = max(1, total_steps - warmup)
+        if self.lr_schedule == "onecycle":
+            sched = schedules.OneCycleLR(opt, max_lr=self.learning_rate, total_steps=max(2, total_steps),
+                                         cycle_momentum=False)
+        elif self.lr_schedule == "constant" and warmup == 0:
+            sched = None
+        else:
+            if self.lr_schedule == "cosine":
+                body = schedules.CosineAnnealingLR(opt, T_max=main)
+            elif self.lr_schedule == "linear":
+                body = schedules.LinearLR(opt, start_factor=1.0, end_factor=0.0, total_iters=main)
+            else:
+                body = schedules.LinearLR(opt, start_factor=1.0, end_factor=1.0, total_iters=1)
+            if warmup > 0:
+                ramp = schedules.LinearLR(opt, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+                sched = schedules.SequentialLR(opt, [ramp, body], milestones=[warmup])
+            else:
+                sched = body
+        return opt, sched
+
+    def _initialize(self, n_features, n_outputs, hidden, dtype, rng):
+        self._net = Network(n_features, hidden, n_outputs, batch_norm=bool(self.batch_norm),
+                            dropout_p=self.dropout, dtype=dtype, rng=rng)
+        self.n_outputs_ = n_outputs
+        self.loss_curve_ = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = None if not self.early_stopping else -np.inf
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.epoch_times_ = []
+        self._seed_base = int(rng.randint(2**31 - 1))        # dropout masks: a function of (seed, sample count)
+
+    @property
+    def coefs_(self):
+        check_is_fitted(self, "_net")
+        return self._net.weights
+
+    @property
+    def intercepts_(self):
+        check_is_fitted(self, "_net")
+        return [b if b is not None else bn.beta for b, bn in zip(self._net.biases, self._net.bns)]
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, X, Y, *, incremental, epochs, progress=None):
+        hidden, dtype = self._check_params()
+        rng = check_random_state(self.random_state)
+        first = not hasattr(self, "_net") or not (self.warm_start or incremental)
+        if first:
+            self._initialize(X.shape[1], Y.shape[1] if Y.ndim == 2 else int(self._n_classes()), hidden, dtype, rng)
+        X_val = Y_val = None
+        if self.early_stopping and not incremental:
+            stratify = Y if self._is_classifier() and len(np.unique(Y)) > 1 else None
+            X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction,
+                                                  random_state=rng.randint(2**31 - 1), stratify=stratify)
+        X = np.ascontiguousarray(X, dtype=dtype)
+        Y = np.ascontiguousarray(Y, dtype=dtype if Y.dtype.kind == "f" else Y.dtype)
+        n = X.shape[0]
+        batch = min(self.batch_size, n)
+        steps_per_epoch = -(-n // batch)
+        if first or not incremental:        # every fit() starts a fresh optimizer and schedule (fine-tuning too)
+            self._opt, self._sched = self._make_optimizer(self._net.params, self.max_iter * steps_per_epoch,
+                                                          steps_per_epoch)
+        opt, sched, net = self._opt, self._sched, self._net
+        stopper = EarlyStopping(self.n_iter_no_change, min_delta=self.tol, mode="max", restore_best=True) \
+            if X_val is not None else None
+        loss_stopper_best, no_improve = np.inf, 0
+        grad_buf = np.empty((batch, self.n_outputs_), dtype)
+        Xb_buf = np.empty((batch, X.shape[1]), dtype)
+        Yb_buf = np.empty((batch,) + Y.shape[1:], Y.dtype)
+        order = np.arange(n)
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            if self.shuffle:
+                rng.shuffle(order)
+            total = 0.0
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
+                m = idx.shape[0]
+                if m == 1 and self.batch_norm and n > 1:
+                    continue                         # batch norm needs two samples; the row is seen next epoch
+                Xb = np.take(X, idx, axis=0, out=Xb_buf[:m])
+                Yb = np.take(Y, idx, axis=0, out=Yb_buf[:m])
+                seed = self._seed_base + self.t_
+                out = net.forward(Xb, training=True, seed=seed)
+                loss, d_out = self._loss(out, Yb, grad_buf[:m])
+                net.backward(d_out, seed=seed)
+                if self.l1 or self.l2:
+                    loss += add_penalty_grad_(net.weight_grads, net.weights, l1=self.l1, l2=self.l2)
+                if self.clip_norm is not None:
+                    clip_grad_norm_(net.grads, self.clip_norm)
+                opt.step(net.grads)
+                if sched is not None:
+                    sched.step()
+                total += loss * m
+                self.t_ += m
+            self.n_iter_ += 1
+            self.loss_curve_.append(total / n)
+            self.epoch_times_.append(time.perf_counter() - t0)
+            info = {"loss": self.loss_curve_[-1]}
+            if stopper is not None:
+                score = self._score_array(X_val, Y_val)
+                self.validation_scores_.append(score)
+                self.best_validation_score_ = max(self.best_validation_score_, score)
+                info["val_score"] = score
+                stop = stopper.step(score, net.params)
+            else:
+                if self.loss_curve_[-1] > loss_stopper_best - self.tol:
+                    no_improve += 1
+                else:
+                    no_improve = 0
+                loss_stopper_best = min(loss_stopper_best, self.loss_curve_[-1])
+                stop = not incremental and no_improve >= self.n_iter_no_change
+            if progress is not None:
+                progress(epoch, info)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_curve_[-1]:.8f}"
+                      + (f", validation score = {info['val_score']:.4f}" if "val_score" in info else ""))
+            if stop:
+                break
+        else:
+            if not incremental and epochs == self.max_iter and self.max_iter > 1 and stopper is None:
+                warnings.warn(f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and the "
+                              "optimization hasn't converged yet.", ConvergenceWarning)
+        self.best_loss_ = min(self.loss_curve_)
+        return self
+
+    def _predict_raw(self, X):
+        check_is_fitted(self, "_net")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = np.ascontiguousarray(X, dtype=self._net.dtype)
+        out = np.empty((X.shape[0], self.n_outputs_), self._net.dtype)
+        step = 4096
+        for s in range(0, X.shape[0], step):
+            out[s:s + step] = self._net.forward(X[s:s + step], training=False)
+        return out
+
+    def _is_classifier(self):
+        return False
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multilayer perceptron classifier (softmax cross-entropy), trained with fastopt.
+
+    Parameters (beyond scikit-learn's ``MLPClassifier`` names where they exist): ``batch_norm`` (batch norm
+    + fused ReLU after every hidden layer), ``dropout`` (rate after every hidden layer), ``optimizer`` (a name in
+    sgd, adam, adamw, adamax, nadam, radam, rmsprop, adagrad, lion, or a fastopt Optimizer class) with
+    ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule`` ("constant", "cosine",
+    "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up), ``l1``/``l2`` (penalty
+    l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm clipping), ``early_stopping``
+    on a stratified ``validation_fraction`` (accuracy; the best weights are restored), ``warm_start``
+    (continue from the fitted weights: fine-tuning), ``dtype`` (float32 or float64).
+
+    Fitted attributes: ``classes_``, ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_scores_``,
+    ``best_validation_score_``, ``n_iter_``, ``t_``, ``epoch_times_``, ``n_features_in_``, ``n_outputs_``.
+    """
+
+    def _is_classifier(self):
+        return True
+
+    def _n_classes(self):
+        return len(self.classes_)
+
+    def _loss(self, logits, y, grad_out):
+        return softmax_cross_entropy(logits, y, grad_out=grad_out)
+
+    def _score_array(self, X, y):
+        return float(np.mean(np.argmax(self._net.forward(X, training=False), axis=1) == y))
+
+    def _prepare(self, X, y, *, reset, classes=None):
+        X, y = validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32))
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if type_of_target(y) == "multilabel-indicator":
+            raise ValueError("multilabel targets are not supported")
+        if reset:
+            self._encoder = LabelEncoder().fit(classes if classes is not None else y)
+            self.classes_ = self._encoder.classes_
+        elif not np.all(np.isin(np.unique(y), self.classes_)):
+            raise ValueError(f"y has labels not in classes_ {self.classes_.tolist()}")
+        return X, self._encoder.transform(y).astype(np.intp)
+
+    def fit(self, X, y, progress=None):
+        """Trains for up to ``max_iter`` epochs (``progress(epoch, info)``, if given, is called after each)."""
+        reset = not (self.warm_start and hasattr(self, "_net"))
+        X, y = self._prepare(X, y, reset=reset)
+        if len(self.classes_) < 2 and reset:
+            raise ValueError(f"MLPClassifier needs at least 2 classes, got {len(self.classes_)}")
+        return self._fit(X, y, incremental=False, epochs=self.max_iter, progress=progress)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y); ``classes`` is required at the first call."""
+        first = not hasattr(self, "_net")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        X, y = self._prepare(X, y, reset=first, classes=classes)
+        return self._fit(X, y, incremental=not first, epochs=1)
+
+    def predict_proba(self, X):
+        logits = self._predict_raw(X).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self._predict_raw(X), axis=1)]
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multilayer perceptron regressor (squared error: loss = mean over samples and outputs of (f(x) - y)^2 / 2),
+    trained with fastopt. Parameters and attributes as :class:`MLPClassifier` (no ``classes_``; early stopping
+    monitors R^2 on the validation fraction)."""
+
+    def _n_classes(self):
+        return 1
+
+    def _loss(self, out, y, grad_out):
+        loss, grad = mse(out, y, grad_out=grad_out)
+        grad *= 0.5
+        return 0.5 * loss, grad
+
+    def _score_array(self, X, Y):
+        pred = self._net.forward(X, training=False).astype(np.float64)
+        ss_res = ((Y - pred) ** 2).sum()
+        ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum()
+        return float(1 - ss_res / ss_tot) if ss_tot > 0 else 0.0
+
+    def _prepare(self, X, y, *, reset):
+        X, y = validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32), multi_output=True,
+                             y_numeric=True)
+        self._y_1d = y.ndim == 1 if reset else self._y_1d
+        return X, y.reshape(len(y), -1)
+
+    def fit(self, X, y, progress=None):
+        reset = not (self.warm_start and hasattr(self, "_net"))
+        X, Y = self._prepare(X, y, reset=reset)
+        return self._fit(X, Y, incremental=False, epochs=self.max_iter, progress=progress)
+
+    def partial_fit(self, X, y):
+        first = not hasattr(self, "_net")
+        X, Y = self._prepare(X, y, reset=first)
+        return self._fit(X, Y, incremental=not first, epochs=1)
+
+    def predict(self, X):
+        out = self._predict_raw(X)
+        return out.ravel() if self._y_1d else out

@@ -1,0 +1,115 @@
+"""The multilayer perceptron behind the estimators: dense layers (NumPy matmul, i.e. BLAS), optional batch norm
+with fused ReLU, dropout, all on preallocated buffers so that a training step allocates nothing large.
+
+Forward, for each hidden layer l (h_0 = X):
+
+    z_l = h_{l-1} W_l (+ b_l without batch norm),   a_l = BN_l(z_l) or z_l,   h_l = dropout(relu(a_l))
+
+and the output layer o = h_L W_out + b_out. Backward applies the chain rule in reverse, filling ``grads`` (aligned
+with ``params``) in place.
+"""
+import numpy as np
+
+from fastopt.functional import dropout, dropout_backward
+from fastopt.nn import BatchNorm
+
+
+class Network:
+    """Parameters, gradient arrays and activation buffers of one MLP.
+
+    params: [W_1, (b_1 | gamma_1, beta_1), ..., W_out, b_out], and ``grads`` the same shapes, in place.
+    ``weights`` lists the W_l (the arrays L1/L2 penalties apply to).
+    """
+
+    def __init__(self, n_in, hidden, n_out, *, batch_norm, dropout_p, dtype, rng):
+        self.sizes = [n_in, *hidden, n_out]
+        self.dtype = np.dtype(dtype)
+        self.batch_norm = batch_norm
+        self.dropout_p = float(dropout_p)
+        self.weights, self.biases, self.bns = [], [], []
+        self.params, self.grads, self.weight_grads, self.bias_grads = [], [], [], []
+        for l, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            last = l == len(self.sizes) - 2
+            bound = np.sqrt(6.0 / (fan_in + fan_out))          # Glorot uniform, as scikit-learn's MLP
+            W = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(self.dtype)
+            self.weights.append(W)
+            self.params.append(W)
+            gW = np.zeros_like(W)
+            self.grads.append(gW)
+            self.weight_grads.append(gW)
+            if batch_norm and not last:
+                bn = BatchNorm(fan_out, axis=1, activation="relu", dtype=self.dtype, reuse_buffers=True)
+                self.bns.append(bn)
+                self.biases.append(None)
+                self.params += [bn.gamma, bn.beta]
+                self.grads += [bn.grad_gamma, bn.grad_beta]
+                self.bias_grads.append(None)
+            else:
+                b = rng.uniform(-bound, bound, fan_out).astype(self.dtype)
+                self.biases.append(b)
+                self.bns.append(None)
+                self.params.append(b)
+                self.grads.append(np.zeros_like(b))
+                self.bias_grads.append(self.grads[-1])
+        self._capacity = 0
+
+    # ------------------------------------------------------------------ buffers
+    def _ensure(self, m):
+        """Activation buffers for batches of up to m rows (views [:m] of them are C-contiguous)."""
+        if m <= self._capacity:
+            return
+        dt = self.dtype
+        self._z = [np.empty((m, s), dt) for s in self.sizes[1:]]          # pre-activations, output logits last
+        self._h = [np.empty((m, s), dt) for s in self.sizes[1:-1]]        # hidden outputs
+        self._dh = [np.empty((m, s), dt) for s in self.sizes[1:-1]]
+        self._capacity = m
+
+    # ------------------------------------------------------------------ passes
+    def forward(self, X, *, training, seed=0):
+        """Output-layer values (logits or regression outputs) for X; a view valid until the next call."""
+        m = X.shape[0]
+        self._ensure(m)
+        self._x = X
+        h = X
+        n_layers = len(self.weights)
+        for l in range(n_layers):
+            z = self._z[l][:m]
+            np.matmul(h, self.weights[l], out=z)
+            if l == n_layers - 1:
+                z += self.biases[l]
+                return z
+            out = self._h[l][:m]
+            bn = self.bns[l]
+            if bn is not None:
+                out[...] = bn.forward(z, training=training)
+            else:
+                z += self.biases[l]
+                np.maximum(z, 0, out=out)
+            if training and self.dropout_p > 0:
+                dropout(out, p=self.dropout_p, seed=seed * 1_000_003 + l, out=out)
+            h = out
+        return h
+
+    def backward(self, d_out, *, seed=0):
+        """Fills ``grads`` from d(loss)/d(output) of the last training forward."""
+        m = d_out.shape[0]
+        n_layers = len(self.weights)
+        d = d_out
+        for l in range(n_layers - 1, -1, -1):
+            h_prev = self._x if l == 0 else self._h[l - 1][:m]
+            gW = self.weight_grads[l]
+            np.matmul(h_prev.T, d, out=gW)
+            if self.bias_grads[l] is not None:
+                np.sum(d, axis=0, out=self.bias_grads[l])
+            if l == 0:
+                break
+            dh = self._dh[l - 1][:m]
+            np.matmul(d, self.weights[l].T, out=dh)
+            if self.dropout_p > 0:
+                dropout_backward(dh, p=self.dropout_p, seed=seed * 1_000_003 + (l - 1), out=dh)
+            bn = self.bns[l - 1]
+            if bn is not None:
+                dh[...] = bn.backward(dh)
+            else:
+                dh *= self._h[l - 1][:m] > 0
+            d = dh

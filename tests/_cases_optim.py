@@ -1,0 +1,51 @@
+"""Every option combination of every optimizer, as (name, kwargs) pairs shared by the parity tests."""
+import itertools
+
+
+def _grid(**axes):
+    keys = list(axes)
+    for values in itertools.product(*(axes[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+def optimizer_cases():
+    cases = []
+    for kw in _grid(momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
+                    weight_decay=[0.0, 0.01], maximize=[False, True]):
+        if kw["momentum"] == 0 and (kw["dampening"] or kw["nesterov"]):
+            continue
+        if kw["nesterov"] and kw["dampening"]:
+            continue
+        cases.append(("SGD", dict(lr=0.05, **kw)))
+    for kw in _grid(amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True],
+                    decoupled_weight_decay=[False, True]):
+        cases.append(("Adam", dict(lr=0.01, **kw)))
+    for kw in _grid(amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]):
+        cases.append(("AdamW", dict(lr=0.01, **kw)))
+    cases.append(("Adam", dict(lr=0.01, betas=(0.3, 0.5))))          # 1 - beta1 >= 0.5: the other lerp branch
+    for kw in _grid(weight_decay=[0.0, 0.1], maximize=[False, True]):
+        cases.append(("Adamax", dict(lr=0.01, **kw)))
+    for kw in _grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True], maximize=[False, True]):
+        cases.append(("NAdam", dict(lr=0.01, **kw)))
+    cases.append(("NAdam", dict(lr=0.01, momentum_decay=0.1)))
+    for kw in _grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True], maximize=[False, True]):
+        cases.append(("RAdam", dict(lr=0.01, **kw)))
+    for kw in _grid(centered=[False, True], momentum=[0.0, 0.5], weight_decay=[0.0, 0.1], maximize=[False, True]):
+        cases.append(("RMSprop", dict(lr=0.01, **kw)))
+    cases.append(("RMSprop", dict(lr=0.01, alpha=0.3, centered=True)))
+    for kw in _grid(lr_decay=[0.0, 0.1], weight_decay=[0.0, 0.1], initial_accumulator_value=[0.0, 0.1],
+                    maximize=[False, True]):
+        cases.append(("Adagrad", dict(lr=0.05, **kw)))
+    for kw in _grid(weight_decay=[0.0, 0.1], maximize=[False, True]):
+        cases.append(("Lion", dict(lr=0.01, **kw)))
+    return cases
+
+
+def case_id(case):
+    name, kw = case
+    parts = [name] + [f"{k}={v}" for k, v in kw.items() if k != "lr"]
+    return "-".join(parts)
+
+
+CASES = optimizer_cases()
+IDS = [case_id(c) for c in CASES]

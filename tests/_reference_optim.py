@@ -1,0 +1,151 @@
+"""float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
+torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion papers). Used only by tests and benchmarks.
+
+``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
+"""
+import numpy as np
+
+
+def _wd_grad(hp, p, g):
+    """Gradient after maximize and L2 weight decay; decoupled decay is applied to p by the caller."""
+    g = -g if hp.get("maximize", False) else g
+    if hp.get("weight_decay", 0.0) and not hp.get("decoupled_weight_decay", False):
+        g = g + hp["weight_decay"] * p
+    return g
+
+
+def _decouple(hp, p):
+    if hp.get("weight_decay", 0.0) and hp.get("decoupled_weight_decay", False):
+        p *= 1.0 - hp["lr"] * hp["weight_decay"]
+
+
+def sgd(hp, p, g, st):
+    g = _wd_grad(hp, p, g)
+    mu, damp = hp.get("momentum", 0.0), hp.get("dampening", 0.0)
+    if mu != 0:
+        if "momentum_buffer" not in st:
+            st["momentum_buffer"] = g.copy()
+        else:
+            st["momentum_buffer"] = mu * st["momentum_buffer"] + (1 - damp) * g
+        b = st["momentum_buffer"]
+        g = g + mu * b if hp.get("nesterov", False) else b
+    p -= hp["lr"] * g
+
+
+def adam(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2 = hp.get("betas", (0.9, 0.999))
+    _decouple(hp, p)
+    g = _wd_grad(hp, p, g)
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+    v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g * g
+    if hp.get("amsgrad", False):
+        v = st["max_exp_avg_sq"] = np.maximum(st.get("max_exp_avg_sq", 0.0), v)
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    p -= hp["lr"] * m_hat / (np.sqrt(v_hat) + hp.get("eps", 1e-8))
+
+
+def adamw(hp, p, g, st):
+    adam(dict(hp, decoupled_weight_decay=True), p, g, st)
+
+
+def adamax(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2 = hp.get("betas", (0.9, 0.999))
+    g = _wd_grad(hp, p, g)
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+    u = st["exp_inf"] = np.maximum(b2 * st.get("exp_inf", 0.0), np.abs(g) + hp.get("eps", 1e-8))
+    p -= hp["lr"] / (1 - b1 ** t) * m / u
+
+
+def nadam(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2 = hp.get("betas", (0.9, 0.999))
+    psi = hp.get("momentum_decay", 4e-3)
+    _decouple(hp, p)
+    g = _wd_grad(hp, p, g)
+    mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+    prod = st["mu_product"] = st.get("mu_product", 1.0) * mu_t
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+    v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g * g
+    denom = np.sqrt(v / (1 - b2 ** t)) + hp.get("eps", 1e-8)
+    p -= hp["lr"] * (1 - mu_t) / (1 - prod) * g / denom
+    p -= hp["lr"] * mu_next / (1 - prod * mu_next) * m / denom
+
+
+def radam(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2 = hp.get("betas", (0.9, 0.999))
+    _decouple(hp, p)
+    g = _wd_grad(hp, p, g)
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+    v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g * g
+    m_hat = m / (1 - b1 ** t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
+    if rho_t > 5:
+        r = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        adaptive = np.sqrt(1 - b2 ** t) / (np.sqrt(v) + hp.get("eps", 1e-8))
+        p -= hp["lr"] * m_hat * adaptive * r
+    else:
+        p -= hp["lr"] * m_hat
+
+
+def rmsprop(hp, p, g, st):
+    st["step"] = st.get("step", 0) + 1
+    alpha, eps, mu = hp.get("alpha", 0.99), hp.get("eps", 1e-8), hp.get("momentum", 0.0)
+    g = _wd_grad(hp, p, g)
+    s = st["square_avg"] = alpha * st.get("square_avg", 0.0) + (1 - alpha) * g * g
+    if hp.get("centered", False):
+        a = st["grad_avg"] = alpha * st.get("grad_avg", 0.0) + (1 - alpha) * g
+        d = np.sqrt(s - a * a) + eps
+    else:
+        d = np.sqrt(s) + eps
+    if mu > 0:
+        b = st["momentum_buffer"] = mu * st.get("momentum_buffer", 0.0) + g / d
+        p -= hp["lr"] * b
+    else:
+        p -= hp["lr"] * g / d
+
+
+def adagrad(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    g = _wd_grad(hp, p, g)
+    clr = hp["lr"] / (1 + (t - 1) * hp.get("lr_decay", 0.0))
+    s = st["sum"] = st.get("sum", hp.get("initial_accumulator_value", 0.0)) + g * g
+    p -= clr * g / (np.sqrt(s) + hp.get("eps", 1e-10))
+
+
+def lion(hp, p, g, st):
+    st["step"] = st.get("step", 0) + 1
+    b1, b2 = hp.get("betas", (0.9, 0.99))
+    g = -g if hp.get("maximize", False) else g
+    m = st.get("exp_avg", 0.0)
+    c = b1 * m + (1 - b1) * g
+    p -= hp["lr"] * (np.sign(c) + hp.get("weight_decay", 0.0) * p)
+    st["exp_avg"] = b2 * m + (1 - b2) * g
+
+
+REFERENCE = {
+    "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
+    "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion,
+}
+
+
+def reference_step(name, hp, p, g, state):
+    REFERENCE[name](hp, p, g, state)
+
+
+def reference_hparams(name, kwargs):
+    """The hyperparameters the reference needs: the optimizer's defaults overridden by ``kwargs``."""
+    import inspect
+
+    import fastopt
+    sig = inspect.signature(getattr(fastopt, name).__init__)
+    hp = {k: v.default for k, v in sig.parameters.items() if v.default is not inspect.Parameter.empty}
+    hp.update(kwargs)
+    if name == "AdamW":
+        hp["decoupled_weight_decay"] = True
+    return hp

@@ -1,0 +1,135 @@
+"""The scikit-learn estimators: API compliance, reproducibility, model selection, warm start, accuracy."""
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_regression
+from sklearn.ensemble import BaggingClassifier
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_val_score, train_test_split
+from sklearn.utils.estimator_checks import check_estimator
+
+from fastopt.estimators import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+
+
+# Checks of sklearn's suite that these estimators do not pass, and why (each is a documented design choice).
+EXPECTED_FAILED = {}
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_check_estimator(Estimator):
+    est = Estimator(hidden_layer_sizes=(16,), max_iter=50, learning_rate=1e-2, random_state=0)
+    check_estimator(est, expected_failed_checks=EXPECTED_FAILED)
+
+
+def test_digits_accuracy(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden_layer_sizes=(256,), batch_size=64, max_iter=30, random_state=0)
+    clf.fit(X_train, y_train)
+    acc = accuracy_score(y_test, clf.predict(X_test))
+    assert acc >= 0.95, acc
+    assert len(clf.loss_curve_) == clf.n_iter_ and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    proba = clf.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(X_test))
+
+
+def test_batch_norm_dropout_schedule_early_stopping(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden_layer_sizes=(128, 64), batch_norm=True, dropout=0.1, optimizer="adamw",
+                        optimizer_params={"weight_decay": 1e-2}, learning_rate=3e-3, lr_schedule="cosine",
+                        warmup_epochs=1, l1=1e-6, l2=1e-5, clip_norm=5.0, early_stopping=True, n_iter_no_change=5,
+                        max_iter=40, random_state=0)
+    clf.fit(X_train, y_train)
+    assert accuracy_score(y_test, clf.predict(X_test)) >= 0.95
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    # the restored weights are the best epoch's: re-scoring is at least as good as the last epoch's score
+    assert clf.best_validation_score_ >= clf.validation_scores_[-1]
+
+
+def test_random_state_reproducible(digits):
+    X_train, X_test, y_train, _ = digits
+    a = MLPClassifier(hidden_layer_sizes=(32,), dropout=0.2, max_iter=5, random_state=3).fit(X_train, y_train)
+    b = MLPClassifier(hidden_layer_sizes=(32,), dropout=0.2, max_iter=5, random_state=3).fit(X_train, y_train)
+    c = MLPClassifier(hidden_layer_sizes=(32,), dropout=0.2, max_iter=5, random_state=4).fit(X_train, y_train)
+    np.testing.assert_array_equal(a.predict_proba(X_test), b.predict_proba(X_test))
+    assert not np.array_equal(a.predict_proba(X_test), c.predict_proba(X_test))
+
+
+def test_warm_start_continues_training(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=2, warm_start=True, random_state=0)
+    clf.fit(X_train, y_train)
+    first = clf.coefs_[0].copy()
+    loss_after_first = clf.loss_curve_[-1]
+    clf.fit(X_train, y_train)
+    assert clf.n_iter_ == 4 and len(clf.loss_curve_) == 4
+    assert clf.loss_curve_[-1] < loss_after_first
+    assert not np.array_equal(first, clf.coefs_[0])
+    cold = MLPClassifier(hidden_layer_sizes=(64,), max_iter=2, random_state=0).fit(X_train, y_train)
+    assert cold.n_iter_ == 2
+
+
+def test_partial_fit(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden_layer_sizes=(64,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X_train, y_train)
+    for _ in range(10):
+        clf.partial_fit(X_train, y_train, classes=np.arange(10))
+    assert clf.n_iter_ == 10
+    assert accuracy_score(y_test, clf.predict(X_test)) >= 0.9
+
+
+def test_model_selection_and_ensembles(digits):
+    X_train, X_test, y_train, y_test = digits
+    base = MLPClassifier(hidden_layer_sizes=(32,), max_iter=8, random_state=0)
+    grid = GridSearchCV(base, {"learning_rate": [1e-3, 1e-2], "batch_norm": [False, True]}, cv=3)
+    grid.fit(X_train, y_train)
+    assert set(grid.best_params_) == {"learning_rate", "batch_norm"}
+    assert grid.score(X_test, y_test) >= 0.85
+    rand = RandomizedSearchCV(base, {"l2": [0.0, 1e-4, 1e-3], "optimizer": ["adam", "rmsprop", "nadam"]},
+                              n_iter=3, cv=2, random_state=0)
+    rand.fit(X_train, y_train)
+    assert rand.best_score_ > 0.8
+    scores = cross_val_score(base, X_train, y_train, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.8
+    bag = BaggingClassifier(base, n_estimators=3, random_state=0).fit(X_train, y_train)
+    assert f1_score(y_test, bag.predict(X_test), average="macro") >= 0.85
+
+
+def test_regressor_learns_and_pickles():
+    X, y = make_regression(n_samples=400, n_features=8, noise=0.1, random_state=0)
+    y = y / y.std()
+    reg = MLPRegressor(hidden_layer_sizes=(64,), learning_rate=1e-2, max_iter=60, random_state=0).fit(X, y)
+    assert reg.score(X, y) > 0.95
+    assert reg.predict(X).shape == (400,)
+    clone = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(clone.predict(X), reg.predict(X))
+    Y2 = np.stack([y, -y], axis=1)
+    reg2 = MLPRegressor(hidden_layer_sizes=(32,), learning_rate=1e-2, max_iter=40, random_state=0).fit(X, Y2)
+    assert reg2.predict(X).shape == (400, 2)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(optimizer="bogus"), "optimizer must be one of"),
+    (dict(lr_schedule="bogus"), "lr_schedule"),
+    (dict(learning_rate=-1.0), "learning_rate"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(clip_norm=0.0), "clip_norm"),
+    (dict(dtype="float16"), "dtype"),
+])
+def test_bad_parameters(kwargs, match, digits):
+    X_train, _, y_train, _ = digits
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(**kwargs).fit(X_train[:50], y_train[:50])
