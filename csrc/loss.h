@@ -4,8 +4,9 @@
  * Every reduction is accumulated in double over fixed blocks whose partial sums are added in block order, so a
  * loss or penalty value is bit-identical at any thread count (it may differ in the last bits between instruction
  * set paths, whose SIMD widths order the additions inside a block differently). Every output array is
- * bit-identical at any thread count; those that need no reduction (regression, BCE, penalty gradients, max-norm,
- * dropout) also on every path, while softmax gradients (divided by a row sum) agree across paths to rounding. */
+ * bit-identical at any thread count; those with neither a reduction nor exp/log (MSE, MAE, Huber and penalty
+ * gradients, max-norm, dropout) also on every path, while softmax and BCE outputs agree across paths to rounding
+ * (the AVX2 / AVX-512 exp and log use fused multiply-adds). */
 #ifndef FO_LOSS_H
 #define FO_LOSS_H
 

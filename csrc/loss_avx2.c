@@ -6,5 +6,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("avx2,fma")
 #define FO_ISA_SUFFIX avx2
+#define FO_LOSS_HAVE_FMA 1
 #include "loss_isa.inc"
 #endif

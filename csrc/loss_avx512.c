@@ -6,5 +6,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")
 #define FO_ISA_SUFFIX avx512
+#define FO_LOSS_HAVE_FMA 1
 #include "loss_isa.inc"
 #endif

