@@ -287,6 +287,8 @@ static int fo_dropout(int dtype, const void *x, void *y, int64_t n, uint64_t see
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         fn(x, y, fo_split(n, tid, team), fo_split(n, tid + 1, team), key, thr, scale);
     }
+#else
+    fn(x, y, 0, n, key, thr, scale);
 #endif
     return FO_LOSS_OK;
 }
