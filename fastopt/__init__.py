@@ -4,25 +4,26 @@
 >>> W = np.zeros((3, 2), dtype=np.float32)
 >>> opt = fastopt.AdamW([W], lr=1e-3)
 >>> opt.step([np.ones_like(W)])          # W updated in place, one fused pass
+
+Modules: ``fastopt.optim`` (optimizers, also exported here), ``fastopt.functional`` (in-place kernels on arrays you
+own), ``fastopt.nn`` (BatchNorm), ``fastopt.losses`` (losses with fused gradients, penalties), ``fastopt.schedules``
+(lr schedules), ``fastopt.callbacks`` (EarlyStopping), ``fastopt.estimators`` (scikit-learn MLPs, imported on use).
 """
 __version__ = "0.1.0"
 
-from fastopt import callbacks, functional, schedules
-from fastopt.clip import clip_grad_norm_, clip_grad_value_, get_total_norm
+from fastopt import callbacks, functional, losses, nn, schedules
 from fastopt._config import (available_isas, config, get_isa, get_num_threads, parallel_min_elements, set_isa,
                              set_num_threads, show_config)
+from fastopt.clip import clip_grad_norm_, clip_grad_value_, get_total_norm
 from fastopt.optim import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion",
-    "functional", "set_num_threads", "get_num_threads", "parallel_min_elements", "show_config", "config",
+    "functional", "nn", "losses", "schedules", "callbacks",
+    "clip_grad_norm_", "clip_grad_value_", "get_total_norm",
+    "set_num_threads", "get_num_threads", "parallel_min_elements", "show_config", "config",
     "get_isa", "set_isa", "available_isas",
-    "schedules", "callbacks", "clip_grad_norm_", "clip_grad_value_", "get_total_norm",
 ]
-
-from fastopt import nn  # noqa: E402
-
-__all__ += ["nn"]
 
 from fastopt._config import _apply_environment  # noqa: E402
 

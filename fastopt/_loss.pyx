@@ -1,0 +1,266 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# csrc-families: loss
+"""Cython layer of the loss family: one GIL-free call into C per loss, penalty, constraint or dropout.
+
+Arguments are validated by fastopt/losses.py and fastopt/functional/dropout.py (dtype, shape, layout, values);
+this layer re-checks only what memory safety needs (dtype, size, C-contiguity of every array it hands to C) and
+raises ValueError if the caller broke that contract.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport malloc, free
+
+import numpy as np
+
+from fastopt._runtime cimport *
+
+cnp.import_array()
+
+include "_runtime_api.pxi"
+
+cdef extern from "loss.h" nogil:
+    int FO_LOSS_MSE, FO_LOSS_MAE, FO_LOSS_HUBER, FO_LOSS_BCE
+    ctypedef struct fo_ew_args:
+        int kind
+        const void *input
+        const void *target
+        int64_t rows, cols
+        const void *row_weight
+        int64_t row_rep
+        const void *col_weight
+        const void *pos_weight
+        double pos_weight_scalar, delta, scale
+        void *loss_out
+        void *grad
+    ctypedef struct fo_rows_args:
+        const void *logits
+        int64_t rows, classes
+        const int64_t *labels
+        const void *probs
+        const void *class_weight
+        const void *sample_weight
+        int64_t ignore_index
+        double alpha, beta, smooth_keep, smooth_unif, class_weight_sum, margin
+        void *loss_out
+        void *grad
+    ctypedef struct fo_penalty_pair:
+        void *grad
+        const void *param
+        int64_t numel
+    int fo_loss_elementwise_f32(const fo_ew_args *a, double *total, int nthreads)
+    int fo_loss_elementwise_f64(const fo_ew_args *a, double *total, int nthreads)
+    int fo_loss_softmax_ce_f32(const fo_rows_args *a, double *total, int nthreads)
+    int fo_loss_softmax_ce_f64(const fo_rows_args *a, double *total, int nthreads)
+    int fo_loss_hinge_f32(const fo_rows_args *a, double *total, int nthreads)
+    int fo_loss_hinge_f64(const fo_rows_args *a, double *total, int nthreads)
+    int64_t fo_loss_check_labels(const int64_t *labels, int64_t rows, int64_t classes, int64_t ignore_index,
+                                 int dtype, const void *class_weight, const void *sample_weight,
+                                 double *weight_sum, int64_t *counted)
+    int fo_loss_penalty_f32(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty,
+                            int nthreads)
+    int fo_loss_penalty_f64(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty,
+                            int nthreads)
+    int fo_loss_max_norm_f32(float *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
+                             int nthreads)
+    int fo_loss_max_norm_f64(double *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
+                             int nthreads)
+    uint64_t fo_dropout_key(uint64_t seed)
+    uint64_t fo_dropout_threshold(double p)
+    int fo_dropout_f32(const float *x, float *y, int64_t n, uint64_t seed, double p, int nthreads)
+    int fo_dropout_f64(const double *x, double *y, int64_t n, uint64_t seed, double p, int nthreads)
+    int fo_loss_math_f32(const float *x, float *y, int64_t n, int which)
+    int fo_loss_math_f64(const double *x, double *y, int64_t n, int which)
+
+MSE, MAE, HUBER, BCE = FO_LOSS_MSE, FO_LOSS_MAE, FO_LOSS_HUBER, FO_LOSS_BCE
+NO_IGNORE = -(2 ** 63)      # an ignore_index no label can equal
+
+cdef int _C_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+
+
+cdef const void *_ptr(object a, int typenum, int64_t size, str what, bint writeable=False) except? NULL:
+    """Data pointer of `a` (None -> NULL) after the memory-safety checks."""
+    cdef cnp.ndarray arr
+    if a is None:
+        return NULL
+    if not cnp.PyArray_Check(a):
+        raise ValueError(f"internal: {what} is not an ndarray")
+    arr = a
+    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_SIZE(arr) != size \
+            or (cnp.PyArray_FLAGS(arr) & _C_FLAGS) != _C_FLAGS or cnp.PyArray_ISBYTESWAPPED(arr) \
+            or (writeable and not cnp.PyArray_ISWRITEABLE(arr)):
+        raise ValueError(f"internal: {what} does not meet the kernel's layout contract")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef int _typenum(cnp.ndarray x) except -1:
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise ValueError("internal: expected float32 or float64")
+    return t
+
+
+cdef _raise(int rc):
+    if rc == -2:
+        raise MemoryError("fastopt: scratch allocation failed")
+    if rc != 0:
+        raise ValueError(f"internal: kernel rejected its arguments (code {rc})")
+
+
+def elementwise(int kind, cnp.ndarray x, t, int64_t rows, int64_t cols, row_weight, int64_t row_rep, col_weight,
+                pos_weight, double pos_weight_scalar, double delta, double scale, loss_out, grad, int nthreads=0):
+    """sum(w * l) of an elementwise loss; writes grad (and loss_out). See fo_ew_args in csrc/loss.h."""
+    cdef fo_ew_args a
+    cdef double total = 0.0
+    cdef int rc, tn = _typenum(x)
+    cdef int64_t n = rows * cols
+    a.kind = kind
+    a.input = _ptr(x, tn, n, "input")
+    a.target = _ptr(t, tn, n, "target")
+    a.rows = rows
+    a.cols = cols
+    a.row_rep = row_rep
+    a.row_weight = _ptr(row_weight, tn, (rows + row_rep - 1) // row_rep, "row_weight")
+    a.col_weight = _ptr(col_weight, tn, cols, "col_weight")
+    a.pos_weight = _ptr(pos_weight, tn, cols, "pos_weight")
+    a.pos_weight_scalar = pos_weight_scalar
+    a.delta = delta
+    a.scale = scale
+    a.loss_out = <void *>_ptr(loss_out, tn, n, "loss_out", True)
+    a.grad = <void *>_ptr(grad, tn, n, "grad", True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rc = fo_loss_elementwise_f32(&a, &total, nthreads)
+        else:
+            rc = fo_loss_elementwise_f64(&a, &total, nthreads)
+    _raise(rc)
+    return total
+
+
+def check_labels(cnp.ndarray labels, int64_t classes, int64_t ignore_index, class_weight, sample_weight, int tn):
+    """(index of the first bad label or -1, sum of the weights of counted rows, number of counted rows)."""
+    cdef int64_t rows = cnp.PyArray_SIZE(labels), bad, counted = 0
+    cdef double wsum = 0.0
+    cdef const int64_t *lp = <const int64_t *>_ptr(labels, cnp.NPY_INT64, rows, "labels")
+    cdef const void *cw = _ptr(class_weight, tn, classes, "class_weight")
+    cdef const void *sw = _ptr(sample_weight, tn, rows, "sample_weight")
+    with nogil:
+        bad = fo_loss_check_labels(lp, rows, classes, ignore_index, 0 if tn == cnp.NPY_FLOAT32 else 1, cw, sw,
+                                   &wsum, &counted)
+    return bad, wsum, counted
+
+
+def rows_loss(bint hinge, cnp.ndarray x, int64_t rows, int64_t classes, labels, probs, class_weight,
+              sample_weight, int64_t ignore_index, double alpha, double beta, double smooth_keep,
+              double smooth_unif, double class_weight_sum, double margin, loss_out, grad, int nthreads=0):
+    """Sum of row losses of softmax cross-entropy (hinge=False) or multi-class hinge; see fo_rows_args."""
+    cdef fo_rows_args a
+    cdef double total = 0.0
+    cdef int rc, tn = _typenum(x)
+    a.logits = _ptr(x, tn, rows * classes, "logits")
+    a.rows = rows
+    a.classes = classes
+    a.labels = <const int64_t *>_ptr(labels, cnp.NPY_INT64, rows, "labels")
+    a.probs = _ptr(probs, tn, rows * classes, "probs")
+    if (a.labels == NULL) == (a.probs == NULL):
+        raise ValueError("internal: exactly one of labels and probs")
+    if hinge and a.labels == NULL:
+        raise ValueError("internal: hinge needs labels")
+    a.class_weight = _ptr(class_weight, tn, classes, "class_weight")
+    a.sample_weight = _ptr(sample_weight, tn, rows, "sample_weight")
+    a.ignore_index = ignore_index
+    a.alpha = alpha
+    a.beta = beta
+    a.smooth_keep = smooth_keep
+    a.smooth_unif = smooth_unif
+    a.class_weight_sum = class_weight_sum
+    a.margin = margin
+    a.loss_out = <void *>_ptr(loss_out, tn, rows, "loss_out", True)
+    a.grad = <void *>_ptr(grad, tn, rows * classes, "grad", True)
+    with nogil:
+        if hinge:
+            rc = fo_loss_hinge_f32(&a, &total, nthreads) if tn == cnp.NPY_FLOAT32 else \
+                fo_loss_hinge_f64(&a, &total, nthreads)
+        else:
+            rc = fo_loss_softmax_ce_f32(&a, &total, nthreads) if tn == cnp.NPY_FLOAT32 else \
+                fo_loss_softmax_ce_f64(&a, &total, nthreads)
+    _raise(rc)
+    return total
+
+
+def penalty(list grads, list params, double l1, double l2, int nthreads=0):
+    """Elastic-net penalty of every param; adds its gradient to the matching grad (one pass, one C call)."""
+    cdef Py_ssize_t k, n = len(params)
+    cdef int rc = 0, tn
+    cdef double value = 0.0
+    cdef cnp.ndarray p
+    cdef fo_penalty_pair *pairs
+    if n == 0:
+        return 0.0
+    tn = _typenum(params[0])
+    pairs = <fo_penalty_pair *>malloc(n * sizeof(fo_penalty_pair))
+    if pairs == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n):
+            p = params[k]
+            pairs[k].numel = cnp.PyArray_SIZE(p)
+            pairs[k].param = _ptr(p, tn, pairs[k].numel, f"params[{k}]")
+            pairs[k].grad = <void *>_ptr(grads[k], tn, pairs[k].numel, f"grads[{k}]", True)
+        with nogil:
+            if tn == cnp.NPY_FLOAT32:
+                rc = fo_loss_penalty_f32(pairs, n, l1, l2, &value, nthreads)
+            else:
+                rc = fo_loss_penalty_f64(pairs, n, l1, l2, &value, nthreads)
+    finally:
+        free(pairs)
+    _raise(rc)
+    return value
+
+
+def max_norm(cnp.ndarray w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm, int nthreads=0):
+    """Scales every w[o, :, i] whose 2-norm exceeds max_norm by max_norm / (norm + 1e-7), in place."""
+    cdef int rc, tn = _typenum(w)
+    cdef void *p = <void *>_ptr(w, tn, outer * axis_len * inner, "w", True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rc = fo_loss_max_norm_f32(<float *>p, outer, axis_len, inner, max_norm, nthreads)
+        else:
+            rc = fo_loss_max_norm_f64(<double *>p, outer, axis_len, inner, max_norm, nthreads)
+    _raise(rc)
+
+
+def dropout(cnp.ndarray x, cnp.ndarray y, uint64_t seed, double p, int nthreads=0):
+    """y = x * keep / (1 - p) with the counter-based mask of (seed, flat index); y may be x itself."""
+    cdef int rc, tn = _typenum(x)
+    cdef int64_t n = cnp.PyArray_SIZE(x)
+    cdef const void *xp = _ptr(x, tn, n, "x")
+    cdef void *yp = <void *>_ptr(y, tn, n, "out", True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rc = fo_dropout_f32(<const float *>xp, <float *>yp, n, seed, p, nthreads)
+        else:
+            rc = fo_dropout_f64(<const double *>xp, <double *>yp, n, seed, p, nthreads)
+    _raise(rc)
+
+
+def dropout_key(uint64_t seed):
+    """The splitmix64 key of a seed (csrc/loss.h fo_dropout_key), for reproducing the mask elsewhere."""
+    return fo_dropout_key(seed)
+
+
+def dropout_threshold(double p):
+    """ceil(p 2^32): an element is kept when its 32 random bits are >= this."""
+    return fo_dropout_threshold(p)
+
+
+def math(cnp.ndarray x, cnp.ndarray y, int which):
+    """Test hook: y = exp(x) (0), log(x) (1), log1p(x) (2) as computed inside the kernels."""
+    cdef int tn = _typenum(x)
+    cdef int64_t n = cnp.PyArray_SIZE(x)
+    cdef const void *xp = _ptr(x, tn, n, "x")
+    cdef void *yp = <void *>_ptr(y, tn, n, "y", True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            fo_loss_math_f32(<const float *>xp, <float *>yp, n, which)
+        else:
+            fo_loss_math_f64(<const double *>xp, <double *>yp, n, which)

@@ -1,0 +1,281 @@
+"""Loss-family cases: forward + backward of softmax cross-entropy and MSE, the L2 penalty gradient and dropout,
+fastopt against NumPy, torch autograd and a roofline probe with the same memory traffic.
+
+Every implementation computes the loss value and the gradient. fastopt writes the gradient into a reused
+``grad_out`` buffer (the intended use); NumPy uses preallocated ``out=`` buffers as well (its best case); torch
+runs ``loss.backward()`` the usual way (its gradient is allocated by autograd at every call).
+
+Bytes per call (each array access counted once, no write-allocate traffic -- the same count for the probe):
+* softmax_ce (N, C): read logits, write grad: 2 x itemsize x N C, plus 8 N for the int64 labels;
+  probe: ``stream([x], [g])`` (labels not read by the probe: it is a slight overestimate of the limit's time).
+* mse n: read x, t, write grad: 3 x itemsize x n; probe ``stream([x, t], [g])``.
+* l2_penalty n (``add_penalty_grad_(g, w, l2=..)``, g += l2 w and the value l2/2 sum w^2): read w and g, write g:
+  3 x itemsize x n; probe ``stream([w, g], [g])``.
+* dropout n (forward, out= reused): read x, write y: 2 x itemsize x n; probe ``stream([x], [y])``.
+"""
+import numpy as np
+
+from fastopt import _bench, losses
+from fastopt.bench.core import Case, Impl, optional_import
+from fastopt.functional import dropout
+
+SIZES = {"softmax_ce": ["4096x1000", "65536x10"], "mse": ["1e7"], "l2_penalty": ["1e7"], "dropout": ["1e7"]}
+QUICK_SIZES = {"softmax_ce": ["256x100", "2048x10"], "mse": ["1e5"], "l2_penalty": ["1e5"], "dropout": ["1e5"]}
+L2 = 1e-4
+
+
+def _shape(size):
+    if "x" in size:
+        n, c = size.split("x")
+        return int(n), int(c)
+    return (int(float(size)),)
+
+
+# ------------------------------------------------------------------------------------------ softmax cross-entropy
+class CEData:
+    def __init__(self, shape, dtype):
+        rng = np.random.default_rng(0)
+        self.x = (rng.standard_normal(shape) * 2).astype(dtype)
+        self.y = rng.integers(0, shape[1], shape[0])
+        self.g = np.empty_like(self.x)
+        self.loss = None
+
+    def result(self):
+        return [self.g, np.array([self.loss])]
+
+
+class FastoptCE(CEData):
+    def run(self):
+        self.loss, _ = losses.softmax_cross_entropy(self.x, self.y, grad_out=self.g)
+
+
+class NumpyCE(CEData):
+    def __init__(self, shape, dtype):
+        super().__init__(shape, dtype)
+        self.m = np.empty((shape[0], 1), dtype)
+        self.s = np.empty((shape[0], 1), dtype)
+        self.rows = np.arange(shape[0])
+
+    def run(self):
+        x, g, n = self.x, self.g, self.x.shape[0]
+        np.max(x, axis=1, keepdims=True, out=self.m)
+        np.subtract(x, self.m, out=g)
+        zy = g[self.rows, self.y]
+        np.exp(g, out=g)
+        np.sum(g, axis=1, keepdims=True, out=self.s)
+        self.loss = float(np.mean(np.log(self.s[:, 0], dtype=np.float64) - zy))
+        g /= self.s
+        g[self.rows, self.y] -= 1
+        g *= g.dtype.type(1.0 / n)
+
+
+class TorchCE(CEData):
+    def __init__(self, torch, shape, dtype):
+        super().__init__(shape, dtype)
+        self.torch = torch
+        self.xt = torch.from_numpy(self.x).requires_grad_()
+        self.yt = torch.from_numpy(self.y)
+
+    def run(self):
+        self.xt.grad = None
+        loss = self.torch.nn.functional.cross_entropy(self.xt, self.yt)
+        loss.backward()
+        self.loss = loss.item()
+
+    def result(self):
+        return [self.xt.grad.numpy(), np.array([self.loss])]
+
+
+# ------------------------------------------------------------------------------------------ MSE
+class MSEData:
+    def __init__(self, n, dtype):
+        rng = np.random.default_rng(1)
+        self.x = rng.standard_normal(n).astype(dtype)
+        self.t = rng.standard_normal(n).astype(dtype)
+        self.g = np.empty_like(self.x)
+        self.loss = None
+
+    def result(self):
+        return [self.g, np.array([self.loss])]
+
+
+class FastoptMSE(MSEData):
+    def run(self):
+        self.loss, _ = losses.mse(self.x, self.t, grad_out=self.g)
+
+
+class NumpyMSE(MSEData):
+    def run(self):
+        g = self.g
+        np.subtract(self.x, self.t, out=g)
+        self.loss = float(np.dot(g, g)) / g.size
+        g *= g.dtype.type(2.0 / g.size)
+
+
+class TorchMSE(MSEData):
+    def __init__(self, torch, n, dtype):
+        super().__init__(n, dtype)
+        self.torch = torch
+        self.xt = torch.from_numpy(self.x).requires_grad_()
+        self.tt = torch.from_numpy(self.t)
+
+    def run(self):
+        self.xt.grad = None
+        loss = self.torch.nn.functional.mse_loss(self.xt, self.tt)
+        loss.backward()
+        self.loss = loss.item()
+
+    def result(self):
+        return [self.xt.grad.numpy(), np.array([self.loss])]
+
+
+# ------------------------------------------------------------------------------------------ L2 penalty
+class PenaltyData:
+    def __init__(self, n, dtype):
+        rng = np.random.default_rng(2)
+        self.w = rng.standard_normal(n).astype(dtype)
+        self.g = rng.standard_normal(n).astype(dtype)
+        self.value = None
+
+    def result(self):
+        return [self.g, np.array([self.value])]
+
+
+class FastoptPenalty(PenaltyData):
+    def run(self):
+        self.value = losses.add_penalty_grad_(self.g, self.w, l2=L2)
+
+
+class NumpyPenalty(PenaltyData):
+    def __init__(self, n, dtype):
+        super().__init__(n, dtype)
+        self.tmp = np.empty_like(self.w)
+
+    def run(self):
+        np.multiply(self.w, self.w.dtype.type(L2), out=self.tmp)
+        self.g += self.tmp
+        self.value = 0.5 * L2 * float(np.dot(self.w, self.w))
+
+
+class TorchPenalty(PenaltyData):
+    def __init__(self, torch, n, dtype):
+        super().__init__(n, dtype)
+        self.torch = torch
+        self.wt = torch.from_numpy(self.w)
+        self.gt = torch.from_numpy(self.g)
+
+    def run(self):
+        self.gt.add_(self.wt, alpha=L2)
+        self.value = 0.5 * L2 * float(self.torch.dot(self.wt, self.wt))
+
+
+# ------------------------------------------------------------------------------------------ dropout
+class FastoptDropout:
+    def __init__(self, n, dtype):
+        self.x = np.random.default_rng(3).standard_normal(n).astype(dtype)
+        self.y = np.empty_like(self.x)
+
+    def run(self):
+        dropout(self.x, p=0.5, seed=42, out=self.y)
+
+    def result(self):
+        """Peers draw other masks: compared through the kept fraction (to 2 decimals) and the scale."""
+        y = self._y()
+        kept = y != 0
+        return [np.array([round(float(kept.mean()), 2)]), np.unique(y[kept] / self.x[kept]).round(4)]
+
+    def _y(self):
+        return self.y
+
+
+class TorchDropout(FastoptDropout):
+
+    def __init__(self, torch, n, dtype):
+        super().__init__(n, dtype)
+        self.torch = torch
+        self.xt = torch.from_numpy(self.x)
+        self.out = None
+
+    def run(self):
+        self.out = self.torch.nn.functional.dropout(self.xt, p=0.5, training=True)
+
+    def _y(self):
+        return self.out.numpy()
+
+
+class NumpyDropout(FastoptDropout):
+    def __init__(self, n, dtype):
+        super().__init__(n, dtype)
+        self.rng = np.random.default_rng(4)
+        self.u = np.empty(n, np.float32)
+
+    def run(self):
+        self.rng.random(out=self.u, dtype=np.float32)
+        np.multiply(self.x, (self.u >= 0.5) * self.x.dtype.type(2.0), out=self.y)
+
+
+# ------------------------------------------------------------------------------------------ probe
+class Probe:
+    def __init__(self, n, dtype, reads, writes_alias):
+        self.arrays = [np.ones(n, dtype=dtype) for _ in range(reads)]
+        self.out = self.arrays[-1] if writes_alias else np.ones(n, dtype=dtype)
+
+    def run(self):
+        _bench.stream(self.arrays, [self.out])
+
+    def result(self):
+        return None
+
+
+def _impls(kernel, size, dtype, torch, peers):
+    shape = _shape(size)
+    n = int(np.prod(shape))
+    item = np.dtype(dtype).itemsize
+    if kernel == "softmax_ce":
+        impls = [Impl("fastopt", lambda: FastoptCE(shape, dtype))]
+        if peers:
+            impls.append(Impl("numpy", lambda: NumpyCE(shape, dtype)))
+        if torch is not None:
+            impls.append(Impl("torch-autograd", lambda: TorchCE(torch, shape, dtype)))
+        impls.append(Impl("roofline", lambda: Probe(n, dtype, 1, False), is_probe=True))
+        return impls, 2 * item * n + 8 * shape[0]
+    if kernel == "mse":
+        impls = [Impl("fastopt", lambda: FastoptMSE(n, dtype))]
+        if peers:
+            impls.append(Impl("numpy", lambda: NumpyMSE(n, dtype)))
+        if torch is not None:
+            impls.append(Impl("torch-autograd", lambda: TorchMSE(torch, n, dtype)))
+        impls.append(Impl("roofline", lambda: Probe(n, dtype, 2, False), is_probe=True))
+        return impls, 3 * item * n
+    if kernel == "l2_penalty":
+        impls = [Impl("fastopt", lambda: FastoptPenalty(n, dtype))]
+        if peers:
+            impls.append(Impl("numpy", lambda: NumpyPenalty(n, dtype)))
+        if torch is not None:
+            impls.append(Impl("torch", lambda: TorchPenalty(torch, n, dtype)))
+        impls.append(Impl("roofline", lambda: Probe(n, dtype, 2, True), is_probe=True))
+        return impls, 3 * item * n
+    if kernel == "dropout":
+        impls = [Impl("fastopt", lambda: FastoptDropout(n, dtype))]
+        if peers:
+            impls.append(Impl("numpy", lambda: NumpyDropout(n, dtype)))
+        if torch is not None:
+            impls.append(Impl("torch", lambda: TorchDropout(torch, n, dtype)))
+        impls.append(Impl("roofline", lambda: Probe(n, dtype, 1, False), is_probe=True))
+        return impls, 2 * item * n
+    raise ValueError(f"unknown loss kernel {kernel!r}; expected one of {sorted(SIZES)}")
+
+
+def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
+    torch = optional_import("torch") if peers else None
+    table = QUICK_SIZES if quick else SIZES
+    out = []
+    for kernel in kernels or list(table):
+        for size in (sizes or table[kernel]):
+            for dtype in dtypes:
+                impls, nbytes = _impls(kernel, size, dtype, torch, peers)
+                numel = int(np.prod(_shape(size)))
+                tol = dict(rtol=2e-4, atol=1e-7) if dtype == "float32" else dict(rtol=1e-10, atol=1e-14)
+                for t in threads:
+                    out.append(Case("loss", kernel, size, numel, dtype, t, nbytes, impls, check_steps=1, **tol))
+    return out
