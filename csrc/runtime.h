@@ -4,10 +4,11 @@
 
 #include "fo_common.h"
 
-/* Work (elements) below which a kernel runs serially: waking a thread team costs about a microsecond, more than
- * a second core saves on a small pass. Measured for an fp32 Adam step on 2 cores (benchmarks/bench_threshold.py):
- * 2 threads are 0.8x at 4K elements, 1.0x at 8K, 1.2x at 16K, 1.3x at 32K, 1.6x at 64K. */
-#define FO_PARALLEL_MIN_ELEMENTS 16384
+/* Work (elements) below which a kernel runs serially: waking a thread team costs more than a second core saves on
+ * a small pass. Measured for an fp32 Adam step on 2 cores (benchmarks/bench_threshold.py), 2 threads vs 1:
+ * back to back (threads still spinning) 0.8x at 4K elements, 1.0x at 8K, 1.2x at 16K, 1.3x at 32K, 1.6x at 64K;
+ * with other NumPy work between steps, as in a training loop (threads asleep), 0.95x at 16K, 1.3x at 64K. */
+#define FO_PARALLEL_MIN_ELEMENTS 32768
 
 int fo_isa_compiled(int isa);       /* 1 if this build has kernels for `isa` */
 int fo_isa_supported(int isa);      /* 1 if compiled and the CPU can run it */

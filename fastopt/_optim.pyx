@@ -57,14 +57,15 @@ cdef inline uintptr_t _end(cnp.ndarray a):
 cdef class WriteSet:
     """Address intervals of every array an optimizer writes (params and state), sorted, for O(log n) overlap tests.
 
-    Built from contiguous arrays that must not overlap one another; raises ValueError naming the pair if they do.
+    Built from contiguous arrays that must not overlap one another; raises ValueError naming the pair if they do
+    (``names``: a list, or a function of the index, called only then).
     """
     cdef uintptr_t *starts
     cdef uintptr_t *ends
     cdef Py_ssize_t n
     cdef list arrays
 
-    def __cinit__(self, list arrays, list names):
+    def __cinit__(self, list arrays, object names):
         cdef Py_ssize_t i, k, m = len(arrays)
         cdef cnp.ndarray a
         self.arrays = [a for a in arrays if cnp.PyArray_NBYTES(a) > 0]
@@ -80,7 +81,9 @@ cdef class WriteSet:
             self.starts[k] = _start(a)
             self.ends[k] = _end(a)
             if k > 0 and self.starts[k] < self.ends[k - 1]:
-                raise ValueError(f"{names[order[k - 1]]} and {names[order[k]]} share memory: every parameter "
+                first, second = sorted((order[k - 1], order[k]))
+                name = names if callable(names) else names.__getitem__
+                raise ValueError(f"{name(first)} and {name(second)} share memory: every parameter "
                                  "must be a distinct array (the same array, or views of one buffer, cannot be "
                                  "updated twice in one step)")
 
@@ -103,8 +106,9 @@ cdef class WriteSet:
         return a < self.n and self.starts[a] < hi
 
 
-def check_no_overlap(list arrays, list names):
-    """Raises ValueError naming the first two arrays of `arrays` that share memory (contiguous arrays only)."""
+def check_no_overlap(list arrays, object names):
+    """Raises ValueError naming two arrays of `arrays` that share memory (contiguous arrays only); ``names`` is a
+    list or a function of the index."""
     WriteSet(arrays, names)
 
 

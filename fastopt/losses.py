@@ -337,8 +337,8 @@ def add_penalty_grad_(grads, params, l1=0.0, l2=0.0):
         check_same_dtype(g, p, f"grads[{i}]", f"params[{i}]")
         check_same_shape(g, p, f"grads[{i}]", f"params[{i}]")
         cparams.append(p)
-    names = [f"grads[{i}]" for i in range(len(gl))] + [f"params[{i}]" for i in range(len(gl))]
-    _optim.check_no_overlap(gl + cparams, names)
+    n = len(gl)
+    _optim.check_no_overlap(gl + cparams, lambda i: f"grads[{i}]" if i < n else f"params[{i - n}]")
     return _loss.penalty(gl, cparams, l1, l2)
 
 
@@ -366,7 +366,7 @@ def max_norm_(params, max_norm, axis=0):
         a = int(axis) % p.ndim
         shapes.append((int(np.prod(p.shape[:a], dtype=np.int64)), p.shape[a],
                        int(np.prod(p.shape[a + 1:], dtype=np.int64))))
-    _optim.check_no_overlap(pl, [f"params[{i}]" for i in range(len(pl))])
+    _optim.check_no_overlap(pl, lambda i: f"params[{i}]")
     for p, shp in zip(pl, shapes):
         if p.size == 0:
             continue

@@ -1,8 +1,9 @@
 """The main job runs end to end (quick mode) and prints what it promises."""
+import os
 import subprocess
 import sys
 
-import pytest
+import fastopt
 
 
 def test_demo_quick_runs_end_to_end(tmp_path):
@@ -13,7 +14,9 @@ def test_demo_quick_runs_end_to_end(tmp_path):
         args += ["--plot", str(plot)]
     except ImportError:
         plot = None
-    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    # the fastopt under test (installed or built in place), not an unbuilt checkout in the cwd
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__))))
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     for needle in ("test accuracy", "macro precision", "ms per epoch", "sklearn MLPClassifier",

@@ -45,8 +45,8 @@ def test_batch_norm_dropout_schedule_early_stopping(digits):
     X_train, X_test, y_train, y_test = digits
     clf = MLPClassifier(hidden_layer_sizes=(128, 64), batch_norm=True, dropout=0.1, optimizer="adamw",
                         optimizer_params={"weight_decay": 1e-2}, learning_rate=3e-3, lr_schedule="cosine",
-                        warmup_epochs=1, l1=1e-6, l2=1e-5, clip_norm=5.0, early_stopping=True, n_iter_no_change=5,
-                        max_iter=40, random_state=0)
+                        warmup_epochs=1, l1=1e-6, l2=1e-5, clip_norm=5.0, early_stopping=True, n_iter_no_change=10,
+                        tol=0.0, max_iter=40, random_state=0)
     clf.fit(X_train, y_train)
     assert accuracy_score(y_test, clf.predict(X_test)) >= 0.95
     assert len(clf.validation_scores_) == clf.n_iter_
@@ -91,7 +91,7 @@ def test_partial_fit(digits):
 
 def test_model_selection_and_ensembles(digits):
     X_train, X_test, y_train, y_test = digits
-    base = MLPClassifier(hidden_layer_sizes=(32,), max_iter=8, random_state=0)
+    base = MLPClassifier(hidden_layer_sizes=(32,), learning_rate=1e-2, max_iter=8, random_state=0)
     grid = GridSearchCV(base, {"learning_rate": [1e-3, 1e-2], "batch_norm": [False, True]}, cv=3)
     grid.fit(X_train, y_train)
     assert set(grid.best_params_) == {"learning_rate", "batch_norm"}

@@ -240,9 +240,11 @@ def _objects_by_source(so_path):
         if f[3] == "FILE":
             current = f[7]
             groups.setdefault(current, [])
-        elif f[3] == "FUNC" and f[4] == "LOCAL" and current is not None and int(f[2]) > 0:
-            start = int(f[1], 16)
-            groups[current].append((start, start + int(f[2])))
+        elif f[3] == "FUNC" and f[4] == "LOCAL" and current is not None:
+            size = int(f[2], 16) if f[2].startswith("0x") else int(f[2])    # readelf writes big sizes in hex
+            if size > 0:
+                start = int(f[1], 16)
+                groups[current].append((start, start + size))
     return groups or None
 
 

@@ -126,3 +126,17 @@ def test_load_state_dict_errors_change_nothing(desc, mutate, exc, match):
     for i in before["state"]:
         for key, value in before["state"][i].items():
             np.testing.assert_array_equal(after["state"][i][key], value)
+
+
+def test_pickled_optimizer_continues_identically():
+    params, grads = problem()
+    opt = fastopt.AdamW(params, lr=0.05, amsgrad=True)
+    for gs in grads[:5]:
+        opt.step(gs)
+    clone = pickle.loads(pickle.dumps(opt))
+    for gs in grads[5:]:
+        opt.step(gs)
+        clone.step(gs)
+    for a, b in zip(opt.params, clone.params):
+        np.testing.assert_array_equal(a, b)
+    assert clone.params[0] is not opt.params[0]

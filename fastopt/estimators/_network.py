@@ -53,6 +53,48 @@ class Network:
                 self.bias_grads.append(self.grads[-1])
         self._capacity = 0
 
+    def state_arrays(self):
+        """Everything that defines the function the network computes: params and batch-norm running statistics
+        (what early stopping snapshots and restores)."""
+        extra = [a for bn in self.bns if bn is not None for a in (bn.running_mean, bn.running_var)]
+        return self.params + extra
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        """Parameters and layers only: activation buffers are scratch, rebuilt at the next pass."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_z", "_h", "_dh", "_x")}
+        state["_capacity"] = 0
+        return state
+
+    def __setstate__(self, state):
+        """Arrays come back writeable even from a read-only source (joblib memmaps): read-only ones are copied,
+        and the params / grads lists are rebuilt from the copies."""
+        self.__dict__.update(state)
+
+        def own(a):
+            return a if a is None or a.flags.writeable else a.copy()
+
+        self.weights = [own(w) for w in self.weights]
+        self.biases = [own(b) for b in self.biases]
+        self.weight_grads = [own(g) for g in self.weight_grads]
+        self.bias_grads = [own(g) for g in self.bias_grads]
+        for bn in self.bns:
+            if bn is not None:
+                for name in ("gamma", "beta", "grad_gamma", "grad_beta", "running_mean", "running_var"):
+                    setattr(bn, name, own(getattr(bn, name)))
+                bn._buffers = {}
+                bn._saved = None
+        self.params, self.grads = [], []
+        for W, gW, b, gb, bn in zip(self.weights, self.weight_grads, self.biases, self.bias_grads, self.bns):
+            self.params.append(W)
+            self.grads.append(gW)
+            if bn is not None:
+                self.params += [bn.gamma, bn.beta]
+                self.grads += [bn.grad_gamma, bn.grad_beta]
+            else:
+                self.params.append(b)
+                self.grads.append(gb)
+
     # ------------------------------------------------------------------ buffers
     def _ensure(self, m):
         """Activation buffers for batches of up to m rows (views [:m] of them are C-contiguous)."""

@@ -42,7 +42,7 @@ def _run(algo, param, grad, states, args, *, step=1, aux=None, fresh=False, unus
     slot_arrays = tuple(arr for _, arr in states)
     plan = _optim.StepPlan(algo, [param], [0], [0], 1, [slot_arrays], [step_counter], [aux], [fresh])
     writes = [param] + [arr for arr in slot_arrays if arr is not None]
-    plan.bind([grad], _optim.WriteSet(writes, [f"array {i}" for i in range(len(writes))]))
+    plan.bind([grad], _optim.WriteSet(writes, lambda i: f"array {i}"))
     plan.run(*args)
     return param
 

@@ -104,7 +104,7 @@ class Optimizer:
                             f"expected {sorted(self.defaults)}")
         self._check_group(group)
         everything = self._params + params
-        _optim.check_no_overlap(everything, [f"params[{i}]" for i in range(len(everything))])
+        _optim.check_no_overlap(everything, lambda i: f"params[{i}]")
         group["params"] = params
         self.param_groups.append(group)
         self._params.extend(params)
@@ -365,6 +365,16 @@ class Optimizer:
         self._plans = [None] * len(self.param_groups)
         self._writeset = None
         self._checked = {}
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        """Pickles params, groups and state; the compiled step plans are rebuilt at the next step."""
+        state = self.__dict__.copy()
+        state.update(_plans=[None] * len(self._plans), _writeset=None, _checked={}, _created=[])
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ misc
     @property
