@@ -16,6 +16,7 @@ import warnings
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools._distutils.ccompiler import new_compiler
 from setuptools._distutils.errors import CompileError, LinkError
 from setuptools._distutils.sysconfig import customize_compiler
@@ -76,9 +77,20 @@ def extensions():
             extra_compile_args=BASE_FLAGS + omp,
             extra_link_args=omp,
         ))
-    return cythonize(exts, compiler_directives={"language_level": "3"}, include_path=["fastopt"])
+    return cythonize(exts, compiler_directives={"language_level": "3"}, include_path=["fastopt"],
+                     nthreads=os.cpu_count() or 1)
+
+
+class ParallelBuildExt(build_ext):
+    """Compiles the C sources of the extensions on every core (``build_ext --parallel`` by default)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
 
 # The C that Cython generates goes into the sdist (as extension sources) but not into wheels: it is 2 MB of
 # nothing an installed package needs.
-setup(ext_modules=extensions(), exclude_package_data={"fastopt": ["*.c"]})
+setup(ext_modules=extensions(), cmdclass={"build_ext": ParallelBuildExt},
+      exclude_package_data={"fastopt": ["*.c"]})

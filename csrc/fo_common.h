@@ -6,8 +6,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FO_INLINE static inline __attribute__((always_inline))
+#define FO_NOINLINE __attribute__((noinline))
 #else
 #define FO_INLINE static inline
+#define FO_NOINLINE
 #endif
 
 #define FO_F32 0

@@ -6,7 +6,7 @@ import platform
 import sys
 
 from fastopt.bench.core import check_case, measure_case
-from fastopt.bench.report import plot, table, write_json
+from fastopt.bench.report import markdown, plot, table, write_json
 
 FAMILY_MODULES = {"optim": "fastopt.bench.optim", "batchnorm": "fastopt.bench.batchnorm",
                   "loss": "fastopt.bench.loss", "clip": "fastopt.bench.clip"}
@@ -22,6 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--rounds", type=int, default=None, help="alternating timing rounds (median taken)")
     parser.add_argument("--json", metavar="PATH", help="write all records and the configuration as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a GB/s-vs-size plot (needs matplotlib)")
+    parser.add_argument("--markdown", metavar="PATH", help="write a Markdown report (e.g. benchmarks/README.md)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few rounds (a smoke run for CI)")
     parser.add_argument("--no-peers", action="store_true", help="fastopt and the roofline probe only")
 
@@ -97,6 +98,11 @@ def main(args):
     if args.plot:
         plot(args.plot, records)
         print(f"wrote {args.plot}")
+    if args.markdown:
+        command = "fastopt bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+        with open(args.markdown, "w") as f:
+            f.write(markdown(records, info, command.strip()))
+        print(f"wrote {args.markdown}")
     return 0
 
 
