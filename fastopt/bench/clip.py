@@ -85,5 +85,7 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=Tr
             for t in threads:
                 out.append(Case("clip", "clip_grad_norm_", size, numel, dtype, t,
                                 3 * np.dtype(dtype).itemsize * numel, impls,
-                                rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-7))
+                                # NumPy and torch sum a float32 norm in float32, fastopt in double: at 1e7 elements
+                                # NumPy's norm is 5e-5 and torch's 4e-4 (relative) from the double-accumulated one
+                                rtol=1e-3 if dtype == "float32" else 1e-12, atol=1e-7))
     return out

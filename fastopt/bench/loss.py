@@ -276,6 +276,10 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=Tr
                 impls, nbytes = _impls(kernel, size, dtype, torch, peers)
                 numel = int(np.prod(_shape(size)))
                 tol = dict(rtol=2e-4, atol=1e-7) if dtype == "float32" else dict(rtol=1e-10, atol=1e-14)
+                if dtype == "float32" and numel >= 10**6:
+                    # reduced values (loss, penalty) of 1e6+ float32 terms: torch and NumPy sum in float32 with
+                    # a relative error up to ~1e-3 at 1e7 terms; fastopt sums in double
+                    tol["rtol"] = 1e-3
                 for t in threads:
                     out.append(Case("loss", kernel, size, numel, dtype, t, nbytes, impls, check_steps=1, **tol))
     return out
