@@ -69,31 +69,42 @@ def write_json(path, records, config):
 
 
 def plot(path, records):
-    """Achieved GB/s against elements per call, one panel per kernel, one line per implementation, the roofline
-    probe drawn dashed. Needs matplotlib (``pip install fastopt[plot]``)."""
+    """Achieved GB/s per size (sizes ordered by elements per call), one panel per kernel and thread count, one line
+    per implementation (the same colour in every panel), the roofline probe dashed. Needs matplotlib
+    (``pip install fastopt[plot]``)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise SystemExit("--plot needs matplotlib: pip install 'fastopt[plot]'") from exc
-    kernels = sorted({(r["family"], r["kernel"], r["threads"]) for r in records})
-    cols = min(4, len(kernels))
-    rows = math.ceil(len(kernels) / cols)
+    panels = list(dict.fromkeys((r["family"], r["kernel"], r["threads"]) for r in records))
+    impls = [i for i in dict.fromkeys(r["impl"] for r in records) if i != "roofline"]
+    palette = plt.get_cmap("tab10")
+    colours = {impl: palette(k % 10) for k, impl in enumerate(impls)}
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, (family, kernel, threads) in zip(axes.flat, kernels):
+    for ax, (family, kernel, threads) in zip(axes.flat, panels):
         sub = [r for r in records if (r["family"], r["kernel"], r["threads"]) == (family, kernel, threads)]
+        sizes = sorted(dict.fromkeys(r["size"] for r in sub), key=lambda s: (next(r["numel"] for r in sub
+                                                                                   if r["size"] == s), s))
         for impl in dict.fromkeys(r["impl"] for r in sub):
-            pts = sorted((r["numel"], r["gbps"], r["size"]) for r in sub if r["impl"] == impl)
-            style = dict(linestyle="--", color="black") if impl == "roofline" else dict(marker="o")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=impl, **style)
-        ax.set_xscale("log")
+            pts = {r["size"]: r["gbps"] for r in sub if r["impl"] == impl}
+            xs = [k for k, size in enumerate(sizes) if size in pts]
+            ys = [pts[sizes[k]] for k in xs]
+            style = dict(linestyle="--", marker="x", color="black") if impl == "roofline" else \
+                dict(marker="o", color=colours[impl])
+            ax.plot(xs, ys, label=impl, **style)
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set_xlim(-0.5, len(sizes) - 0.5)
+        ax.set_ylim(bottom=0)
         ax.set_title(f"{kernel} ({threads} thread{'s' if threads > 1 else ''})")
-        ax.set_xlabel("elements per call")
+        ax.set_xlabel("size")
         ax.set_ylabel("GB/s")
         ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(kernels):]:
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
