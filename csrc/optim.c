@@ -95,13 +95,11 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
         {
             const int tid = omp_get_thread_num(), team = omp_get_num_threads();
             const int64_t lo = fo_split(total, tid, team), hi = fo_split(total, tid + 1, team);
-            int64_t k, off = 0;
+            int64_t k, a, b, off = 0;
             for (k = 0; k < ntensors && off < hi; ++k) {
                 const int64_t n = ts[k].grad != NULL ? ts[k].numel : 0;
-                if (n > 0 && off + n > lo) {
-                    const int64_t a = lo > off ? lo - off : 0, b = hi < off + n ? hi - off : n;
+                if (fo_range_overlap(off, n, lo, hi, &a, &b))
                     chunk(&ts[k], hp, a, b);
-                }
                 off += n;
             }
         }

@@ -103,14 +103,13 @@ static int fo_reduce_norm(int dtype, const void *const *xs, const int64_t *ns, i
         {
             const int tid = omp_get_thread_num(), team = omp_get_num_threads();
             const int64_t lo = fo_split(n_all, tid, team), hi = fo_split(n_all, tid + 1, team);
-            int64_t j, off = 0;
+            int64_t j, a, b, off = 0;
             int slot = 0;
             if (tid == 0)
                 team_used = team;
             for (j = 0; j < narrays && off < hi; ++j) {
                 const int64_t n = ns[j];
-                if (n > 0 && off + n > lo) {
-                    const int64_t a = lo > off ? lo - off : 0, b = hi < off + n ? hi - off : n;
+                if (fo_range_overlap(off, n, lo, hi, &a, &b)) {
                     const double v = fn(xs[j], a, b, p);
                     if (a == 0 && b == n) {
                         acc[j] = v;
@@ -179,17 +178,15 @@ static void fo_reduce_map(void *const *xs, const int64_t *ns, int64_t narrays, f
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t lo = fo_split(n_all, tid, team), hi = fo_split(n_all, tid + 1, team);
-        int64_t j, off = 0;
+        int64_t j, a, b, off = 0;
         for (j = 0; j < narrays && off < hi; ++j) {
-            const int64_t n = ns[j];
-            if (n > 0 && off + n > lo) {
-                const int64_t a = lo > off ? lo - off : 0, b = hi < off + n ? hi - off : n;
+            if (fo_range_overlap(off, ns[j], lo, hi, &a, &b)) {
                 if (clamp_fn != NULL)
                     clamp_fn(xs[j], a, b, c0, c1);
                 else
                     scale_fn(xs[j], a, b, c0);
             }
-            off += n;
+            off += ns[j];
         }
     }
 #endif

@@ -33,4 +33,15 @@ int fo_threads_for(int64_t work, int requested);
  * boundaries are multiples of 16 elements so threads never share a 64-byte line of a float32 array. */
 int64_t fo_split(int64_t total, int tid, int nth);
 
+/* Multi-array kernels split the concatenation of their arrays: the array of n elements at offset off of that
+ * concatenation overlaps one thread's range [lo, hi) in its own indices [*a, *b). Returns 0 if they do not meet. */
+FO_INLINE int fo_range_overlap(int64_t off, int64_t n, int64_t lo, int64_t hi, int64_t *a, int64_t *b)
+{
+    if (n <= 0 || off + n <= lo || off >= hi)
+        return 0;
+    *a = lo > off ? lo - off : 0;
+    *b = hi < off + n ? hi - off : n;
+    return 1;
+}
+
 #endif
