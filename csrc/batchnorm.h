@@ -13,8 +13,9 @@
  * Forward (eval):      mean_c = running_mean_c, var_c = running_var_c, same y; nothing else updated.
  * Statistics are sums of d = x - K_c and d^2, shifted so that d is of the order of the standard deviation (stable
  * for |mean| >> std). NCS: K_c is one element of the channel and d, d^2 are summed in double over fixed 16-lane
- * accumulators (the same bits on every instruction-set path). RC: K_c is a pilot mean of up to 64 rows spread over
- * the batch, d and the sums of groups of 4 rows are formed in REAL, then accumulated in double per channel.
+ * accumulators (the same bits on every instruction-set path). RC: K_c is a pilot mean of up to 16 rows spread over
+ * the batch; d and the sums of groups of 8 (statistics) or 4 (backward) rows are formed in REAL, then accumulated
+ * in double per channel.
  *
  * Backward, with g = dy (times [pre-activation > 0] with relu, recomputed from x bit for bit as in the forward):
  *   dbeta_c = sum g,  dgamma_c = invstd_c sum g (x - mean_c)
@@ -23,10 +24,10 @@
  *
  * Threads and cache: FO_BN_NCS runs whole channels per thread (each channel's two passes back to back, so the
  * second pass finds the channel in cache; results do not depend on the thread count) when C divides evenly or is
- * large, else splits every channel's elements across threads. FO_BN_RC with few rows runs column blocks of channels
- * per thread the same way (a block of R rows x cb channels fits in 256 KiB); with many rows (channels-last images)
- * it splits rows across threads with per-thread partial sums in double, combined in thread order (results depend
- * on the thread count within rounding). */
+ * large, else splits every channel's elements across threads. FO_BN_RC splits rows across threads with per-thread
+ * partial sums in double, combined in thread order (results depend on the thread count within rounding), unless
+ * a thread's rows would hold more than 512 KiB of an array and blocks of R rows x cb channels fit in 256 KiB: then
+ * it runs column blocks of channels per thread, each block's two passes back to back. */
 #ifndef FO_BATCHNORM_H
 #define FO_BATCHNORM_H
 

@@ -101,6 +101,11 @@ class BatchNorm:
         """The reusable output buffer for x (reuse_buffers=True), laid out as the kernels will run on x."""
         if not self.reuse_buffers:
             return None
+        cached = self._buffers.get(key)
+        if cached is not None:
+            buf = cached[1]
+            if buf.shape == x.shape and buf.strides == x.strides and buf.dtype == x.dtype:
+                return buf       # the buffer the key below would find: same geometry
         if _runs_in_place(x, self.axis):
             k = (key, x.shape, x.dtype.str, x.strides)
             make = lambda: np.empty_like(x, order="K")           # noqa: E731  (same memory order as x)
@@ -117,7 +122,7 @@ class BatchNorm:
         training = self.training if training is None else check_flag(training, "training")
         batch_stats = training or not self.track_running_stats
         update = training and self.track_running_stats
-        if isinstance(x, np.ndarray) and x.dtype.newbyteorder("=") != self.dtype:
+        if isinstance(x, np.ndarray) and x.dtype != self.dtype and x.dtype.newbyteorder("=") != self.dtype:
             raise TypeError(f"x: expected dtype {self.dtype} (the layer's dtype), got {x.dtype}")
         momentum = self.momentum
         if update and momentum is None:

@@ -27,13 +27,15 @@ unaligned x or dy) is copied once into a C-contiguous array first. ``out`` / ``d
 native arrays of x's dtype and shape laid out like the array the kernels run on (C-contiguous for a C-contiguous x);
 they are never silently copied.
 
-Threads (``fastopt.set_num_threads``): NCHW runs whole channels per thread, (N, C) with up to a few thousand rows
-runs blocks of channels per thread: results do not depend on the thread count. Channels-last inputs with many rows
-split the rows across threads and add per-thread partial sums (double), so their statistics, and through them y,
-dx, dgamma, dbeta, may differ across thread counts in the last bits (tests: 4 float32 ulp, 1e-12 relative in
-float64). Every instruction-set path gives the same bits.
+Threads (``fastopt.set_num_threads``): NCHW runs whole channels per thread, so results do not depend on the thread
+count. (N, C) and channels-last inputs split the rows across threads and add per-thread partial sums (double), so
+their statistics, and through them y, dx, dgamma, dbeta, may differ across thread counts in the last bits (tests:
+4 float32 ulp, 1e-12 relative in float64); only when a thread's share of rows would not fit its cache do they run
+blocks of channels per thread instead. Every instruction-set path gives the same bits.
 
-Every argument is checked before anything is written; an error leaves every array unchanged.
+Every argument is checked before anything is written; an error leaves every array unchanged. Calls whose
+arguments are all already what the kernels take (the usual case in a training loop) are checked in C
+(``_batchnorm.try_forward`` / ``try_backward``); anything else takes the Python checks below, which raise or copy.
 """
 import math
 import numbers
@@ -185,6 +187,10 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, *, training, m
     save_mean, save_invstd: float64 (C,) arrays, the mean and 1/sqrt(var + eps) used (running ones when not
     training); pass them unchanged to :func:`batch_norm_backward`.
     """
+    fast = _batchnorm.try_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out,
+                                  activation)
+    if fast is not None:
+        return fast
     check_float_array(x, "x")
     training = check_flag(training, "training")
     momentum = check_range(momentum, "momentum", 0.0, 1.0)
@@ -242,6 +248,10 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, *, axis=1, trainin
     dx_out, dgamma_out, dbeta_out: optional buffers (dgamma/dbeta: (C,) of x's dtype). With gamma None
     (affine=False) dgamma and dbeta are None unless their buffers are given.
     """
+    fast = _batchnorm.try_backward(dy, x, gamma, save_mean, save_invstd, axis, training, activation, beta, dx_out,
+                                   dgamma_out, dbeta_out)
+    if fast is not None:
+        return fast
     check_float_array(x, "x")
     check_float_array(dy, "dy")
     training = check_flag(training, "training")
