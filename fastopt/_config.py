@@ -14,7 +14,8 @@ import numpy as np
 
 from fastopt import _optim
 
-_MODULE_NAMES = ("fastopt._optim", "fastopt._batchnorm", "fastopt._loss", "fastopt._reduce", "fastopt._bench")
+_MODULE_NAMES = ("fastopt._optim", "fastopt._batchnorm", "fastopt._loss", "fastopt._reduce", "fastopt._activation",
+                 "fastopt._bench")
 
 
 def _kernel_modules():

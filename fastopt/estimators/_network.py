@@ -3,13 +3,15 @@ with fused ReLU, dropout, all on preallocated buffers so that a training step al
 
 Forward, for each hidden layer l (h_0 = X):
 
-    z_l = h_{l-1} W_l (+ b_l without batch norm),   a_l = BN_l(z_l) or z_l,   h_l = dropout(relu(a_l))
+    z_l = h_{l-1} W_l,   a_l = BN_l(z_l) or z_l + b_l,   h_l = dropout(relu(a_l))
 
+with bias + ReLU fused (fastopt.functional.bias_activation's kernel, or batch norm's fused ReLU).
 and the output layer o = h_L W_out + b_out. Backward applies the chain rule in reverse, filling ``grads`` (aligned
 with ``params``) in place.
 """
 import numpy as np
 
+from fastopt import _activation
 from fastopt.functional import dropout, dropout_backward
 from fastopt.nn import BatchNorm
 
@@ -116,17 +118,21 @@ class Network:
         n_layers = len(self.weights)
         for l in range(n_layers):
             z = self._z[l][:m]
-            np.matmul(h, self.weights[l], out=z)
+            if training or self.dtype == np.float64:
+                np.matmul(h, self.weights[l], out=z)
+            else:
+                # inference: float64 products rounded once to float32, so that a sample's output does not depend
+                # on the other rows of its batch (BLAS picks other kernels, so other roundings, for other sizes)
+                np.matmul(h, self.weights[l], out=z, dtype=np.float64)
             if l == n_layers - 1:
-                z += self.biases[l]
+                _activation.bias_forward(z, self.biases[l], z, False)
                 return z
             out = self._h[l][:m]
             bn = self.bns[l]
             if bn is not None:
                 out[...] = bn.forward(z, training=training)
             else:
-                z += self.biases[l]
-                np.maximum(z, 0, out=out)
+                _activation.bias_forward(z, self.biases[l], out, True)     # relu(z + b), one fused pass
             if training and self.dropout_p > 0:
                 dropout(out, p=self.dropout_p, seed=seed * 1_000_003 + l, out=out)
             h = out
@@ -137,12 +143,11 @@ class Network:
         m = d_out.shape[0]
         n_layers = len(self.weights)
         d = d_out
+        _activation.bias_backward(d, None, d, self.bias_grads[-1], False)         # the output bias: column sums
         for l in range(n_layers - 1, -1, -1):
             h_prev = self._x if l == 0 else self._h[l - 1][:m]
             gW = self.weight_grads[l]
             np.matmul(h_prev.T, d, out=gW)
-            if self.bias_grads[l] is not None:
-                np.sum(d, axis=0, out=self.bias_grads[l])
             if l == 0:
                 break
             dh = self._dh[l - 1][:m]
@@ -153,5 +158,6 @@ class Network:
             if bn is not None:
                 dh[...] = bn.backward(dh)
             else:
-                dh *= self._h[l - 1][:m] > 0
+                # dh <- dh [h > 0] and the bias gradient, one fused pass (h: the layer's output, after dropout)
+                _activation.bias_backward(dh, self._h[l - 1][:m], dh, self.bias_grads[l - 1], True)
             d = dh
