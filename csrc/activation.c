@@ -103,26 +103,26 @@ static int fo_act_backward(int dtype, const void *dy, const void *y, void *dx, v
     return 0;
 }
 
-int fo_act_bias_forward_f32(const float *x, const float *b, float *y, int64_t rows, int64_t cols, int relu,
-                            int nthreads)
+int fo_activation_bias_forward_f32(const float *x, const float *b, float *y, int64_t rows, int64_t cols,
+                                   int relu, int nthreads)
 {
     return fo_act_forward(FO_F32, x, b, y, rows, cols, relu, nthreads);
 }
 
-int fo_act_bias_forward_f64(const double *x, const double *b, double *y, int64_t rows, int64_t cols, int relu,
-                            int nthreads)
+int fo_activation_bias_forward_f64(const double *x, const double *b, double *y, int64_t rows, int64_t cols,
+                                   int relu, int nthreads)
 {
     return fo_act_forward(FO_F64, x, b, y, rows, cols, relu, nthreads);
 }
 
-int fo_act_bias_backward_f32(const float *dy, const float *y, float *dx, float *db, int64_t rows, int64_t cols,
-                             int relu, int nthreads)
+int fo_activation_bias_backward_f32(const float *dy, const float *y, float *dx, float *db, int64_t rows,
+                                    int64_t cols, int relu, int nthreads)
 {
     return fo_act_backward(FO_F32, dy, relu ? y : dy, dx, db, rows, cols, relu, nthreads);
 }
 
-int fo_act_bias_backward_f64(const double *dy, const double *y, double *dx, double *db, int64_t rows, int64_t cols,
-                             int relu, int nthreads)
+int fo_activation_bias_backward_f64(const double *dy, const double *y, double *dx, double *db, int64_t rows,
+                                    int64_t cols, int relu, int nthreads)
 {
     return fo_act_backward(FO_F64, dy, relu ? y : dy, dx, db, rows, cols, relu, nthreads);
 }

@@ -15,17 +15,17 @@
 #include "fo_common.h"
 
 /* b NULL: no bias. Returns 0, or -1 for negative sizes. */
-int fo_act_bias_forward_f32(const float *x, const float *b, float *y /* out, may be x */, int64_t rows, int64_t cols,
-                            int relu, int nthreads);
-int fo_act_bias_forward_f64(const double *x, const double *b, double *y /* out, may be x */, int64_t rows,
-                            int64_t cols, int relu, int nthreads);
+int fo_activation_bias_forward_f32(const float *x, const float *b, float *y /* out, may be x */, int64_t rows,
+                                   int64_t cols, int relu, int nthreads);
+int fo_activation_bias_forward_f64(const double *x, const double *b, double *y /* out, may be x */, int64_t rows,
+                                   int64_t cols, int relu, int nthreads);
 
-/* y read only with relu (may be NULL otherwise); db NULL: not wanted. Returns 0, -1 for bad sizes, -2 out of memory
- * (nothing written then). */
-int fo_act_bias_backward_f32(const float *dy, const float *y, float *dx /* out, may be dy */, float *db /* out */,
-                             int64_t rows, int64_t cols, int relu, int nthreads);
-int fo_act_bias_backward_f64(const double *dy, const double *y, double *dx /* out, may be dy */,
-                             double *db /* out */, int64_t rows, int64_t cols, int relu, int nthreads);
+/* y read only with relu (may be NULL otherwise); db NULL: not wanted. Returns 0, -1 for bad sizes, -2 out of
+ * memory (nothing written then). */
+int fo_activation_bias_backward_f32(const float *dy, const float *y, float *dx /* out, may be dy */,
+                                    float *db /* out */, int64_t rows, int64_t cols, int relu, int nthreads);
+int fo_activation_bias_backward_f64(const double *dy, const double *y, double *dx /* out, may be dy */,
+                                    double *db /* out */, int64_t rows, int64_t cols, int relu, int nthreads);
 
 /* ---- internal: per-ISA kernels (activation_kernels.inc), chosen at run time --------------------------------- */
 /* Rows [r0, r1) of y = act(x + b), b NULL allowed. */

@@ -17,14 +17,14 @@ cnp.import_array()
 include "_runtime_api.pxi"
 
 cdef extern from "activation.h" nogil:
-    int fo_act_bias_forward_f32(const float *x, const float *b, float *y, int64_t rows, int64_t cols, int relu,
-                                int nthreads)
-    int fo_act_bias_forward_f64(const double *x, const double *b, double *y, int64_t rows, int64_t cols, int relu,
-                                int nthreads)
-    int fo_act_bias_backward_f32(const float *dy, const float *y, float *dx, float *db, int64_t rows, int64_t cols,
-                                 int relu, int nthreads)
-    int fo_act_bias_backward_f64(const double *dy, const double *y, double *dx, double *db, int64_t rows,
-                                 int64_t cols, int relu, int nthreads)
+    int fo_activation_bias_forward_f32(const float *x, const float *b, float *y, int64_t rows, int64_t cols,
+                                       int relu, int nthreads)
+    int fo_activation_bias_forward_f64(const double *x, const double *b, double *y, int64_t rows, int64_t cols,
+                                       int relu, int nthreads)
+    int fo_activation_bias_backward_f32(const float *dy, const float *y, float *dx, float *db, int64_t rows,
+                                        int64_t cols, int relu, int nthreads)
+    int fo_activation_bias_backward_f64(const double *dy, const double *y, double *dx, double *db, int64_t rows,
+                                        int64_t cols, int relu, int nthreads)
 
 cdef int _CONTIG = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
@@ -65,11 +65,11 @@ def bias_forward(cnp.ndarray x, bias, cnp.ndarray y, bint relu, int nthreads=0):
     cdef const void *pb = _ptr(bias, t, -1, cols, False, "bias")
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            rc = fo_act_bias_forward_f32(<const float *>px, <const float *>pb, <float *>py, rows, cols, relu,
-                                         nthreads)
+            rc = fo_activation_bias_forward_f32(<const float *>px, <const float *>pb, <float *>py, rows, cols,
+                                                relu, nthreads)
         else:
-            rc = fo_act_bias_forward_f64(<const double *>px, <const double *>pb, <double *>py, rows, cols, relu,
-                                         nthreads)
+            rc = fo_activation_bias_forward_f64(<const double *>px, <const double *>pb, <double *>py, rows, cols,
+                                                relu, nthreads)
     if rc != 0:
         raise RuntimeError(f"internal error: bias_forward rejected its arguments (code {rc})")
 
@@ -88,12 +88,119 @@ def bias_backward(cnp.ndarray dy, y, cnp.ndarray dx, dbias, bint relu, int nthre
         raise RuntimeError("internal error: relu needs y")
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            rc = fo_act_bias_backward_f32(<const float *>pdy, <const float *>py, <float *>pdx, <float *>pdb, rows,
-                                          cols, relu, nthreads)
+            rc = fo_activation_bias_backward_f32(<const float *>pdy, <const float *>py, <float *>pdx,
+                                                 <float *>pdb, rows, cols, relu, nthreads)
         else:
-            rc = fo_act_bias_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx, <double *>pdb,
-                                          rows, cols, relu, nthreads)
+            rc = fo_activation_bias_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx,
+                                                 <double *>pdb, rows, cols, relu, nthreads)
     if rc == -2:
         raise MemoryError("bias_backward: could not allocate the column sums")
     if rc != 0:
         raise RuntimeError(f"internal error: bias_backward rejected its arguments (code {rc})")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast path of fastopt.functional.activation: the whole call checked here when every argument is already what the
+# kernels take (2-d C-contiguous aligned native arrays of one dtype, writeable outputs, nothing overlapping but an
+# output that is exactly its element-for-element input); None otherwise, with nothing written, and the Python
+# checks then copy or raise.
+
+cdef bint _plain(object a, int typenum, int64_t rows, int64_t cols, bint write):
+    """a is a (rows, cols) array (or (cols,) with rows < 0) the kernels use in place."""
+    cdef cnp.ndarray arr
+    if not cnp.PyArray_Check(a):
+        return False
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_ISBYTESWAPPED(arr) \
+            or (cnp.PyArray_FLAGS(arr) & _CONTIG) != _CONTIG or (write and not cnp.PyArray_ISWRITEABLE(arr)):
+        return False
+    if rows < 0:
+        return cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == cols
+    return cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_DIM(arr, 0) == rows and cnp.PyArray_DIM(arr, 1) == cols
+
+
+cdef bint _disjoint_or_same(object out, object a, bint same_ok):
+    """out's bytes are disjoint from a's (None: yes), or (same_ok) out is exactly a's memory."""
+    cdef char *p
+    cdef char *q
+    cdef Py_ssize_t np_, nq
+    if a is None:
+        return True
+    p = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+    q = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    np_ = cnp.PyArray_NBYTES(<cnp.ndarray>out)
+    nq = cnp.PyArray_NBYTES(<cnp.ndarray>a)
+    if np_ == 0 or nq == 0 or p + np_ <= q or q + nq <= p:
+        return True
+    return same_ok and p == q and np_ == nq
+
+
+cdef int _relu_flag(object activation):
+    """1 for "relu", 0 for None, -1 for anything else."""
+    if activation is None:
+        return 0
+    if type(activation) is str and activation == "relu":
+        return 1
+    return -1
+
+
+def try_forward(x, bias, out, activation):
+    """bias_activation's fast path: the output array, or None (nothing written)."""
+    cdef int relu = _relu_flag(activation)
+    cdef int t
+    cdef int64_t rows, cols
+    if relu < 0 or not cnp.PyArray_Check(x):
+        return None
+    t = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+        return None
+    rows = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
+    cols = cnp.PyArray_DIM(<cnp.ndarray>x, 1)
+    if not _plain(x, t, rows, cols, False) or (bias is not None and not _plain(bias, t, -1, cols, False)):
+        return None
+    if out is None:
+        out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0)
+    elif not (_plain(out, t, rows, cols, True) and _disjoint_or_same(out, x, True)
+              and _disjoint_or_same(out, bias, False)):
+        return None
+    bias_forward(x, bias, out, relu)
+    return out
+
+
+def try_backward(dy, y, dx_out, dbias_out, activation):
+    """bias_activation_backward's fast path: (dx, dbias), or None (nothing written)."""
+    cdef int relu = _relu_flag(activation)
+    cdef int t
+    cdef int64_t rows, cols
+    cdef cnp.npy_intp nc
+    if relu < 0 or not cnp.PyArray_Check(dy):
+        return None
+    t = cnp.PyArray_TYPE(<cnp.ndarray>dy)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>dy) != 2:
+        return None
+    rows = cnp.PyArray_DIM(<cnp.ndarray>dy, 0)
+    cols = cnp.PyArray_DIM(<cnp.ndarray>dy, 1)
+    if not _plain(dy, t, rows, cols, False):
+        return None
+    if relu:
+        if y is None or not _plain(y, t, rows, cols, False):
+            return None
+    else:
+        y = None
+    if dx_out is None:
+        dx = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>dy), t, 0)
+    elif _plain(dx_out, t, rows, cols, True) and _disjoint_or_same(dx_out, dy, True) \
+            and _disjoint_or_same(dx_out, y, False):
+        dx = dx_out
+    else:
+        return None
+    if dbias_out is None:
+        nc = cols
+        dbias = cnp.PyArray_EMPTY(1, &nc, t, 0)
+    elif _plain(dbias_out, t, -1, cols, True) and _disjoint_or_same(dbias_out, dy, False) \
+            and _disjoint_or_same(dbias_out, y, False) and _disjoint_or_same(dbias_out, dx, False):
+        dbias = dbias_out
+    else:
+        return None
+    bias_backward(dy, y, dx, dbias, relu)
+    return dx, dbias

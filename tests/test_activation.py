@@ -198,3 +198,71 @@ def test_out_may_not_alias_a_bias_read_from_x():
     x = np.ones((8, 6), np.float32)
     with pytest.raises(ValueError, match="out and bias share memory"):
         bias_activation(x, x[0], out=x)
+
+
+# ---- the C-checked fast path (_activation.try_forward / try_backward)
+
+def test_fast_path_equals_python_path(monkeypatch):
+    from fastopt import _activation
+    from fastopt.functional import activation as module
+    x, b, dy = data((67, 33), np.float32)
+    fast_y = bias_activation(x, b)
+    fast = (fast_y, *bias_activation_backward(dy, fast_y))
+    assert _activation.try_forward(x, b, None, "relu") is not None
+    monkeypatch.setattr(module._activation, "try_forward", lambda *a: None)
+    monkeypatch.setattr(module._activation, "try_backward", lambda *a: None)
+    slow_y = bias_activation(x, b)
+    slow = (slow_y, *bias_activation_backward(dy, slow_y))
+    for f, s in zip(fast, slow):
+        np.testing.assert_array_equal(f, s)
+
+
+def _declines_forward():
+    x, b, _ = data((8, 6), np.float32)
+    buf = np.zeros(64, np.float32)
+    return {
+        "x_fortran": (np.asfortranarray(x), b, None, "relu"),
+        "x_1d": (x[0], b, None, "relu"),
+        "bias_float64": (x, b.astype(np.float64), None, "relu"),
+        "bias_strided": (x, np.repeat(b, 2)[::2], None, "relu"),
+        "out_readonly": (x, b, _readonly(np.zeros((8, 6), np.float32)), "relu"),
+        "out_overlaps_x": (buf[:48].reshape(8, 6), b, buf[8:56].reshape(8, 6), "relu"),
+        "out_holds_bias": (x, buf[:6], buf[:48].reshape(8, 6), "relu"),
+        "activation": (x, b, None, "gelu"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_declines_forward()))
+def test_fast_forward_declines_and_writes_nothing(name):
+    from fastopt import _activation
+    args = _declines_forward()[name]
+    before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    assert _activation.try_forward(*args) is None
+    for a, c in zip(args, before):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, c)
+
+
+def _declines_backward():
+    x, b, dy = data((8, 6), np.float32)
+    y = bias_activation(x, b)
+    buf = np.zeros(64, np.float32)
+    return {
+        "relu_without_y": (dy, None, None, None, "relu"),
+        "y_float64": (dy, y.astype(np.float64), None, None, "relu"),
+        "dx_out_is_y": (dy, y, y, None, "relu"),
+        "dbias_out_in_dx_out": (dy, y, buf[:48].reshape(8, 6), buf[:6], "relu"),
+        "dbias_out_readonly": (dy, y, None, _readonly(np.zeros(6, np.float32)), "relu"),
+        "dy_strided": (np.repeat(dy, 2, axis=1)[:, ::2], y, None, None, "relu"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_declines_backward()))
+def test_fast_backward_declines_and_writes_nothing(name):
+    from fastopt import _activation
+    args = _declines_backward()[name]
+    before = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    assert _activation.try_backward(*args) is None
+    for a, c in zip(args, before):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, c)

@@ -8,6 +8,6 @@ ratio to every peer.
 """
 from fastopt.bench.core import Case, Impl, check_case, measure_case
 
-FAMILIES = ("optim", "batchnorm", "loss", "clip")
+FAMILIES = ("optim", "batchnorm", "loss", "clip", "activation")
 
 __all__ = ["Case", "Impl", "check_case", "measure_case", "FAMILIES"]

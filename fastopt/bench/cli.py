@@ -9,7 +9,8 @@ from fastopt.bench.core import check_case, measure_case
 from fastopt.bench.report import markdown, plot, table, write_json
 
 FAMILY_MODULES = {"optim": "fastopt.bench.optim", "batchnorm": "fastopt.bench.batchnorm",
-                  "loss": "fastopt.bench.loss", "clip": "fastopt.bench.clip"}
+                  "loss": "fastopt.bench.loss", "clip": "fastopt.bench.clip",
+                  "activation": "fastopt.bench.activation"}
 
 
 def add_arguments(parser):
