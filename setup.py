@@ -68,11 +68,16 @@ def extensions():
     for pyx in sorted(glob.glob(os.path.join("fastopt", "_*.pyx"))):
         name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
         sources = [pyx, os.path.join(CSRC, "runtime.c")]
+        # headers and the .inc kernel bodies: editing one rebuilds the extension (distutils only sees sources)
+        depends = [os.path.join(CSRC, f) for f in ("runtime.h", "fo_common.h")]
         for family in families_of(pyx):
             sources += sorted(glob.glob(os.path.join(CSRC, family + "*.c")))
+            depends += sorted(glob.glob(os.path.join(CSRC, family + "*.h")) +
+                              glob.glob(os.path.join(CSRC, family + "*.inc")))
         exts.append(Extension(
             name,
             sources=sources,
+            depends=depends,
             include_dirs=[CSRC, numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
             extra_compile_args=BASE_FLAGS + omp,
