@@ -133,3 +133,28 @@ def test_bad_parameters(kwargs, match, digits):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=match):
         MLPClassifier(**kwargs).fit(X_train[:50], y_train[:50])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_loss_is_the_public_cross_entropy(dtype):
+    """The estimator calls the cross-entropy kernel without the public checks: same loss and gradient."""
+    from fastopt.losses import softmax_cross_entropy
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 4, 40)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, dtype=dtype, random_state=0).fit(X, y)
+    logits = rng.standard_normal((17, 4)).astype(dtype)
+    labels = rng.integers(0, 4, 17).astype(np.intp)
+    loss, grad = clf._loss(logits, labels, np.empty_like(logits))
+    ref_loss, ref_grad = softmax_cross_entropy(logits, labels)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    np.testing.assert_array_equal(grad, ref_grad)
+
+
+def test_float32_predictions_do_not_depend_on_the_batch(digits):
+    """Inference rounds float64 products once to float32: a row predicts the same alone or in any batch."""
+    X_train, X_test, y_train, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=3, random_state=0).fit(X_train, y_train)
+    full = clf.predict_proba(X_test[:50])
+    for i in (0, 7, 49):
+        np.testing.assert_array_equal(clf.predict_proba(X_test[i:i + 1])[0], full[i])
+    np.testing.assert_array_equal(clf.predict_proba(X_test[:50][::-1])[::-1], full)
