@@ -1,5 +1,5 @@
-/* Activation family drivers (see activation.h): rows split across threads for the forward, columns (in blocks of
- * whole cache lines) for the backward, so each column's sum is one thread's, in row order. */
+/* Activation family drivers (see activation.h): rows split across threads, for the backward in whole blocks of
+ * FO_ACT_ROW_BLOCK rows whose column sums are added in block order, whatever the thread count. */
 #include <stdlib.h>
 
 #include "activation.h"
@@ -58,47 +58,50 @@ static int fo_act_backward(int dtype, const void *dy, const void *y, void *dx, v
                            int relu, int nthreads)
 {
     const fo_act_bwd_fn fn = fo_act_table()->backward[dtype];
-    const int64_t per_line = dtype == FO_F32 ? 16 : 8;        /* elements per 64-byte line */
-    const int64_t nblocks = (cols + per_line - 1) / per_line;
-    double *sum = NULL;
-    int64_t c;
+    const int64_t nblk = (rows + FO_ACT_ROW_BLOCK - 1) / FO_ACT_ROW_BLOCK;
+    double *part = NULL;            /* nblk rows of cols doubles: each block's column sums */
+    int64_t b, c;
     int nth;
     if (rows < 0 || cols < 0)
         return -1;
-    if (cols == 0)
+    if (cols == 0 || rows == 0) {
+        for (c = 0; c < cols && db != NULL; ++c) {
+            if (dtype == FO_F32)
+                ((float *)db)[c] = 0.0f;
+            else
+                ((double *)db)[c] = 0.0;
+        }
         return 0;
+    }
     if (db != NULL) {
-        sum = (double *)calloc((size_t)cols, sizeof(double));
-        if (sum == NULL)
+        part = (double *)calloc((size_t)(nblk * cols), sizeof(double));
+        if (part == NULL)
             return -2;
     }
     nth = fo_threads_for(rows * cols, nthreads);
-    if (nth > nblocks)
-        nth = (int)nblocks;
-    if (nth <= 1) {
-        fn(dy, y, dx, rows, cols, 0, cols, relu, sum);
-    } else {
-#pragma omp parallel num_threads(nth)
-        {
-            int tid, team;
-            int64_t c0, c1;
-            FO_TEAM(tid, team);
-            c0 = fo_act_split(nblocks, tid, team) * per_line;
-            c1 = fo_act_split(nblocks, tid + 1, team) * per_line;
-            if (c1 > cols)
-                c1 = cols;
-            if (c0 < c1)
-                fn(dy, y, dx, rows, cols, c0, c1, relu, sum);
+    if (nth > nblk)
+        nth = (int)nblk;
+#pragma omp parallel num_threads(nth) if(nth > 1)
+    {
+        int tid, team;
+        int64_t k;
+        FO_TEAM(tid, team);
+        for (k = fo_act_split(nblk, tid, team); k < fo_act_split(nblk, tid + 1, team); ++k) {
+            const int64_t r0 = k * FO_ACT_ROW_BLOCK, r1 = r0 + FO_ACT_ROW_BLOCK < rows ? r0 + FO_ACT_ROW_BLOCK : rows;
+            fn(dy, y, dx, cols, r0, r1, relu, part != NULL ? part + k * cols : NULL);
         }
     }
-    if (sum != NULL) {
+    if (part != NULL) {
+        for (b = 1; b < nblk; ++b)
+            for (c = 0; c < cols; ++c)
+                part[c] += part[b * cols + c];
         for (c = 0; c < cols; ++c) {
             if (dtype == FO_F32)
-                ((float *)db)[c] = (float)sum[c];
+                ((float *)db)[c] = (float)part[c];
             else
-                ((double *)db)[c] = sum[c];
+                ((double *)db)[c] = part[c];
         }
-        free(sum);
+        free(part);
     }
     return 0;
 }

@@ -6,9 +6,10 @@
  *
  * The backward takes the forward's output y (relu'(x + b) = [y > 0]), so the layer keeps no pre-activation.
  * y may be x and dx may be dy (in place, element for element); no other overlap is allowed.
- * db accumulates in double: the rows of each group of 4 are added in REAL, then into a double per column; the order
- * is fixed by the code, so every instruction-set path gives the same bits. Threads split the rows for the forward
- * and the columns for the backward (whole columns per thread: results do not depend on the thread count). */
+ * db accumulates in double: the rows of each group of 4 are added in REAL, then into a double per column, per block
+ * of FO_ACT_ROW_BLOCK rows; the blocks' sums are then added in block order. That order is fixed by the code, not by
+ * the thread count or the instruction set, so results are the same bits everywhere. Threads split the rows (the
+ * backward: whole blocks per thread). */
 #ifndef FO_ACTIVATION_H
 #define FO_ACTIVATION_H
 
@@ -30,9 +31,10 @@ int fo_activation_bias_backward_f64(const double *dy, const double *y, double *d
 /* ---- internal: per-ISA kernels (activation_kernels.inc), chosen at run time --------------------------------- */
 /* Rows [r0, r1) of y = act(x + b), b NULL allowed. */
 typedef void (*fo_act_fwd_fn)(const void *x, const void *b, void *y, int64_t cols, int64_t r0, int64_t r1, int relu);
-/* Columns [c0, c1) of every row: dx = dy [y > 0] (or dy), and sum[c] += column sums of dx (sum NULL: none). */
-typedef void (*fo_act_bwd_fn)(const void *dy, const void *y, void *dx, int64_t rows, int64_t cols, int64_t c0,
-                              int64_t c1, int relu, double *sum /* inout */);
+/* Rows [r0, r1): dx = dy [y > 0] (or dy), and sum[c] += column sums of dx (sum NULL: none). */
+typedef void (*fo_act_bwd_fn)(const void *dy, const void *y, void *dx, int64_t cols, int64_t r0, int64_t r1,
+                              int relu, double *sum /* inout */);
+#define FO_ACT_ROW_BLOCK 256
 typedef struct fo_act_kernels {
     fo_act_fwd_fn forward[2];   /* [FO_F32 | FO_F64] */
     fo_act_bwd_fn backward[2];

@@ -6,7 +6,7 @@ import pytest
 import fastopt
 from fastopt.functional import bias_activation, bias_activation_backward
 
-SHAPES = [(1, 1), (3, 5), (64, 256), (67, 33), (300, 517)]      # the last is past the parallel threshold
+SHAPES = [(1, 1), (3, 5), (64, 256), (67, 33), (300, 517), (1030, 40)]   # the last two: threads, several blocks
 
 
 def reference(x, b, dy, relu):
@@ -102,8 +102,8 @@ def test_non_contiguous_inputs_are_copied():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_thread_counts_agree_bitwise(dtype):
-    """Rows per thread (forward) and whole columns per thread (backward): the same bits at any thread count."""
-    x, b, dy = data((300, 517), dtype)
+    """Rows per thread, the bias gradient in fixed blocks of rows added in order: the same bits at any thread count."""
+    x, b, dy = data((1030, 517), dtype)
     before = fastopt.get_num_threads()
     out = []
     try:

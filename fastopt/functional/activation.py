@@ -6,8 +6,8 @@ For x of shape (N, C) (rows = samples, columns = units) and bias of shape (C,):
     backward:  dx = dy * [y > 0] ("relu") or dy (None),   dbias = sum over rows of dx
 
 The backward takes the forward's output y, since relu'(x + bias) = [y > 0]: a layer need not keep x + bias.
-``dbias`` accumulates in double per column (rows added in a fixed order: the same bits on every instruction-set
-path and at any thread count). Threads split rows (forward) or columns (backward) past fastopt's parallel
+``dbias`` accumulates in double per column, in blocks of 256 rows added in block order: a fixed order, so the
+same bits on every instruction-set path and at any thread count. Threads split the rows past fastopt's parallel
 threshold. Implementation: csrc/activation.c.
 
 Arrays are used in place: ``out=x`` and ``dx_out=dy`` are allowed (element for element), any other overlap between
