@@ -104,8 +104,8 @@ class BatchNorm:
         cached = self._buffers.get(key)
         if cached is not None:
             buf = cached[1]
-            if buf.shape == x.shape and buf.strides == x.strides and buf.dtype == x.dtype:
-                return buf       # the buffer the key below would find: same geometry
+            if buf.shape == x.shape and buf.strides == x.strides and buf.dtype == x.dtype and x.flags.aligned:
+                return buf       # the buffer the key below would find: same geometry, run in place alike
         if _runs_in_place(x, self.axis):
             k = (key, x.shape, x.dtype.str, x.strides)
             make = lambda: np.empty_like(x, order="K")           # noqa: E731  (same memory order as x)

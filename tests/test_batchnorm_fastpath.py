@@ -172,3 +172,19 @@ def test_declined_but_valid_calls_still_run():
     y = batch_norm_forward(kw["x"], _strided(kw["gamma"]), kw["beta"], kw["running_mean"].copy(),
                            kw["running_var"].copy(), training=True, momentum=0)[0]
     np.testing.assert_array_equal(y, ref)
+
+
+def test_layer_buffer_reuse_tells_aligned_from_unaligned_inputs():
+    """reuse_buffers: an unaligned input of the same shape and strides as an earlier aligned one is copied to C
+    order by the kernels' caller, so it needs the C-order buffer, not the earlier one."""
+    import fastopt
+    rng = np.random.default_rng(0)
+    bn = fastopt.nn.BatchNorm(4, axis=1, reuse_buffers=True)
+    x = np.moveaxis(rng.standard_normal((6, 5, 5, 4)).astype(np.float32), -1, 1)      # NCHW shape, NHWC memory
+    y1 = bn.forward(x).copy()
+    raw = np.zeros(x.nbytes + 1, np.uint8)[1:]                                       # unaligned float32 memory
+    xu = np.ndarray((6, 5, 5, 4), np.float32, buffer=raw)
+    xu[...] = np.moveaxis(x, 1, -1)
+    xu = np.moveaxis(xu, -1, 1)
+    assert xu.strides == x.strides and not xu.flags.aligned
+    np.testing.assert_allclose(bn.forward(xu), y1, rtol=1e-5, atol=1e-6)   # other layout: other summation order

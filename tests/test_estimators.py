@@ -151,10 +151,23 @@ def test_training_loss_is_the_public_cross_entropy(dtype):
 
 
 def test_float32_predictions_do_not_depend_on_the_batch(digits):
-    """Inference rounds float64 products once to float32: a row predicts the same alone or in any batch."""
+    """Inference rounds float64 products once to float32: on real data a row predicts the same alone or in any batch
+    (BLAS's summation order still depends on the row count; it shows only for a float64 product within ~1e-16 of a
+    float32 rounding boundary, which these digits do not have)."""
     X_train, X_test, y_train, _ = digits
     clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=3, random_state=0).fit(X_train, y_train)
     full = clf.predict_proba(X_test[:50])
     for i in (0, 7, 49):
         np.testing.assert_array_equal(clf.predict_proba(X_test[i:i + 1])[0], full[i])
     np.testing.assert_array_equal(clf.predict_proba(X_test[:50][::-1])[::-1], full)
+
+
+@pytest.mark.parametrize("change", [{"dtype": "float64"}, {"hidden_layer_sizes": (9,)}])
+def test_warm_start_rejects_a_changed_network(change, digits):
+    X_train, _, y_train, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, warm_start=True, random_state=0).fit(X_train, y_train)
+    clf.set_params(**change)
+    with pytest.raises(ValueError, match="continue the fitted network"):
+        clf.fit(X_train, y_train)
+    with pytest.raises(ValueError, match="continue the fitted network"):
+        clf.partial_fit(X_train, y_train)

@@ -154,6 +154,11 @@ class _BaseMLP(BaseEstimator):
         hidden, dtype = self._check_params()
         rng = check_random_state(self.random_state)
         first = not hasattr(self, "_net") or not (self.warm_start or incremental)
+        if not first and (tuple(self._net.sizes[1:-1]) != tuple(int(h) for h in hidden)
+                          or self._net.dtype != dtype):
+            raise ValueError(f"warm_start / partial_fit continue the fitted network (hidden_layer_sizes "
+                             f"{tuple(self._net.sizes[1:-1])}, dtype {self._net.dtype}); got hidden_layer_sizes "
+                             f"{self.hidden_layer_sizes!r}, dtype {dtype}. Set warm_start=False to start afresh.")
         if first:
             self._initialize(X.shape[1], Y.shape[1] if Y.ndim == 2 else int(self._n_classes()), hidden, dtype, rng)
         X_val = Y_val = None

@@ -121,8 +121,9 @@ class Network:
             if training or self.dtype == np.float64:
                 np.matmul(h, self.weights[l], out=z)
             else:
-                # inference: float64 products rounded once to float32, so that a sample's output does not depend
-                # on the other rows of its batch (BLAS picks other kernels, so other roundings, for other sizes)
+                # inference: float64 products rounded once to float32. BLAS sums in another order for another
+                # number of rows; in float64 that changes the float32 result only when a value lies within ~1e-16
+                # of a float32 rounding boundary, so a sample's output almost never depends on its batch
                 np.matmul(h, self.weights[l], out=z, dtype=np.float64)
             if l == n_layers - 1:
                 _activation.bias_forward(z, self.biases[l], z, False)
