@@ -8,7 +8,7 @@ and writes dx (3 B): 5 B. The probe runs that traffic as ``stream([x], [y])`` + 
 import numpy as np
 
 from fastopt import _bench
-from fastopt.bench.core import Case, Impl, optional_import
+from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 from fastopt.functional import bias_activation, bias_activation_backward
 
 SIZES = {"64x256": (64, 256), "4096x1024": (4096, 1024)}
@@ -76,12 +76,8 @@ class ProbeBiasRelu:
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
     torch = optional_import("torch") if peers else None
-    table = QUICK_SIZES if quick else SIZES
     out = []
-    for size in sizes or list(table):
-        shape = table.get(size) or SIZES.get(size)
-        if shape is None:
-            raise ValueError(f"unknown size {size!r}; expected one of {sorted(set(SIZES) | set(QUICK_SIZES))}")
+    for size, shape in chosen_sizes(sizes, quick, SIZES, QUICK_SIZES):
         for dtype in dtypes:
             impls = [Impl("fastopt", lambda s=shape, d=dtype: FastoptBiasRelu(s, d))]
             if peers:

@@ -13,7 +13,7 @@ import numpy as np
 
 import fastopt
 from fastopt import _bench
-from fastopt.bench.core import Case, Impl, optional_import
+from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 
 SIZES = {"256x1024": (256, 1024), "64x64x56x56": (64, 64, 56, 56)}
 QUICK_SIZES = {"64x128": (64, 128), "8x16x8x8": (8, 16, 8, 8)}
@@ -115,12 +115,8 @@ class ProbeBN:
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
     torch = optional_import("torch") if peers else None
-    table = QUICK_SIZES if quick else SIZES
     out = []
-    for size in sizes or list(table):
-        shape = table.get(size) or SIZES.get(size)
-        if shape is None:
-            raise ValueError(f"unknown size {size!r}; expected one of {sorted(set(SIZES) | set(QUICK_SIZES))}")
+    for size, shape in chosen_sizes(sizes, quick, SIZES, QUICK_SIZES):
         for dtype in dtypes:
             four_d = len(shape) == 4
             impls = [Impl("fastopt", lambda s=shape, d=dtype: FastoptBN(s, d))]

@@ -9,7 +9,7 @@ import numpy as np
 
 import fastopt
 from fastopt import _bench
-from fastopt.bench.core import Case, Impl, optional_import
+from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 
 SIZES = {"1e5": [100_000], "1e7": [10_000_000], "200x5000": [5000] * 200, "2000x500": [500] * 2000}
 QUICK_SIZES = {"1e4": [10_000], "20x500": [500] * 20}
@@ -68,12 +68,8 @@ class ProbeClip:
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
     torch = optional_import("torch") if peers else None
-    table = QUICK_SIZES if quick else SIZES
     out = []
-    for size in sizes or list(table):
-        shapes = table.get(size) or SIZES.get(size)
-        if shapes is None:
-            raise ValueError(f"unknown size {size!r}; expected one of {sorted(set(SIZES) | set(QUICK_SIZES))}")
+    for size, shapes in chosen_sizes(sizes, quick, SIZES, QUICK_SIZES):
         for dtype in dtypes:
             impls = [Impl("fastopt", lambda s=shapes, d=dtype: FastoptClip(s, d))]
             if peers:

@@ -122,3 +122,17 @@ def optional_import(name) -> Optional[object]:
         return __import__(name)
     except ImportError:
         return None
+
+
+def chosen_sizes(sizes, quick, full, small):
+    """[(label, value)] for the size labels asked for (default: every label of ``small`` if quick, else of
+    ``full``), each looked up in the table of the run's mode, then in ``full``; ValueError for unknown labels."""
+    table = small if quick else full
+    out = []
+    for label in sizes or list(table):
+        value = table.get(label) or full.get(label)
+        if value is None:
+            raise ValueError(f"unknown size {label!r}; expected one of {sorted(set(full) | set(small))}")
+        out.append((label, value))
+    return out
+

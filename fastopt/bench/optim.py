@@ -10,7 +10,7 @@ import numpy as np
 
 import fastopt
 from fastopt import _bench
-from fastopt.bench.core import Case, Impl, optional_import
+from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 
 KERNELS = {
     # name: (fastopt class, kwargs, (arrays read, arrays written))
@@ -120,15 +120,11 @@ def _torch_supports(torch, kernel, mode, dtype):
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=False, peers=True):
     torch = optional_import("torch") if peers else None
-    table = QUICK_SIZES if quick else SIZES
-    chosen = sizes or list(table)
+    chosen = chosen_sizes(sizes, quick, SIZES, QUICK_SIZES)
     out = []
     for kernel in kernels or list(KERNELS):
         n_read, n_write = KERNELS[kernel][2]
-        for size in chosen:
-            shapes = table.get(size) or SIZES.get(size)
-            if shapes is None:
-                raise ValueError(f"unknown size {size!r}; expected one of {sorted(set(SIZES) | set(QUICK_SIZES))}")
+        for size, shapes in chosen:
             for dtype in dtypes:
                 numel = int(sum(shapes))
                 itemsize = np.dtype(dtype).itemsize
