@@ -15,6 +15,7 @@ from fastopt._runtime cimport *
 cnp.import_array()
 
 include "_runtime_api.pxi"
+include "_arrays.pxi"
 
 cdef extern from "activation.h" nogil:
     int fo_activation_bias_forward_f32(const float *x, const float *b, float *y, int64_t rows, int64_t cols,
@@ -26,26 +27,25 @@ cdef extern from "activation.h" nogil:
     int fo_activation_bias_backward_f64(const double *dy, const double *y, double *dx, double *db, int64_t rows,
                                         int64_t cols, int relu, int nthreads)
 
-cdef int _CONTIG = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+cdef bint _plain_shaped(object a, int typenum, int64_t rows, int64_t cols, bint write):
+    """a is a plain (see _plain) (rows, cols) array, or (cols,) with rows < 0."""
+    if not _plain(a, typenum, write):
+        return False
+    if rows < 0:
+        return cnp.PyArray_NDIM(<cnp.ndarray>a) == 1 and cnp.PyArray_DIM(<cnp.ndarray>a, 0) == cols
+    return cnp.PyArray_NDIM(<cnp.ndarray>a) == 2 and cnp.PyArray_DIM(<cnp.ndarray>a, 0) == rows \
+        and cnp.PyArray_DIM(<cnp.ndarray>a, 1) == cols
 
 
 cdef void *_ptr(object a, int typenum, int64_t rows, int64_t cols, bint write, str name) except? NULL:
     """Data pointer of `a` (None -> NULL): a (rows, cols) array, or (cols,) when rows < 0, after the checks."""
-    cdef cnp.ndarray arr
     if a is None:
         return NULL
-    if not cnp.PyArray_Check(a):
-        raise RuntimeError(f"internal error: {name} is not an ndarray")
-    arr = a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_ISBYTESWAPPED(arr) \
-            or (cnp.PyArray_FLAGS(arr) & _CONTIG) != _CONTIG or (write and not cnp.PyArray_ISWRITEABLE(arr)):
-        raise RuntimeError(f"internal error: {name} has the wrong dtype or flags")
-    if rows < 0:
-        if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIM(arr, 0) != cols:
-            raise RuntimeError(f"internal error: {name} is not a ({cols},) array")
-    elif cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIM(arr, 0) != rows or cnp.PyArray_DIM(arr, 1) != cols:
-        raise RuntimeError(f"internal error: {name} is not a ({rows}, {cols}) array")
-    return cnp.PyArray_DATA(arr)
+    if not _plain_shaped(a, typenum, rows, cols, write):
+        shape = f"({cols},)" if rows < 0 else f"({rows}, {cols})"
+        raise RuntimeError(f"internal error: {name} is not a C-contiguous, aligned, native"
+                           f"{', writeable' if write else ''} {shape} array of the expected dtype")
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef int _typenum(cnp.ndarray x) except -1:
@@ -105,43 +105,12 @@ def bias_backward(cnp.ndarray dy, y, cnp.ndarray dx, dbias, bint relu, int nthre
 # output that is exactly its element-for-element input); None otherwise, with nothing written, and the Python
 # checks then copy or raise.
 
-cdef bint _plain(object a, int typenum, int64_t rows, int64_t cols, bint write):
-    """a is a (rows, cols) array (or (cols,) with rows < 0) the kernels use in place."""
-    cdef cnp.ndarray arr
-    if not cnp.PyArray_Check(a):
-        return False
-    arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_ISBYTESWAPPED(arr) \
-            or (cnp.PyArray_FLAGS(arr) & _CONTIG) != _CONTIG or (write and not cnp.PyArray_ISWRITEABLE(arr)):
-        return False
-    if rows < 0:
-        return cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == cols
-    return cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_DIM(arr, 0) == rows and cnp.PyArray_DIM(arr, 1) == cols
-
-
 cdef bint _disjoint_or_same(object out, object a, bint same_ok):
     """out's bytes are disjoint from a's (None: yes), or (same_ok) out is exactly a's memory."""
-    cdef char *p
-    cdef char *q
-    cdef Py_ssize_t np_, nq
-    if a is None:
+    if not _overlap(out, a):
         return True
-    p = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
-    q = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
-    np_ = cnp.PyArray_NBYTES(<cnp.ndarray>out)
-    nq = cnp.PyArray_NBYTES(<cnp.ndarray>a)
-    if np_ == 0 or nq == 0 or p + np_ <= q or q + nq <= p:
-        return True
-    return same_ok and p == q and np_ == nq
-
-
-cdef int _relu_flag(object activation):
-    """1 for "relu", 0 for None, -1 for anything else."""
-    if activation is None:
-        return 0
-    if type(activation) is str and activation == "relu":
-        return 1
-    return -1
+    return same_ok and cnp.PyArray_DATA(<cnp.ndarray>out) == cnp.PyArray_DATA(<cnp.ndarray>a) \
+        and cnp.PyArray_NBYTES(<cnp.ndarray>out) == cnp.PyArray_NBYTES(<cnp.ndarray>a)
 
 
 def try_forward(x, bias, out, activation):
@@ -156,11 +125,12 @@ def try_forward(x, bias, out, activation):
         return None
     rows = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
     cols = cnp.PyArray_DIM(<cnp.ndarray>x, 1)
-    if not _plain(x, t, rows, cols, False) or (bias is not None and not _plain(bias, t, -1, cols, False)):
+    if not _plain_shaped(x, t, rows, cols, False) \
+            or (bias is not None and not _plain_shaped(bias, t, -1, cols, False)):
         return None
     if out is None:
         out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0)
-    elif not (_plain(out, t, rows, cols, True) and _disjoint_or_same(out, x, True)
+    elif not (_plain_shaped(out, t, rows, cols, True) and _disjoint_or_same(out, x, True)
               and _disjoint_or_same(out, bias, False)):
         return None
     bias_forward(x, bias, out, relu)
@@ -180,16 +150,16 @@ def try_backward(dy, y, dx_out, dbias_out, activation):
         return None
     rows = cnp.PyArray_DIM(<cnp.ndarray>dy, 0)
     cols = cnp.PyArray_DIM(<cnp.ndarray>dy, 1)
-    if not _plain(dy, t, rows, cols, False):
+    if not _plain_shaped(dy, t, rows, cols, False):
         return None
     if relu:
-        if y is None or not _plain(y, t, rows, cols, False):
+        if y is None or not _plain_shaped(y, t, rows, cols, False):
             return None
     else:
         y = None
     if dx_out is None:
         dx = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>dy), t, 0)
-    elif _plain(dx_out, t, rows, cols, True) and _disjoint_or_same(dx_out, dy, True) \
+    elif _plain_shaped(dx_out, t, rows, cols, True) and _disjoint_or_same(dx_out, dy, True) \
             and _disjoint_or_same(dx_out, y, False):
         dx = dx_out
     else:
@@ -197,7 +167,7 @@ def try_backward(dy, y, dx_out, dbias_out, activation):
     if dbias_out is None:
         nc = cols
         dbias = cnp.PyArray_EMPTY(1, &nc, t, 0)
-    elif _plain(dbias_out, t, -1, cols, True) and _disjoint_or_same(dbias_out, dy, False) \
+    elif _plain_shaped(dbias_out, t, -1, cols, True) and _disjoint_or_same(dbias_out, dy, False) \
             and _disjoint_or_same(dbias_out, y, False) and _disjoint_or_same(dbias_out, dx, False):
         dbias = dbias_out
     else:

@@ -21,6 +21,7 @@ from fastopt._runtime cimport *
 cnp.import_array()
 
 include "_runtime_api.pxi"
+include "_arrays.pxi"
 
 cdef extern from "batchnorm.h" nogil:
     int FO_BN_NCS, FO_BN_RC
@@ -41,23 +42,14 @@ cdef extern from "batchnorm.h" nogil:
 NCS = FO_BN_NCS
 RC = FO_BN_RC
 
-cdef int _CONTIG = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
-
-
 cdef void *_ptr(object a, int typenum, int64_t size, bint write, str name) except? NULL:
     """Data pointer of `a` (None -> NULL) after the memory-safety checks."""
-    cdef cnp.ndarray arr
     if a is None:
         return NULL
-    if not cnp.PyArray_Check(a):
-        raise RuntimeError(f"internal error: {name} is not an ndarray")
-    arr = a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_SIZE(arr) != size \
-            or cnp.PyArray_ISBYTESWAPPED(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr)):
-        raise RuntimeError(f"internal error: {name} has the wrong dtype, size or flags")
-    if (cnp.PyArray_FLAGS(arr) & _CONTIG) != _CONTIG:
-        raise RuntimeError(f"internal error: {name} is not C-contiguous and aligned")
-    return cnp.PyArray_DATA(arr)
+    if not _plain(a, typenum, write) or cnp.PyArray_SIZE(<cnp.ndarray>a) != size:
+        raise RuntimeError(f"internal error: {name} is not a C-contiguous, aligned, native"
+                           f"{', writeable' if write else ''} array of {size} elements of the expected dtype")
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef inline int _typenum(cnp.ndarray x) except -1:
@@ -128,18 +120,6 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int layout, int64_t 
     with nogil:
         rc = fo_batchnorm_backward(dtype, pdy, px, pdx, &sh, pg, pb, psm, psi, pdg, pdb, training, relu, nthreads)
     _raise(rc, "batch_norm_backward")
-
-
-cdef bint _plain(object a, int typenum, bint write):
-    """a is an ndarray of typenum, C-contiguous, aligned, native (and writeable if write)."""
-    if not cnp.PyArray_Check(a):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_ISBYTESWAPPED(arr):
-        return False
-    if (cnp.PyArray_FLAGS(arr) & _CONTIG) != _CONTIG:
-        return False
-    return not write or cnp.PyArray_ISWRITEABLE(arr)
 
 
 cdef bint _plain_channels(object a, int typenum, int64_t c, bint write):
@@ -240,19 +220,6 @@ cdef int _plain_layout(object xo, object axis, fo_bn_shape *sh) except -2:
     return t
 
 
-cdef inline bint _overlap(object a, object b):
-    """Two arrays (None: no) whose byte intervals [data, data + extent) intersect; both are dense."""
-    cdef cnp.ndarray p, q
-    if a is None or b is None:
-        return False
-    p = <cnp.ndarray>a
-    q = <cnp.ndarray>b
-    if cnp.PyArray_NBYTES(p) == 0 or cnp.PyArray_NBYTES(q) == 0:
-        return False
-    return <char *>cnp.PyArray_DATA(p) < <char *>cnp.PyArray_DATA(q) + cnp.PyArray_NBYTES(q) and \
-        <char *>cnp.PyArray_DATA(q) < <char *>cnp.PyArray_DATA(p) + cnp.PyArray_NBYTES(p)
-
-
 cdef bint _any_overlap(tuple writes, tuple reads):
     cdef Py_ssize_t i, j
     for i in range(len(writes)):
@@ -278,12 +245,12 @@ cdef inline bint _unit_real(object v, bint upper):
     return not isnan(d) and d >= 0.0 and (d <= 1.0 if upper else d < INFINITY)
 
 
-cdef object _empty_like_kernel(cnp.ndarray x):
-    """A fresh array with x's shape and strides (x is dense in one of the two layouts)."""
-    y = np.empty_like(x)
-    if not _same_geometry(y, x, cnp.PyArray_TYPE(x), True):
-        return None
-    return y
+cdef object _kernel_output(object out, cnp.ndarray x):
+    """The array the kernels write: out if it has x's shape and strides and is writeable, else None; a fresh one
+    like x (dense in one of the two layouts) if out is None."""
+    if out is None:
+        out = np.empty_like(x)
+    return out if _same_geometry(out, x, cnp.PyArray_TYPE(x), True) else None
 
 
 def try_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out, activation):
@@ -291,16 +258,12 @@ def try_forward(x, gamma, beta, running_mean, running_var, training, momentum, e
     argument is already what the kernels take."""
     cdef fo_bn_shape sh
     cdef int t, rc
-    cdef bint relu, train
+    cdef bint train
+    cdef int relu = _relu_flag(activation)
     cdef int64_t C
     t = _plain_layout(x, axis, &sh)
-    if t == 0 or type(training) is not bool or not _unit_real(momentum, True) or not _unit_real(eps, False):
-        return None
-    if activation is None:
-        relu = False
-    elif type(activation) is str and activation == "relu":
-        relu = True
-    else:
+    if t == 0 or relu < 0 or type(training) is not bool or not _unit_real(momentum, True) \
+            or not _unit_real(eps, False):
         return None
     train = training
     C = sh.c
@@ -311,13 +274,8 @@ def try_forward(x, gamma, beta, running_mean, running_var, training, momentum, e
     if not (_plain_channels(gamma, t, C, False) and _plain_channels(beta, t, C, False)
             and _plain_channels(running_mean, t, C, train) and _plain_channels(running_var, t, C, train)):
         return None
-    if out is None:
-        y = _empty_like_kernel(<cnp.ndarray>x)
-        if y is None:
-            return None
-    elif _same_geometry(out, <cnp.ndarray>x, t, True):
-        y = out
-    else:
+    y = _kernel_output(out, <cnp.ndarray>x)
+    if y is None:
         return None
     if train:
         if _any_overlap((y, running_mean, running_var), (x, gamma, beta)):
@@ -349,16 +307,11 @@ def try_backward(dy, x, gamma, save_mean, save_invstd, axis, training, activatio
     already what the kernels take."""
     cdef fo_bn_shape sh
     cdef int t, rc
-    cdef bint relu, train
+    cdef bint train
+    cdef int relu = _relu_flag(activation)
     cdef int64_t C
     t = _plain_layout(x, axis, &sh)
-    if t == 0 or type(training) is not bool or not _same_geometry(dy, <cnp.ndarray>x, t, False):
-        return None
-    if activation is None:
-        relu = False
-    elif type(activation) is str and activation == "relu":
-        relu = True
-    else:
+    if t == 0 or relu < 0 or type(training) is not bool or not _same_geometry(dy, <cnp.ndarray>x, t, False):
         return None
     train = training
     C = sh.c
@@ -369,13 +322,8 @@ def try_backward(dy, x, gamma, save_mean, save_invstd, axis, training, activatio
             and save_invstd is not None and _plain_channels(save_invstd, cnp.NPY_FLOAT64, C, False)
             and _plain_channels(dgamma_out, t, C, True) and _plain_channels(dbeta_out, t, C, True)):
         return None
-    if dx_out is None:
-        dx = _empty_like_kernel(<cnp.ndarray>x)
-        if dx is None:
-            return None
-    elif _same_geometry(dx_out, <cnp.ndarray>x, t, True):
-        dx = dx_out
-    else:
+    dx = _kernel_output(dx_out, <cnp.ndarray>x)
+    if dx is None:
         return None
     cdef cnp.npy_intp nc = C
     dgamma, dbeta = dgamma_out, dbeta_out
@@ -408,19 +356,9 @@ def check_disjoint(list writes, list wnames, list reads, list rnames):
     Every array is C-contiguous (or None, skipped), so its bytes are one interval [data, data + nbytes).
     """
     cdef Py_ssize_t i, j, nw = len(writes)
-    cdef cnp.ndarray a, b
     allv = writes + reads
     names = wnames + rnames
     for i in range(nw):
-        if allv[i] is None or cnp.PyArray_NBYTES(<cnp.ndarray>allv[i]) == 0:
-            continue
-        a = allv[i]
         for j in range(len(allv)):
-            if j == i or allv[j] is None or (j < nw and j < i):
-                continue
-            b = allv[j]
-            if cnp.PyArray_NBYTES(b) == 0:
-                continue
-            if <char *>cnp.PyArray_DATA(a) < <char *>cnp.PyArray_DATA(b) + cnp.PyArray_NBYTES(b) and \
-                    <char *>cnp.PyArray_DATA(b) < <char *>cnp.PyArray_DATA(a) + cnp.PyArray_NBYTES(a):
+            if j != i and not (j < nw and j < i) and _overlap(allv[i], allv[j]):
                 raise ValueError(f"{names[i]} and {names[j]} share memory; they must be separate arrays")
