@@ -199,6 +199,20 @@ static int64_t fo_bn_pad(int64_t C)
     return (C + 7) & ~(int64_t)7;
 }
 
+/* Channel c's two sums from the per-thread partial rows (thread t's at rows 2t and 2t + 1, ld apart), added in
+ * thread order. */
+static void fo_bn_part_sums(const double *part, int64_t ld, int team, int64_t c, double *first, double *second)
+{
+    double a = 0.0, b = 0.0;
+    int t;
+    for (t = 0; t < team; ++t) {
+        a += part[2 * t * ld + c];
+        b += part[(2 * t + 1) * ld + c];
+    }
+    *first = a;
+    *second = b;
+}
+
 int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *sh, const void *gamma,
                          const void *beta, void *running_mean, void *running_var, double *save_mean,
                          double *save_invstd, int training, double momentum, double eps, int relu, int nthreads)
@@ -323,17 +337,13 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
             chi = fo_bn_split(C, tid + 1, team);
             if (training) {
                 int64_t cc;
-                int t;
                 fo_bn_pilot_mean(x, dtype, sh, K, clo, chi);
 #pragma omp barrier
                 tab->stats_rc[dtype](x, sh, lo, hi, 0, C, K, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
 #pragma omp barrier
                 for (cc = clo; cc < chi; ++cc) {
-                    double S = 0.0, Q = 0.0;
-                    for (t = 0; t < team; ++t) {
-                        S += part[2 * t * ld + cc];
-                        Q += part[(2 * t + 1) * ld + cc];
-                    }
+                    double S, Q;
+                    fo_bn_part_sums(part, ld, team, cc, &S, &Q);
                     fo_bn_fwd_finish(&k, cc, K[cc], S, Q);
                 }
 #pragma omp barrier
@@ -463,16 +473,12 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
             if (need_sums) {
                 const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
                 int64_t cc;
-                int t;
                 tab->bsums_rc[dtype](dy, x, sh, lo, hi, 0, C, k.coef, relu, part + 2 * tid * ld,
                                      part + (2 * tid + 1) * ld);
 #pragma omp barrier
                 for (cc = clo; cc < chi; ++cc) {
-                    double SG = 0.0, SGX = 0.0;
-                    for (t = 0; t < team; ++t) {
-                        SG += part[2 * t * ld + cc];
-                        SGX += part[(2 * t + 1) * ld + cc];
-                    }
+                    double SG, SGX;
+                    fo_bn_part_sums(part, ld, team, cc, &SG, &SGX);
                     fo_bn_bwd_finish(&k, cc, SG, SGX);
                 }
 #pragma omp barrier
