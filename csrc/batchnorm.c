@@ -213,281 +213,356 @@ static void fo_bn_part_sums(const double *part, int64_t ld, int team, int64_t c,
     *second = b;
 }
 
+/* What a pass schedule needs besides the finishers' fo_bn_call. */
+typedef struct fo_bn_run {
+    const fo_bn_kernels *tab;
+    const void *x, *dy;              /* dy: backward only */
+    void *out;                       /* y (forward) or dx (backward) */
+    int relu, nth;
+    int need_sums;                   /* backward: sums of g and g x wanted (training, dgamma or dbeta) */
+    double *scratch;                 /* per-thread partial sums and RC shifts, or NULL */
+} fo_bn_run;
+
+/* The coefficient table (FO_BN_NCOEF rows of C) and, if nscratch > 0, zeroed scratch; -2 (nothing kept) if
+ * either allocation fails. */
+static int fo_bn_alloc(fo_bn_call *k, size_t esize, size_t nscratch, double **scratch)
+{
+    *scratch = NULL;
+    k->coef = malloc((size_t)(FO_BN_NCOEF * k->sh->c) * esize);
+    if (nscratch > 0)
+        *scratch = (double *)calloc(nscratch, sizeof(double));
+    if (k->coef == NULL || (nscratch > 0 && *scratch == NULL)) {
+        free(k->coef);
+        free(*scratch);
+        return -2;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- forward schedules (see batchnorm.h) */
+/* NCS, whole channels per thread: each channel's statistics, then its y pass while it is in cache. */
+static void fo_bn_fwd_channels(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t cc;
+        FO_TEAM(tid, team);
+        for (cc = fo_bn_split(sh->c, tid, team); cc < fo_bn_split(sh->c, tid + 1, team); ++cc) {
+            if (k->training) {
+                const double K = fo_bn_get(r->x, dtype, cc * sh->s);
+                double S = 0.0, Q = 0.0;
+                r->tab->stats_ncs[dtype](r->x, sh, cc, 0, k->M, K, &S, &Q);
+                fo_bn_fwd_finish(k, cc, K, S, Q);
+            }
+            r->tab->norm_ncs[dtype](r->x, r->out, sh, cc, 0, k->M, k->coef, r->relu);
+        }
+    }
+}
+
+/* NCS, few channels: every channel's elements split across the team (partial sums added in thread order). */
+static void fo_bn_fwd_split(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype, nth = r->nth;
+    const int64_t M = k->M;
+    double *scratch = r->scratch;
+    int64_t c;
+    for (c = 0; c < sh->c; ++c) {
+        const double K = fo_bn_get(r->x, dtype, c * sh->s);
+        if (k->training) {
+            double S = 0.0, Q = 0.0;
+            int t;
+#pragma omp parallel num_threads(nth)
+            {
+                int tid, team;
+                FO_TEAM(tid, team);
+                scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
+                r->tab->stats_ncs[dtype](r->x, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), K,
+                                         &scratch[2 * tid], &scratch[2 * tid + 1]);
+            }
+            for (t = 0; t < nth; ++t) {
+                S += scratch[2 * t];
+                Q += scratch[2 * t + 1];
+            }
+            fo_bn_fwd_finish(k, c, K, S, Q);
+        }
+#pragma omp parallel num_threads(nth)
+        {
+            int tid, team;
+            FO_TEAM(tid, team);
+            r->tab->norm_ncs[dtype](r->x, r->out, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), k->coef,
+                                    r->relu);
+        }
+    }
+}
+
+/* RC, column blocks of cb channels per thread: each block's statistics and y pass back to back, the block still
+ * in cache. Scratch: K, S, Q rows (C, then padded). */
+static void fo_bn_fwd_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t cb)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+    const int64_t C = sh->c, nblk = (C + cb - 1) / cb;
+    double *K = r->scratch, *S = r->scratch + C, *Q = r->scratch + C + fo_bn_pad(C);
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t b, cc;
+        FO_TEAM(tid, team);
+        for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
+            const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
+            if (k->training) {
+                fo_bn_pilot_mean(r->x, dtype, sh, K, c0, c1);
+                r->tab->stats_rc[dtype](r->x, sh, 0, sh->n, c0, c1, K, S, Q);
+                for (cc = c0; cc < c1; ++cc)
+                    fo_bn_fwd_finish(k, cc, K[cc], S[cc], Q[cc]);
+            }
+            r->tab->norm_rc[dtype](r->x, r->out, sh, 0, sh->n, c0, c1, k->coef, r->relu);
+        }
+    }
+}
+
+/* RC, rows split across the team: per-thread partial sums (rows 2t, 2t + 1 of the scratch after K), combined
+ * in thread order for each thread's share of the channels, then every thread's y pass over its rows. */
+static void fo_bn_fwd_rows(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+    const int64_t C = sh->c, ld = fo_bn_pad(C);
+    double *K = r->scratch, *part = r->scratch + C;
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t lo, hi, clo, chi;
+        FO_TEAM(tid, team);
+        lo = fo_bn_split(sh->n, tid, team);
+        hi = fo_bn_split(sh->n, tid + 1, team);
+        clo = fo_bn_split(C, tid, team);        /* each thread's channels for the per-channel steps */
+        chi = fo_bn_split(C, tid + 1, team);
+        if (k->training) {
+            int64_t cc;
+            fo_bn_pilot_mean(r->x, dtype, sh, K, clo, chi);
+#pragma omp barrier
+            r->tab->stats_rc[dtype](r->x, sh, lo, hi, 0, C, K, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
+#pragma omp barrier
+            for (cc = clo; cc < chi; ++cc) {
+                double S, Q;
+                fo_bn_part_sums(part, ld, team, cc, &S, &Q);
+                fo_bn_fwd_finish(k, cc, K[cc], S, Q);
+            }
+#pragma omp barrier
+        }
+        r->tab->norm_rc[dtype](r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu);
+    }
+}
+
 int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *sh, const void *gamma,
                          const void *beta, void *running_mean, void *running_var, double *save_mean,
                          double *save_invstd, int training, double momentum, double eps, int relu, int nthreads)
 {
-    const fo_bn_kernels *tab;
     fo_bn_call k;
-    int64_t C, M, c, total;
-    size_t esize;
-    double *scratch = NULL;
-    size_t nscratch = 0;
-    int64_t cb;
-    int nth;
+    fo_bn_run run;
+    size_t esize, nscratch = 0;
+    int64_t c, cb;
+    int by_channel;
 
     if (fo_bn_check(dtype, sh, training) != 0)
         return -1;
     if ((running_mean == NULL) != (running_var == NULL) || (!training && running_mean == NULL))
         return -1;
-    tab = fo_bn_table();
-    C = sh->c;
-    M = sh->n * sh->s;
-    total = M * C;
     esize = dtype == FO_F32 ? sizeof(float) : sizeof(double);
-    nth = fo_threads_for(total, nthreads);
-    cb = fo_bn_col_block(sh, esize, nth, 1);
+    run.tab = fo_bn_table();
+    run.x = x; run.dy = NULL; run.out = y; run.relu = relu; run.need_sums = training;
+    run.nth = fo_threads_for(sh->n * sh->s * sh->c, nthreads);
+    by_channel = sh->layout == FO_BN_NCS && fo_bn_by_channel(sh, run.nth);
+    cb = fo_bn_col_block(sh, esize, run.nth, 1);
 
-    k.dtype = dtype; k.training = training; k.sh = sh; k.M = M;
+    k.dtype = dtype; k.training = training; k.sh = sh; k.M = sh->n * sh->s;
     k.gamma = gamma; k.beta = beta; k.running_mean = running_mean; k.running_var = running_var;
     k.save_mean = save_mean; k.save_invstd = save_invstd; k.momentum = momentum; k.eps = eps;
     k.dgamma = k.dbeta = NULL;
-    k.coef = malloc((size_t)(FO_BN_NCOEF * C) * esize);
     if (sh->layout == FO_BN_RC && training)
-        nscratch = (size_t)(C + 2 * nth * fo_bn_pad(C));
-    else if (sh->layout == FO_BN_NCS && !fo_bn_by_channel(sh, nth))
-        nscratch = (size_t)(2 * nth);
-    if (nscratch > 0)
-        scratch = (double *)calloc(nscratch, sizeof(double));
-    if (k.coef == NULL || (nscratch > 0 && scratch == NULL)) {
-        free(k.coef);
-        free(scratch);
+        nscratch = (size_t)(sh->c + 2 * run.nth * fo_bn_pad(sh->c));
+    else if (sh->layout == FO_BN_NCS && !by_channel)
+        nscratch = (size_t)(2 * run.nth);
+    if (fo_bn_alloc(&k, esize, nscratch, &run.scratch) != 0)
         return -2;
-    }
 
     if (!training)
-        for (c = 0; c < C; ++c)
+        for (c = 0; c < sh->c; ++c)
             fo_bn_fwd_finish(&k, c, 0.0, 0.0, 0.0);
+    if (by_channel)
+        fo_bn_fwd_channels(&k, &run);
+    else if (sh->layout == FO_BN_NCS)
+        fo_bn_fwd_split(&k, &run);
+    else if (cb > 0)
+        fo_bn_fwd_col_blocks(&k, &run, cb);
+    else
+        fo_bn_fwd_rows(&k, &run);
+    free(k.coef);
+    free(run.scratch);
+    return 0;
+}
 
-    if (sh->layout == FO_BN_NCS && fo_bn_by_channel(sh, nth)) {
-#pragma omp parallel num_threads(nth) if(nth > 1)
-        {
-            int tid, team;
-            int64_t cc;
-            FO_TEAM(tid, team);
-            for (cc = fo_bn_split(C, tid, team); cc < fo_bn_split(C, tid + 1, team); ++cc) {
-                if (training) {
-                    const double K = fo_bn_get(x, dtype, cc * sh->s);
-                    double S = 0.0, Q = 0.0;
-                    tab->stats_ncs[dtype](x, sh, cc, 0, M, K, &S, &Q);
-                    fo_bn_fwd_finish(&k, cc, K, S, Q);
-                }
-                tab->norm_ncs[dtype](x, y, sh, cc, 0, M, k.coef, relu);
+/* ---------------------------------------------------------------- backward schedules (as the forward's) */
+static void fo_bn_bwd_channels(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t cc;
+        FO_TEAM(tid, team);
+        for (cc = fo_bn_split(sh->c, tid, team); cc < fo_bn_split(sh->c, tid + 1, team); ++cc) {
+            if (r->need_sums) {
+                double SG = 0.0, SGX = 0.0;
+                r->tab->bsums_ncs[dtype](r->dy, r->x, sh, cc, 0, k->M, k->coef, r->relu, &SG, &SGX);
+                fo_bn_bwd_finish(k, cc, SG, SGX);
             }
+            r->tab->dx_ncs[dtype](r->dy, r->x, r->out, sh, cc, 0, k->M, k->coef, r->relu, k->training);
         }
-    } else if (sh->layout == FO_BN_NCS) {
-        /* few channels: every channel's elements split across the team */
-        for (c = 0; c < C; ++c) {
-            const double K = fo_bn_get(x, dtype, c * sh->s);
-            if (training) {
-                double S = 0.0, Q = 0.0;
-                int t;
-#pragma omp parallel num_threads(nth)
-                {
-                    int tid, team;
-                    FO_TEAM(tid, team);
-                    scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
-                    tab->stats_ncs[dtype](x, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), K,
-                                          &scratch[2 * tid], &scratch[2 * tid + 1]);
-                }
-                for (t = 0; t < nth; ++t) {
-                    S += scratch[2 * t];
-                    Q += scratch[2 * t + 1];
-                }
-                fo_bn_fwd_finish(&k, c, K, S, Q);
-            }
+    }
+}
+
+static void fo_bn_bwd_split(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype, nth = r->nth;
+    const int64_t M = k->M;
+    double *scratch = r->scratch;
+    int64_t c;
+    for (c = 0; c < sh->c; ++c) {
+        if (r->need_sums) {
+            double SG = 0.0, SGX = 0.0;
+            int t;
 #pragma omp parallel num_threads(nth)
             {
                 int tid, team;
                 FO_TEAM(tid, team);
-                tab->norm_ncs[dtype](x, y, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), k.coef, relu);
+                scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
+                r->tab->bsums_ncs[dtype](r->dy, r->x, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team),
+                                         k->coef, r->relu, &scratch[2 * tid], &scratch[2 * tid + 1]);
             }
+            for (t = 0; t < nth; ++t) {
+                SG += scratch[2 * t];
+                SGX += scratch[2 * t + 1];
+            }
+            fo_bn_bwd_finish(k, c, SG, SGX);
         }
-    } else if (cb > 0) {
-        /* column blocks: each block's statistics and y pass back to back, the block still in cache */
-        double *K = scratch, *S = scratch + C, *Q = scratch + C + fo_bn_pad(C);
-        const int64_t nblk = (C + cb - 1) / cb;
-#pragma omp parallel num_threads(nth) if(nth > 1)
+#pragma omp parallel num_threads(nth)
         {
             int tid, team;
-            int64_t b, cc;
             FO_TEAM(tid, team);
-            for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
-                const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
-                if (training) {
-                    fo_bn_pilot_mean(x, dtype, sh, K, c0, c1);
-                    tab->stats_rc[dtype](x, sh, 0, sh->n, c0, c1, K, S, Q);
-                    for (cc = c0; cc < c1; ++cc)
-                        fo_bn_fwd_finish(&k, cc, K[cc], S[cc], Q[cc]);
-                }
-                tab->norm_rc[dtype](x, y, sh, 0, sh->n, c0, c1, k.coef, relu);
-            }
-        }
-    } else {
-        double *K = scratch, *part = scratch + C;
-        const int64_t ld = fo_bn_pad(C);
-#pragma omp parallel num_threads(nth) if(nth > 1)
-        {
-            int tid, team;
-            int64_t lo, hi, clo, chi;
-            FO_TEAM(tid, team);
-            lo = fo_bn_split(sh->n, tid, team);
-            hi = fo_bn_split(sh->n, tid + 1, team);
-            clo = fo_bn_split(C, tid, team);        /* each thread's channels for the per-channel steps */
-            chi = fo_bn_split(C, tid + 1, team);
-            if (training) {
-                int64_t cc;
-                fo_bn_pilot_mean(x, dtype, sh, K, clo, chi);
-#pragma omp barrier
-                tab->stats_rc[dtype](x, sh, lo, hi, 0, C, K, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
-#pragma omp barrier
-                for (cc = clo; cc < chi; ++cc) {
-                    double S, Q;
-                    fo_bn_part_sums(part, ld, team, cc, &S, &Q);
-                    fo_bn_fwd_finish(&k, cc, K[cc], S, Q);
-                }
-#pragma omp barrier
-            }
-            tab->norm_rc[dtype](x, y, sh, lo, hi, 0, C, k.coef, relu);
+            r->tab->dx_ncs[dtype](r->dy, r->x, r->out, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team),
+                                  k->coef, r->relu, k->training);
         }
     }
-    free(k.coef);
-    free(scratch);
-    return 0;
+}
+
+/* Scratch: SG, SGX rows (padded). */
+static void fo_bn_bwd_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t cb)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+    const int64_t C = sh->c, nblk = (C + cb - 1) / cb;
+    double *SG = r->scratch, *SGX = r->scratch + fo_bn_pad(C);
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t b, cc;
+        FO_TEAM(tid, team);
+        for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
+            const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
+            if (r->need_sums) {
+                r->tab->bsums_rc[dtype](r->dy, r->x, sh, 0, sh->n, c0, c1, k->coef, r->relu, SG, SGX);
+                for (cc = c0; cc < c1; ++cc)
+                    fo_bn_bwd_finish(k, cc, SG[cc], SGX[cc]);
+            }
+            r->tab->dx_rc[dtype](r->dy, r->x, r->out, sh, 0, sh->n, c0, c1, k->coef, r->relu, k->training);
+        }
+    }
+}
+
+static void fo_bn_bwd_rows(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+    const int64_t C = sh->c, ld = fo_bn_pad(C);
+    double *part = r->scratch;
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t lo, hi;
+        FO_TEAM(tid, team);
+        lo = fo_bn_split(sh->n, tid, team);
+        hi = fo_bn_split(sh->n, tid + 1, team);
+        if (r->need_sums) {
+            const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
+            int64_t cc;
+            r->tab->bsums_rc[dtype](r->dy, r->x, sh, lo, hi, 0, C, k->coef, r->relu, part + 2 * tid * ld,
+                                    part + (2 * tid + 1) * ld);
+#pragma omp barrier
+            for (cc = clo; cc < chi; ++cc) {
+                double SG, SGX;
+                fo_bn_part_sums(part, ld, team, cc, &SG, &SGX);
+                fo_bn_bwd_finish(k, cc, SG, SGX);
+            }
+#pragma omp barrier
+        }
+        r->tab->dx_rc[dtype](r->dy, r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu, k->training);
+    }
 }
 
 int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, const fo_bn_shape *sh,
                           const void *gamma, const void *beta, const double *save_mean, const double *save_invstd,
                           void *dgamma, void *dbeta, int training, int relu, int nthreads)
 {
-    const fo_bn_kernels *tab;
     fo_bn_call k;
-    int64_t C, M, c, total;
-    size_t esize;
-    double *scratch = NULL;
-    int64_t cb;
-    int nth, need_sums, by_channel;
+    fo_bn_run run;
+    size_t esize, nscratch = 0;
+    int64_t c, cb;
+    int by_channel;
 
     if (fo_bn_check(dtype, sh, training) != 0 || save_mean == NULL || save_invstd == NULL)
         return -1;
-    tab = fo_bn_table();
-    C = sh->c;
-    M = sh->n * sh->s;
-    total = M * C;
     esize = dtype == FO_F32 ? sizeof(float) : sizeof(double);
-    nth = fo_threads_for(total, nthreads);
-    need_sums = training || dgamma != NULL || dbeta != NULL;
-    by_channel = sh->layout == FO_BN_NCS && fo_bn_by_channel(sh, nth);
-    cb = fo_bn_col_block(sh, esize, nth, 2);
+    run.tab = fo_bn_table();
+    run.x = x; run.dy = dy; run.out = dx; run.relu = relu;
+    run.need_sums = training || dgamma != NULL || dbeta != NULL;
+    run.nth = fo_threads_for(sh->n * sh->s * sh->c, nthreads);
+    by_channel = sh->layout == FO_BN_NCS && fo_bn_by_channel(sh, run.nth);
+    cb = fo_bn_col_block(sh, esize, run.nth, 2);
 
-    k.dtype = dtype; k.training = training; k.sh = sh; k.M = M;
+    k.dtype = dtype; k.training = training; k.sh = sh; k.M = sh->n * sh->s;
     k.gamma = gamma; k.beta = beta; k.running_mean = k.running_var = NULL;
     k.save_mean = (double *)save_mean; k.save_invstd = (double *)save_invstd;
     k.momentum = 0.0; k.eps = 0.0; k.dgamma = dgamma; k.dbeta = dbeta;
-    k.coef = malloc((size_t)(FO_BN_NCOEF * C) * esize);
     if (sh->layout == FO_BN_RC)
-        scratch = (double *)calloc((size_t)(2 * nth * fo_bn_pad(C)), sizeof(double));
+        nscratch = (size_t)(2 * run.nth * fo_bn_pad(sh->c));
     else if (!by_channel)
-        scratch = (double *)calloc((size_t)(2 * nth), sizeof(double));
-    if (k.coef == NULL || (scratch == NULL && !by_channel)) {
-        free(k.coef);
-        free(scratch);
+        nscratch = (size_t)(2 * run.nth);
+    if (fo_bn_alloc(&k, esize, nscratch, &run.scratch) != 0)
         return -2;
-    }
-    for (c = 0; c < C; ++c)
-        fo_bn_set_affine(&k, c, save_mean[c], save_invstd[c]);
-    if (!need_sums)
-        for (c = 0; c < C; ++c)
-            fo_bn_bwd_finish(&k, c, 0.0, 0.0);
 
-    if (by_channel) {
-#pragma omp parallel num_threads(nth) if(nth > 1)
-        {
-            int tid, team;
-            int64_t cc;
-            FO_TEAM(tid, team);
-            for (cc = fo_bn_split(C, tid, team); cc < fo_bn_split(C, tid + 1, team); ++cc) {
-                if (need_sums) {
-                    double SG = 0.0, SGX = 0.0;
-                    tab->bsums_ncs[dtype](dy, x, sh, cc, 0, M, k.coef, relu, &SG, &SGX);
-                    fo_bn_bwd_finish(&k, cc, SG, SGX);
-                }
-                tab->dx_ncs[dtype](dy, x, dx, sh, cc, 0, M, k.coef, relu, training);
-            }
-        }
-    } else if (sh->layout == FO_BN_NCS) {
-        for (c = 0; c < C; ++c) {
-            if (need_sums) {
-                double SG = 0.0, SGX = 0.0;
-                int t;
-#pragma omp parallel num_threads(nth)
-                {
-                    int tid, team;
-                    FO_TEAM(tid, team);
-                    scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
-                    tab->bsums_ncs[dtype](dy, x, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), k.coef,
-                                          relu, &scratch[2 * tid], &scratch[2 * tid + 1]);
-                }
-                for (t = 0; t < nth; ++t) {
-                    SG += scratch[2 * t];
-                    SGX += scratch[2 * t + 1];
-                }
-                fo_bn_bwd_finish(&k, c, SG, SGX);
-            }
-#pragma omp parallel num_threads(nth)
-            {
-                int tid, team;
-                FO_TEAM(tid, team);
-                tab->dx_ncs[dtype](dy, x, dx, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), k.coef, relu,
-                                   training);
-            }
-        }
-    } else if (cb > 0) {
-        double *SG = scratch, *SGX = scratch + fo_bn_pad(C);
-        const int64_t nblk = (C + cb - 1) / cb;
-#pragma omp parallel num_threads(nth) if(nth > 1)
-        {
-            int tid, team;
-            int64_t b, cc;
-            FO_TEAM(tid, team);
-            for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
-                const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
-                if (need_sums) {
-                    tab->bsums_rc[dtype](dy, x, sh, 0, sh->n, c0, c1, k.coef, relu, SG, SGX);
-                    for (cc = c0; cc < c1; ++cc)
-                        fo_bn_bwd_finish(&k, cc, SG[cc], SGX[cc]);
-                }
-                tab->dx_rc[dtype](dy, x, dx, sh, 0, sh->n, c0, c1, k.coef, relu, training);
-            }
-        }
-    } else {
-        double *part = scratch;
-        const int64_t ld = fo_bn_pad(C);
-#pragma omp parallel num_threads(nth) if(nth > 1)
-        {
-            int tid, team;
-            int64_t lo, hi;
-            FO_TEAM(tid, team);
-            lo = fo_bn_split(sh->n, tid, team);
-            hi = fo_bn_split(sh->n, tid + 1, team);
-            if (need_sums) {
-                const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
-                int64_t cc;
-                tab->bsums_rc[dtype](dy, x, sh, lo, hi, 0, C, k.coef, relu, part + 2 * tid * ld,
-                                     part + (2 * tid + 1) * ld);
-#pragma omp barrier
-                for (cc = clo; cc < chi; ++cc) {
-                    double SG, SGX;
-                    fo_bn_part_sums(part, ld, team, cc, &SG, &SGX);
-                    fo_bn_bwd_finish(&k, cc, SG, SGX);
-                }
-#pragma omp barrier
-            }
-            tab->dx_rc[dtype](dy, x, dx, sh, lo, hi, 0, C, k.coef, relu, training);
-        }
-    }
+    for (c = 0; c < sh->c; ++c)
+        fo_bn_set_affine(&k, c, save_mean[c], save_invstd[c]);
+    if (!run.need_sums)
+        for (c = 0; c < sh->c; ++c)
+            fo_bn_bwd_finish(&k, c, 0.0, 0.0);
+    if (by_channel)
+        fo_bn_bwd_channels(&k, &run);
+    else if (sh->layout == FO_BN_NCS)
+        fo_bn_bwd_split(&k, &run);
+    else if (cb > 0)
+        fo_bn_bwd_col_blocks(&k, &run, cb);
+    else
+        fo_bn_bwd_rows(&k, &run);
     free(k.coef);
-    free(scratch);
+    free(run.scratch);
     return 0;
 }
 
