@@ -239,92 +239,165 @@ static int fo_bn_alloc(fo_bn_call *k, size_t esize, size_t nscratch, double **sc
     return 0;
 }
 
-/* ---------------------------------------------------------------- forward schedules (see batchnorm.h) */
-/* NCS, whole channels per thread: each channel's statistics, then its y pass while it is in cache. */
-static void fo_bn_fwd_channels(const fo_bn_call *k, const fo_bn_run *r)
+/* ---------------------------------------------------------------- NCS schedules (forward and backward) */
+/* The three steps of a pass on channel c of an NCS input: sums over its elements [lo, hi) added to *a, *b;
+ * the per-channel finisher from the channel's totals; the element pass over [lo, hi). */
+typedef struct fo_bn_ncs_steps {
+    void (*sums)(const fo_bn_call *k, const fo_bn_run *r, int64_t c, int64_t lo, int64_t hi, double *a, double *b);
+    void (*finish)(const fo_bn_call *k, const fo_bn_run *r, int64_t c, double a, double b);
+    void (*apply)(const fo_bn_call *k, const fo_bn_run *r, int64_t c, int64_t lo, int64_t hi);
+} fo_bn_ncs_steps;
+
+/* Forward: statistics shifted by K = the channel's first element; y pass. */
+static double fo_bn_ncs_shift(const fo_bn_call *k, const fo_bn_run *r, int64_t c)
 {
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype;
+    return fo_bn_get(r->x, k->dtype, c * k->sh->s);
+}
+static void fo_bn_fwd_sums(const fo_bn_call *k, const fo_bn_run *r, int64_t c, int64_t lo, int64_t hi, double *a,
+                           double *b)
+{
+    r->tab->stats_ncs[k->dtype](r->x, k->sh, c, lo, hi, fo_bn_ncs_shift(k, r, c), a, b);
+}
+static void fo_bn_fwd_fin(const fo_bn_call *k, const fo_bn_run *r, int64_t c, double a, double b)
+{
+    fo_bn_fwd_finish(k, c, fo_bn_ncs_shift(k, r, c), a, b);
+}
+static void fo_bn_fwd_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c, int64_t lo, int64_t hi)
+{
+    r->tab->norm_ncs[k->dtype](r->x, r->out, k->sh, c, lo, hi, k->coef, r->relu);
+}
+static const fo_bn_ncs_steps fo_bn_fwd_steps = { fo_bn_fwd_sums, fo_bn_fwd_fin, fo_bn_fwd_apply };
+
+/* Backward: sums of g and g (x - MHI); dx pass. */
+static void fo_bn_bwd_sums(const fo_bn_call *k, const fo_bn_run *r, int64_t c, int64_t lo, int64_t hi, double *a,
+                           double *b)
+{
+    r->tab->bsums_ncs[k->dtype](r->dy, r->x, k->sh, c, lo, hi, k->coef, r->relu, a, b);
+}
+static void fo_bn_bwd_fin(const fo_bn_call *k, const fo_bn_run *r, int64_t c, double a, double b)
+{
+    (void)r;
+    fo_bn_bwd_finish(k, c, a, b);
+}
+static void fo_bn_bwd_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c, int64_t lo, int64_t hi)
+{
+    r->tab->dx_ncs[k->dtype](r->dy, r->x, r->out, k->sh, c, lo, hi, k->coef, r->relu, k->training);
+}
+static const fo_bn_ncs_steps fo_bn_bwd_steps = { fo_bn_bwd_sums, fo_bn_bwd_fin, fo_bn_bwd_apply };
+
+/* Whole channels per thread: each channel's sums (if r->need_sums), then its element pass while it is in
+ * cache. */
+static void fo_bn_ncs_channels(const fo_bn_call *k, const fo_bn_run *r, const fo_bn_ncs_steps *st)
+{
 #pragma omp parallel num_threads(r->nth) if(r->nth > 1)
     {
         int tid, team;
         int64_t cc;
         FO_TEAM(tid, team);
-        for (cc = fo_bn_split(sh->c, tid, team); cc < fo_bn_split(sh->c, tid + 1, team); ++cc) {
-            if (k->training) {
-                const double K = fo_bn_get(r->x, dtype, cc * sh->s);
-                double S = 0.0, Q = 0.0;
-                r->tab->stats_ncs[dtype](r->x, sh, cc, 0, k->M, K, &S, &Q);
-                fo_bn_fwd_finish(k, cc, K, S, Q);
+        for (cc = fo_bn_split(k->sh->c, tid, team); cc < fo_bn_split(k->sh->c, tid + 1, team); ++cc) {
+            if (r->need_sums) {
+                double a = 0.0, b = 0.0;
+                st->sums(k, r, cc, 0, k->M, &a, &b);
+                st->finish(k, r, cc, a, b);
             }
-            r->tab->norm_ncs[dtype](r->x, r->out, sh, cc, 0, k->M, k->coef, r->relu);
+            st->apply(k, r, cc, 0, k->M);
         }
     }
 }
 
-/* NCS, few channels: every channel's elements split across the team (partial sums added in thread order). */
-static void fo_bn_fwd_split(const fo_bn_call *k, const fo_bn_run *r)
+/* Few channels: every channel's elements split across the team (partial sums added in thread order). */
+static void fo_bn_ncs_split(const fo_bn_call *k, const fo_bn_run *r, const fo_bn_ncs_steps *st)
 {
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype, nth = r->nth;
+    const int nth = r->nth;
     const int64_t M = k->M;
     double *scratch = r->scratch;
     int64_t c;
-    for (c = 0; c < sh->c; ++c) {
-        const double K = fo_bn_get(r->x, dtype, c * sh->s);
-        if (k->training) {
-            double S = 0.0, Q = 0.0;
+    for (c = 0; c < k->sh->c; ++c) {
+        if (r->need_sums) {
+            double a = 0.0, b = 0.0;
             int t;
 #pragma omp parallel num_threads(nth)
             {
                 int tid, team;
                 FO_TEAM(tid, team);
                 scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
-                r->tab->stats_ncs[dtype](r->x, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), K,
-                                         &scratch[2 * tid], &scratch[2 * tid + 1]);
+                st->sums(k, r, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), &scratch[2 * tid],
+                         &scratch[2 * tid + 1]);
             }
             for (t = 0; t < nth; ++t) {
-                S += scratch[2 * t];
-                Q += scratch[2 * t + 1];
+                a += scratch[2 * t];
+                b += scratch[2 * t + 1];
             }
-            fo_bn_fwd_finish(k, c, K, S, Q);
+            st->finish(k, r, c, a, b);
         }
 #pragma omp parallel num_threads(nth)
         {
             int tid, team;
             FO_TEAM(tid, team);
-            r->tab->norm_ncs[dtype](r->x, r->out, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), k->coef,
-                                    r->relu);
+            st->apply(k, r, c, fo_split(M, tid, team), fo_split(M, tid + 1, team));
         }
     }
 }
 
-/* RC, column blocks of cb channels per thread: each block's statistics and y pass back to back, the block still
- * in cache. Scratch: K, S, Q rows (C, then padded). */
-static void fo_bn_fwd_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t cb)
+/* ---------------------------------------------------------------- RC column blocks (forward and backward) */
+/* The two steps of a pass on channels [c0, c1) of an RC input, all rows: sums and per-channel finishers (run
+ * when r->need_sums), then the element pass. */
+typedef struct fo_bn_block_steps {
+    void (*sums)(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1);
+    void (*apply)(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1);
+} fo_bn_block_steps;
+
+/* Forward. Scratch: K, S, Q rows (C, then padded). */
+static void fo_bn_fwd_block_sums(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
 {
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype;
-    const int64_t C = sh->c, nblk = (C + cb - 1) / cb;
+    const int64_t C = k->sh->c;
     double *K = r->scratch, *S = r->scratch + C, *Q = r->scratch + C + fo_bn_pad(C);
+    int64_t cc;
+    fo_bn_pilot_mean(r->x, k->dtype, k->sh, K, c0, c1);
+    r->tab->stats_rc[k->dtype](r->x, k->sh, 0, k->sh->n, c0, c1, K, S, Q);
+    for (cc = c0; cc < c1; ++cc)
+        fo_bn_fwd_finish(k, cc, K[cc], S[cc], Q[cc]);
+}
+static void fo_bn_fwd_block_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
+{
+    r->tab->norm_rc[k->dtype](r->x, r->out, k->sh, 0, k->sh->n, c0, c1, k->coef, r->relu);
+}
+static const fo_bn_block_steps fo_bn_fwd_block = { fo_bn_fwd_block_sums, fo_bn_fwd_block_apply };
+
+/* Backward. Scratch: SG, SGX rows (padded). */
+static void fo_bn_bwd_block_sums(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
+{
+    double *SG = r->scratch, *SGX = r->scratch + fo_bn_pad(k->sh->c);
+    int64_t cc;
+    r->tab->bsums_rc[k->dtype](r->dy, r->x, k->sh, 0, k->sh->n, c0, c1, k->coef, r->relu, SG, SGX);
+    for (cc = c0; cc < c1; ++cc)
+        fo_bn_bwd_finish(k, cc, SG[cc], SGX[cc]);
+}
+static void fo_bn_bwd_block_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
+{
+    r->tab->dx_rc[k->dtype](r->dy, r->x, r->out, k->sh, 0, k->sh->n, c0, c1, k->coef, r->relu, k->training);
+}
+static const fo_bn_block_steps fo_bn_bwd_block = { fo_bn_bwd_block_sums, fo_bn_bwd_block_apply };
+
+/* Column blocks of cb channels per thread: each block's two passes back to back, the block still in cache. */
+static void fo_bn_rc_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t cb, const fo_bn_block_steps *st)
+{
+    const int64_t C = k->sh->c, nblk = (C + cb - 1) / cb;
 #pragma omp parallel num_threads(r->nth) if(r->nth > 1)
     {
         int tid, team;
-        int64_t b, cc;
+        int64_t b;
         FO_TEAM(tid, team);
         for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
             const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
-            if (k->training) {
-                fo_bn_pilot_mean(r->x, dtype, sh, K, c0, c1);
-                r->tab->stats_rc[dtype](r->x, sh, 0, sh->n, c0, c1, K, S, Q);
-                for (cc = c0; cc < c1; ++cc)
-                    fo_bn_fwd_finish(k, cc, K[cc], S[cc], Q[cc]);
-            }
-            r->tab->norm_rc[dtype](r->x, r->out, sh, 0, sh->n, c0, c1, k->coef, r->relu);
+            if (r->need_sums)
+                st->sums(k, r, c0, c1);
+            st->apply(k, r, c0, c1);
         }
     }
 }
 
+/* ---------------------------------------------------------------- RC rows split (forward, then backward) */
 /* RC, rows split across the team: per-thread partial sums (rows 2t, 2t + 1 of the scratch after K), combined
  * in thread order for each thread's share of the channels, then every thread's y pass over its rows. */
 static void fo_bn_fwd_rows(const fo_bn_call *k, const fo_bn_run *r)
@@ -356,6 +429,37 @@ static void fo_bn_fwd_rows(const fo_bn_call *k, const fo_bn_run *r)
 #pragma omp barrier
         }
         r->tab->norm_rc[dtype](r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu);
+    }
+}
+
+/* RC, rows split across the team (as the forward's). */
+static void fo_bn_bwd_rows(const fo_bn_call *k, const fo_bn_run *r)
+{
+    const fo_bn_shape *sh = k->sh;
+    const int dtype = k->dtype;
+    const int64_t C = sh->c, ld = fo_bn_pad(C);
+    double *part = r->scratch;
+#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
+    {
+        int tid, team;
+        int64_t lo, hi;
+        FO_TEAM(tid, team);
+        lo = fo_bn_split(sh->n, tid, team);
+        hi = fo_bn_split(sh->n, tid + 1, team);
+        if (r->need_sums) {
+            const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
+            int64_t cc;
+            r->tab->bsums_rc[dtype](r->dy, r->x, sh, lo, hi, 0, C, k->coef, r->relu, part + 2 * tid * ld,
+                                    part + (2 * tid + 1) * ld);
+#pragma omp barrier
+            for (cc = clo; cc < chi; ++cc) {
+                double SG, SGX;
+                fo_bn_part_sums(part, ld, team, cc, &SG, &SGX);
+                fo_bn_bwd_finish(k, cc, SG, SGX);
+            }
+#pragma omp barrier
+        }
+        r->tab->dx_rc[dtype](r->dy, r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu, k->training);
     }
 }
 
@@ -395,126 +499,16 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
         for (c = 0; c < sh->c; ++c)
             fo_bn_fwd_finish(&k, c, 0.0, 0.0, 0.0);
     if (by_channel)
-        fo_bn_fwd_channels(&k, &run);
+        fo_bn_ncs_channels(&k, &run, &fo_bn_fwd_steps);
     else if (sh->layout == FO_BN_NCS)
-        fo_bn_fwd_split(&k, &run);
+        fo_bn_ncs_split(&k, &run, &fo_bn_fwd_steps);
     else if (cb > 0)
-        fo_bn_fwd_col_blocks(&k, &run, cb);
+        fo_bn_rc_col_blocks(&k, &run, cb, &fo_bn_fwd_block);
     else
         fo_bn_fwd_rows(&k, &run);
     free(k.coef);
     free(run.scratch);
     return 0;
-}
-
-/* ---------------------------------------------------------------- backward schedules (as the forward's) */
-static void fo_bn_bwd_channels(const fo_bn_call *k, const fo_bn_run *r)
-{
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype;
-#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
-    {
-        int tid, team;
-        int64_t cc;
-        FO_TEAM(tid, team);
-        for (cc = fo_bn_split(sh->c, tid, team); cc < fo_bn_split(sh->c, tid + 1, team); ++cc) {
-            if (r->need_sums) {
-                double SG = 0.0, SGX = 0.0;
-                r->tab->bsums_ncs[dtype](r->dy, r->x, sh, cc, 0, k->M, k->coef, r->relu, &SG, &SGX);
-                fo_bn_bwd_finish(k, cc, SG, SGX);
-            }
-            r->tab->dx_ncs[dtype](r->dy, r->x, r->out, sh, cc, 0, k->M, k->coef, r->relu, k->training);
-        }
-    }
-}
-
-static void fo_bn_bwd_split(const fo_bn_call *k, const fo_bn_run *r)
-{
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype, nth = r->nth;
-    const int64_t M = k->M;
-    double *scratch = r->scratch;
-    int64_t c;
-    for (c = 0; c < sh->c; ++c) {
-        if (r->need_sums) {
-            double SG = 0.0, SGX = 0.0;
-            int t;
-#pragma omp parallel num_threads(nth)
-            {
-                int tid, team;
-                FO_TEAM(tid, team);
-                scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
-                r->tab->bsums_ncs[dtype](r->dy, r->x, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team),
-                                         k->coef, r->relu, &scratch[2 * tid], &scratch[2 * tid + 1]);
-            }
-            for (t = 0; t < nth; ++t) {
-                SG += scratch[2 * t];
-                SGX += scratch[2 * t + 1];
-            }
-            fo_bn_bwd_finish(k, c, SG, SGX);
-        }
-#pragma omp parallel num_threads(nth)
-        {
-            int tid, team;
-            FO_TEAM(tid, team);
-            r->tab->dx_ncs[dtype](r->dy, r->x, r->out, sh, c, fo_split(M, tid, team), fo_split(M, tid + 1, team),
-                                  k->coef, r->relu, k->training);
-        }
-    }
-}
-
-/* Scratch: SG, SGX rows (padded). */
-static void fo_bn_bwd_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t cb)
-{
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype;
-    const int64_t C = sh->c, nblk = (C + cb - 1) / cb;
-    double *SG = r->scratch, *SGX = r->scratch + fo_bn_pad(C);
-#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
-    {
-        int tid, team;
-        int64_t b, cc;
-        FO_TEAM(tid, team);
-        for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
-            const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
-            if (r->need_sums) {
-                r->tab->bsums_rc[dtype](r->dy, r->x, sh, 0, sh->n, c0, c1, k->coef, r->relu, SG, SGX);
-                for (cc = c0; cc < c1; ++cc)
-                    fo_bn_bwd_finish(k, cc, SG[cc], SGX[cc]);
-            }
-            r->tab->dx_rc[dtype](r->dy, r->x, r->out, sh, 0, sh->n, c0, c1, k->coef, r->relu, k->training);
-        }
-    }
-}
-
-static void fo_bn_bwd_rows(const fo_bn_call *k, const fo_bn_run *r)
-{
-    const fo_bn_shape *sh = k->sh;
-    const int dtype = k->dtype;
-    const int64_t C = sh->c, ld = fo_bn_pad(C);
-    double *part = r->scratch;
-#pragma omp parallel num_threads(r->nth) if(r->nth > 1)
-    {
-        int tid, team;
-        int64_t lo, hi;
-        FO_TEAM(tid, team);
-        lo = fo_bn_split(sh->n, tid, team);
-        hi = fo_bn_split(sh->n, tid + 1, team);
-        if (r->need_sums) {
-            const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
-            int64_t cc;
-            r->tab->bsums_rc[dtype](r->dy, r->x, sh, lo, hi, 0, C, k->coef, r->relu, part + 2 * tid * ld,
-                                    part + (2 * tid + 1) * ld);
-#pragma omp barrier
-            for (cc = clo; cc < chi; ++cc) {
-                double SG, SGX;
-                fo_bn_part_sums(part, ld, team, cc, &SG, &SGX);
-                fo_bn_bwd_finish(k, cc, SG, SGX);
-            }
-#pragma omp barrier
-        }
-        r->tab->dx_rc[dtype](r->dy, r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu, k->training);
-    }
 }
 
 int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, const fo_bn_shape *sh,
@@ -554,11 +548,11 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
         for (c = 0; c < sh->c; ++c)
             fo_bn_bwd_finish(&k, c, 0.0, 0.0);
     if (by_channel)
-        fo_bn_bwd_channels(&k, &run);
+        fo_bn_ncs_channels(&k, &run, &fo_bn_bwd_steps);
     else if (sh->layout == FO_BN_NCS)
-        fo_bn_bwd_split(&k, &run);
+        fo_bn_ncs_split(&k, &run, &fo_bn_bwd_steps);
     else if (cb > 0)
-        fo_bn_bwd_col_blocks(&k, &run, cb);
+        fo_bn_rc_col_blocks(&k, &run, cb, &fo_bn_bwd_block);
     else
         fo_bn_bwd_rows(&k, &run);
     free(k.coef);
