@@ -1,7 +1,12 @@
 """Extension modules of fastopt. Metadata lives in pyproject.toml.
 
-Every fastopt/_<name>.pyx is one extension module. Its first lines name the kernel families it wraps
-(`# csrc-families: optim reduce`); it is compiled with csrc/runtime.c and csrc/<family>*.c of each.
+Every fastopt/_<name>.pyx is one extension module. The build rule, one line each:
+- fastopt._runtime (its header says `# csrc-sources: runtime.c`) is the only extension compiled with
+  csrc/runtime.c: it owns the one runtime state (instruction-set path, serial threshold, fork rule) and exports
+  it in a capsule.
+- Every other module names the kernel families it owns (`# csrc-families: optim`) and is compiled with
+  csrc/<family>*.c of each, plus csrc/runtime_client.c (the pointer to the runtime state, set at import).
+- Each family is owned by exactly one module (a family named twice is a build error): no C is compiled twice.
 OpenMP is used when the compiler has it (FASTOPT_NO_OPENMP=1 forces a single-threaded build).
 Kernels are compiled for the baseline target; wider instruction sets come from per-ISA source files
 (csrc/*_avx2.c, csrc/*_avx512.c) with target pragmas, chosen at run time — never -march=native.
@@ -55,28 +60,40 @@ def openmp_flags():
     return ["-fopenmp"]
 
 
-def families_of(pyx):
+def header_list(pyx, key):
+    """The words of the `# <key>: ...` line in the first lines of `pyx` ([] if none)."""
     with open(pyx) as f:
         head = f.read(2000)
-    m = re.search(r"^# csrc-families:(.*)$", head, re.M)
+    m = re.search(rf"^# {key}:(.*)$", head, re.M)
     return m.group(1).split() if m else []
+
+
+def c_sources(pyx, owners):
+    """The C sources and dependencies of one extension (see the module docstring); `owners` maps each family
+    to the module that compiles it."""
+    name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
+    own = header_list(pyx, "csrc-sources")
+    sources = [os.path.join(CSRC, f) for f in own] or [os.path.join(CSRC, "runtime_client.c")]
+    # headers and the .inc kernel bodies: editing one rebuilds the extension (distutils only sees sources)
+    depends = [os.path.join(CSRC, f) for f in ("runtime.h", "fo_common.h")]
+    for family in header_list(pyx, "csrc-families"):
+        if owners.setdefault(family, name) != name:
+            raise SystemExit(f"setup.py: C family {family!r} is claimed by {owners[family]} and {name}")
+        sources += sorted(glob.glob(os.path.join(CSRC, family + "*.c")))
+        depends += sorted(glob.glob(os.path.join(CSRC, family + "*.h")) +
+                          glob.glob(os.path.join(CSRC, family + "*.inc")))
+    return name, sources, depends
 
 
 def extensions():
     omp = openmp_flags()
     exts = []
+    owners = {}
     for pyx in sorted(glob.glob(os.path.join("fastopt", "_*.pyx"))):
-        name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
-        sources = [pyx, os.path.join(CSRC, "runtime.c")]
-        # headers and the .inc kernel bodies: editing one rebuilds the extension (distutils only sees sources)
-        depends = [os.path.join(CSRC, f) for f in ("runtime.h", "fo_common.h")]
-        for family in families_of(pyx):
-            sources += sorted(glob.glob(os.path.join(CSRC, family + "*.c")))
-            depends += sorted(glob.glob(os.path.join(CSRC, family + "*.h")) +
-                              glob.glob(os.path.join(CSRC, family + "*.inc")))
+        name, sources, depends = c_sources(pyx, owners)
         exts.append(Extension(
             name,
-            sources=sources,
+            sources=[pyx] + sources,
             depends=depends,
             include_dirs=[CSRC, numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],

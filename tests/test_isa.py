@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _config
+from fastopt import _config, _runtime
 
 from _isa_cases import CASES, DTYPES, SIZES, all_trajectories, bit_mismatches, trajectory
 
@@ -65,8 +65,11 @@ def test_available_isas_start_with_baseline():
 def test_set_isa_reaches_every_kernel_module(isa, restore_isa):
     fastopt.set_isa(isa)
     assert fastopt.get_isa() == isa
-    for mod in _config._kernel_modules():
-        assert mod._isa_active() == isa, mod.__name__
+    assert _runtime.isa_active() == isa
+    mods = _config._kernel_modules()
+    assert {"fastopt._optim", "fastopt._reduce", "fastopt._batchnorm", "fastopt._loss"} <= {m.__name__ for m in mods}
+    for mod in mods:                       # one runtime: no module keeps an instruction-set choice of its own
+        assert not hasattr(mod, "_isa_active"), mod.__name__
 
 
 def test_show_config_reports_active_isa(restore_isa, capsys):
@@ -81,11 +84,18 @@ def test_show_config_reports_active_isa(restore_isa, capsys):
     ("sse9", r"Invalid instruction set 'sse9'"),
     ("", r"Invalid instruction set ''"),
     ("AVX2", r"Invalid instruction set 'AVX2'"),
-    (None, r"Invalid instruction set None"),
 ])
 def test_set_isa_rejects_unknown_names(bad, message, restore_isa):
     before = fastopt.get_isa()
     with pytest.raises(ValueError, match=message):
+        fastopt.set_isa(bad)
+    assert fastopt.get_isa() == before
+
+
+@pytest.mark.parametrize("bad", [None, 1, b"avx2"])
+def test_set_isa_rejects_non_str(bad, restore_isa):
+    before = fastopt.get_isa()
+    with pytest.raises(TypeError, match=r"Invalid instruction set .*expected a str"):
         fastopt.set_isa(bad)
     assert fastopt.get_isa() == before
 
