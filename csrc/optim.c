@@ -3,21 +3,11 @@
 #include <stddef.h>
 
 #include "optim.h"
-#include "runtime.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "dispatch.h"
 
 static const fo_optim_kernels *fo_optim_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_optim_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_optim_kernels_avx2;
-#endif
-    default: return &fo_optim_kernels_baseline;
-    }
+    return FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
 }
 
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */

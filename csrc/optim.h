@@ -57,8 +57,6 @@ typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
 } fo_optim_kernels;
 
-extern const fo_optim_kernels fo_optim_kernels_baseline;
-extern const fo_optim_kernels fo_optim_kernels_avx2;
-extern const fo_optim_kernels fo_optim_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */
 
 #endif

@@ -3,21 +3,11 @@
 #include <stdlib.h>
 
 #include "reduce.h"
-#include "runtime.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "dispatch.h"
 
 static const fo_reduce_kernels *fo_reduce_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_reduce_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_reduce_kernels_avx2;
-#endif
-    default: return &fo_reduce_kernels_baseline;
-    }
+    return FO_KERNELS(FO_FAM_REDUCE, fo_reduce_kernels);
 }
 
 static int64_t fo_total(const int64_t *ns, int64_t narrays)

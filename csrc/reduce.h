@@ -43,8 +43,6 @@ typedef struct fo_reduce_kernels {
     fo_reduce_clamp_fn clamp[2];
 } fo_reduce_kernels;
 
-extern const fo_reduce_kernels fo_reduce_kernels_baseline;
-extern const fo_reduce_kernels fo_reduce_kernels_avx2;
-extern const fo_reduce_kernels fo_reduce_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_REDUCE, fo_reduce_kernels) (dispatch.h). */
 
 #endif

@@ -6,7 +6,14 @@
 #define FO_HAVE_ATFORK 1
 #endif
 
-static fo_runtime fo_state = {FO_RUNTIME_ABI, FO_ISA_BASELINE, FO_PARALLEL_MIN_ELEMENTS, 0, 0, 0};
+extern fo_isa_tables fo_kernels_baseline;
+#if defined(__x86_64__) || defined(__i386__)
+extern fo_isa_tables fo_kernels_avx2;
+extern fo_isa_tables fo_kernels_avx512;
+#endif
+
+static fo_runtime fo_state = {FO_RUNTIME_ABI, FO_ISA_BASELINE, FO_PARALLEL_MIN_ELEMENTS, 0, 0, 0,
+                              fo_kernels_baseline};
 fo_runtime *fo_rt = &fo_state;
 
 /* In the child of fork(): libgomp's thread pool did not survive (only the forking thread is copied), and the first
@@ -24,7 +31,7 @@ void fo_runtime_init(void)
     if (done)
         return;
     done = 1;
-    fo_state.isa = fo_isa_best();
+    fo_isa_set(fo_isa_best());
 #ifdef FO_HAVE_ATFORK
     pthread_atfork(0, 0, fo_after_fork_child);
 #endif
@@ -73,10 +80,23 @@ int fo_isa_best(void)
     return FO_ISA_BASELINE;
 }
 
+/* The one place that maps an instruction-set path to its kernel tables. */
+static const void *const *fo_isa_tables_of(int isa)
+{
+    switch (isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    case FO_ISA_AVX512: return fo_kernels_avx512;
+    case FO_ISA_AVX2: return fo_kernels_avx2;
+#endif
+    default: return fo_kernels_baseline;
+    }
+}
+
 int fo_isa_set(int isa)
 {
     if (!fo_isa_supported(isa))
         return FO_EINVAL;
+    fo_state.kernels = fo_isa_tables_of(isa);
     fo_state.isa = isa;
     return FO_OK;
 }

@@ -20,7 +20,20 @@
 #define FO_PARALLEL_MIN_ELEMENTS 32768
 
 /* Version of the fo_runtime layout; an extension attached to a runtime of another version refuses to load. */
-#define FO_RUNTIME_ABI 1
+#define FO_RUNTIME_ABI 2
+
+/* Kernel families with per-ISA kernel tables (their kernels are compiled once per path, in csrc/kernels_<isa>.c). */
+enum fo_family {
+    FO_FAM_OPTIM = 0,
+    FO_FAM_BATCHNORM = 1,
+    FO_FAM_LOSS = 2,
+    FO_FAM_REDUCE = 3,
+    FO_FAM_ACTIVATION = 4,
+    FO_FAM_COUNT = 5
+};
+
+/* The kernel tables of one instruction-set path, indexed by fo_family (defined by csrc/kernels_<isa>.c). */
+typedef const void *const fo_isa_tables[FO_FAM_COUNT];
 
 typedef struct fo_runtime {
     int abi;                      /* FO_RUNTIME_ABI */
@@ -31,6 +44,7 @@ typedef struct fo_runtime {
                                    * (the child's OpenMP pool is dead, a team would wait forever) until
                                    * fo_set_max_threads() is called in the child */
     unsigned fork_generation;     /* forks seen by this process's line of children */
+    const void *const *kernels;   /* the active path's fo_isa_tables (see dispatch.h FO_KERNELS) */
 } fo_runtime;
 
 extern fo_runtime *fo_rt;         /* this extension's view of the one state */

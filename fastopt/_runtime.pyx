@@ -1,5 +1,5 @@
 # cython: language_level=3
-# csrc-sources: runtime.c
+# csrc-sources: runtime.c kernels_baseline.c kernels_avx2.c kernels_avx512.c
 """The one runtime of fastopt: instruction-set path, serial threshold and fork handling, shared by every kernel.
 
 This is the only extension compiled with csrc/runtime.c. It owns the single ``fo_runtime`` state and exports its

@@ -271,10 +271,10 @@ def _vector_registers(so_path, ranges):
                     reason="ELF on x86-64 only")
 @pytest.mark.skipif(not (shutil.which("objdump") and shutil.which("readelf")), reason="binutils absent")
 def test_each_path_uses_its_vector_width():
-    """Every <family>_<isa>.c object in every kernel module: avx512 uses zmm, avx2 ymm but no zmm,
-    baseline neither (SSE2 xmm only)."""
+    """Every kernels_<isa>.c object (in fastopt._runtime, which holds every family's kernels): avx512 uses zmm,
+    avx2 ymm but no zmm, baseline neither (SSE2 xmm only)."""
     checked = 0
-    for mod in _config._kernel_modules():
+    for mod in [_runtime] + _config._kernel_modules():
         groups = _objects_by_source(mod.__file__)
         if groups is None:
             pytest.skip(f"{mod.__file__} has no symbol table (stripped)")
@@ -291,7 +291,7 @@ def test_each_path_uses_its_vector_width():
             else:
                 assert "xmm" in regs and not regs & {"ymm", "zmm"}, (source, regs)
             checked += 1
-    assert checked >= 3                                       # optim_baseline.c, optim_avx2.c, optim_avx512.c
+    assert checked >= 3                                   # kernels_baseline.c, kernels_avx2.c, kernels_avx512.c
 
 
 # ------------------------------------------------------------------ baseline on a CPU without AVX
