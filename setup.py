@@ -1,10 +1,17 @@
 """Extension modules of fastopt. Metadata lives in pyproject.toml.
 
-Every fastopt/_<name>.pyx is one extension module. Its first lines name the kernel families it wraps
-(`# csrc-families: optim reduce`); it is compiled with csrc/runtime.c and csrc/<family>*.c of each.
-OpenMP is used when the compiler has it (FASTOPT_NO_OPENMP=1 forces a single-threaded build).
-Kernels are compiled for the baseline target; wider instruction sets come from per-ISA source files
-(csrc/*_avx2.c, csrc/*_avx512.c) with target pragmas, chosen at run time — never -march=native.
+Every fastopt/_<name>.pyx is one extension module. The build rule, one line each:
+- fastopt._runtime (its header: `# csrc-sources: runtime.c kernels_baseline.c kernels_avx2.c kernels_avx512.c`)
+  is the only extension compiled with csrc/runtime.c and with the kernels: it owns the one runtime state
+  (instruction-set path and its kernel tables, serial threshold, fork rule) and exports it in a capsule.
+  csrc/kernels_<isa>.c sets one target pragma and instantiates every family's kernels (csrc/<family>_isa.inc).
+- Every other module names the kernel families whose drivers it owns (`# csrc-families: optim`) and is compiled
+  with csrc/<family>*.c of each, plus csrc/runtime_client.c (the pointer to the runtime state, set at import);
+  its drivers reach their kernels through the runtime's tables.
+- Each family is owned by exactly one module (a family named twice is a build error): no C is compiled twice.
+OpenMP is used when the compiler has it (FASTOPT_NO_OPENMP=1 forces a single-threaded build). Kernels are
+compiled for the baseline target and, with target pragmas, for AVX2 and AVX-512, chosen at run time — never
+-march=native.
 """
 import glob
 import os
@@ -55,28 +62,38 @@ def openmp_flags():
     return ["-fopenmp"]
 
 
-def families_of(pyx):
+def header_list(pyx, key):
+    """The words of the `# <key>: ...` line in the first lines of `pyx` ([] if none)."""
     with open(pyx) as f:
         head = f.read(2000)
-    m = re.search(r"^# csrc-families:(.*)$", head, re.M)
+    m = re.search(rf"^# {key}:(.*)$", head, re.M)
     return m.group(1).split() if m else []
+
+
+def c_sources(pyx, owners):
+    """The C sources and dependencies of one extension (see the module docstring); `owners` maps each family
+    to the module that compiles it."""
+    name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
+    own = header_list(pyx, "csrc-sources")
+    sources = [os.path.join(CSRC, f) for f in own] or [os.path.join(CSRC, "runtime_client.c")]
+    # headers and the .inc kernel bodies: editing one rebuilds the extension (distutils only sees sources)
+    depends = sorted(glob.glob(os.path.join(CSRC, "*.h")) + glob.glob(os.path.join(CSRC, "*.inc")))
+    for family in header_list(pyx, "csrc-families"):
+        if owners.setdefault(family, name) != name:
+            raise SystemExit(f"setup.py: C family {family!r} is claimed by {owners[family]} and {name}")
+        sources += sorted(glob.glob(os.path.join(CSRC, family + "*.c")))
+    return name, sources, depends
 
 
 def extensions():
     omp = openmp_flags()
     exts = []
+    owners = {}
     for pyx in sorted(glob.glob(os.path.join("fastopt", "_*.pyx"))):
-        name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
-        sources = [pyx, os.path.join(CSRC, "runtime.c")]
-        # headers and the .inc kernel bodies: editing one rebuilds the extension (distutils only sees sources)
-        depends = [os.path.join(CSRC, f) for f in ("runtime.h", "fo_common.h")]
-        for family in families_of(pyx):
-            sources += sorted(glob.glob(os.path.join(CSRC, family + "*.c")))
-            depends += sorted(glob.glob(os.path.join(CSRC, family + "*.h")) +
-                              glob.glob(os.path.join(CSRC, family + "*.inc")))
+        name, sources, depends = c_sources(pyx, owners)
         exts.append(Extension(
             name,
-            sources=sources,
+            sources=[pyx] + sources,
             depends=depends,
             include_dirs=[CSRC, numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],

@@ -3,30 +3,11 @@
 #include <stdlib.h>
 
 #include "activation.h"
-#include "runtime.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#define FO_TEAM(tid, team) ((tid) = omp_get_thread_num(), (team) = omp_get_num_threads())
-#else
-#define FO_TEAM(tid, team) ((tid) = 0, (team) = 1)
-#endif
+#include "dispatch.h"
 
 static const fo_act_kernels *fo_act_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_act_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_act_kernels_avx2;
-#endif
-    default: return &fo_act_kernels_baseline;
-    }
-}
-
-/* Even split of `total` items: thread tid of team gets [fo_act_split(tid), fo_act_split(tid + 1)). */
-static int64_t fo_act_split(int64_t total, int tid, int team)
-{
-    return tid >= team ? total : (int64_t)((double)total * tid / team);
+    return FO_KERNELS(FO_FAM_ACTIVATION, fo_act_kernels);
 }
 
 static int fo_act_forward(int dtype, const void *x, const void *b, void *y, int64_t rows, int64_t cols, int relu,
@@ -49,7 +30,7 @@ static int fo_act_forward(int dtype, const void *x, const void *b, void *y, int6
     {
         int tid, team;
         FO_TEAM(tid, team);
-        fn(x, b, y, cols, fo_act_split(rows, tid, team), fo_act_split(rows, tid + 1, team), relu);
+        fn(x, b, y, cols, fo_split_even(rows, tid, team), fo_split_even(rows, tid + 1, team), relu);
     }
     return 0;
 }
@@ -86,7 +67,7 @@ static int fo_act_backward(int dtype, const void *dy, const void *y, void *dx, v
         int tid, team;
         int64_t k;
         FO_TEAM(tid, team);
-        for (k = fo_act_split(nblk, tid, team); k < fo_act_split(nblk, tid + 1, team); ++k) {
+        for (k = fo_split_even(nblk, tid, team); k < fo_split_even(nblk, tid + 1, team); ++k) {
             const int64_t r0 = k * FO_ACT_ROW_BLOCK, r1 = r0 + FO_ACT_ROW_BLOCK < rows ? r0 + FO_ACT_ROW_BLOCK : rows;
             fn(dy, y, dx, cols, r0, r1, relu, part != NULL ? part + k * cols : NULL);
         }

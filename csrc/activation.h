@@ -40,8 +40,6 @@ typedef struct fo_act_kernels {
     fo_act_bwd_fn backward[2];
 } fo_act_kernels;
 
-extern const fo_act_kernels fo_act_kernels_baseline;
-extern const fo_act_kernels fo_act_kernels_avx2;
-extern const fo_act_kernels fo_act_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_ACTIVATION, fo_act_kernels) (dispatch.h). */
 
 #endif

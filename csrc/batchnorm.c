@@ -3,24 +3,11 @@
 #include <stdlib.h>
 
 #include "batchnorm.h"
-#include "runtime.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#define FO_TEAM(tid, team) ((tid) = omp_get_thread_num(), (team) = omp_get_num_threads())
-#else
-#define FO_TEAM(tid, team) ((tid) = 0, (team) = 1)
-#endif
+#include "dispatch.h"
 
 static const fo_bn_kernels *fo_bn_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_bn_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_bn_kernels_avx2;
-#endif
-    default: return &fo_bn_kernels_baseline;
-    }
+    return FO_KERNELS(FO_FAM_BATCHNORM, fo_bn_kernels);
 }
 
 static double fo_bn_get(const void *p, int dtype, int64_t i)

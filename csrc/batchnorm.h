@@ -120,8 +120,6 @@ typedef struct fo_bn_kernels {
     fo_bn_dx_rc_fn dx_rc[2];
 } fo_bn_kernels;
 
-extern const fo_bn_kernels fo_bn_kernels_baseline;
-extern const fo_bn_kernels fo_bn_kernels_avx2;
-extern const fo_bn_kernels fo_bn_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_BATCHNORM, fo_bn_kernels) (dispatch.h). */
 
 #endif

@@ -21,4 +21,11 @@
 #define FO_ISA_AVX512 2
 #define FO_ISA_COUNT 3
 
+/* Return codes of every family's entry points (nothing is written unless FO_OK). */
+enum fo_status {
+    FO_OK = 0,
+    FO_EINVAL = -1,       /* bad argument: unknown algorithm, kind, dtype or layout, bad size */
+    FO_ENOMEM = -2        /* scratch memory could not be allocated */
+};
+
 #endif

@@ -7,24 +7,14 @@
 #include <stdlib.h>
 
 #include "loss.h"
-#include "runtime.h"
+#include "dispatch.h"
 #include "loss_math.inc"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define FO_LOSS_BLOCK 8192
 
 static const fo_loss_kernels *fo_loss_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_loss_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_loss_kernels_avx2;
-#endif
-    default: return &fo_loss_kernels_baseline;
-    }
+    return FO_KERNELS(FO_FAM_LOSS, fo_loss_kernels);
 }
 
 /* Computes block b's `nparts` partial sums into part[0..nparts). */

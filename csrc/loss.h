@@ -140,8 +140,6 @@ typedef struct fo_loss_kernels {
     fo_math_fn math[2];                /* test hook: the kernels' exp (which 0), log (1), log1p (2) */
 } fo_loss_kernels;
 
-extern const fo_loss_kernels fo_loss_kernels_baseline;
-extern const fo_loss_kernels fo_loss_kernels_avx2;
-extern const fo_loss_kernels fo_loss_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_LOSS, fo_loss_kernels) (dispatch.h). */
 
 #endif

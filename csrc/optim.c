@@ -3,21 +3,11 @@
 #include <stddef.h>
 
 #include "optim.h"
-#include "runtime.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "dispatch.h"
 
 static const fo_optim_kernels *fo_optim_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_optim_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_optim_kernels_avx2;
-#endif
-    default: return &fo_optim_kernels_baseline;
-    }
+    return FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
 }
 
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
@@ -74,7 +64,7 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     int nth;
 
     if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64))
-        return -1;
+        return FO_EINVAL;
     chunk = fo_optim_table()->chunk[algo][dtype];
 
     for (i = 0; i < ntensors; ++i) {
@@ -109,19 +99,21 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     for (i = 0; i < ntensors; ++i)
         if (ts[i].grad != NULL)
             ts[i].fresh = 0;
-    return 0;
+    return FO_OK;
 }
 
-#define FO_DEFINE_STEP(name, ALGO)                                                                    \
-    int fo_##name##_step_f32(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)    \
-    { return fo_optim_step(ALGO, FO_F32, ts, ntensors, hp, nthreads); }                              \
-    int fo_##name##_step_f64(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)    \
-    { return fo_optim_step(ALGO, FO_F64, ts, ntensors, hp, nthreads); }
-FO_DEFINE_STEP(sgd, FO_SGD)
-FO_DEFINE_STEP(adam, FO_ADAM)
-FO_DEFINE_STEP(adamax, FO_ADAMAX)
-FO_DEFINE_STEP(nadam, FO_NADAM)
-FO_DEFINE_STEP(radam, FO_RADAM)
-FO_DEFINE_STEP(rmsprop, FO_RMSPROP)
-FO_DEFINE_STEP(adagrad, FO_ADAGRAD)
-FO_DEFINE_STEP(lion, FO_LION)
+/* x * 0 is 0 for finite x and NaN for inf or NaN, so the sum is NaN exactly when some element is not finite. */
+#define FO_ALL_FINITE(REAL, SUFFIX)                                                        \
+    int fo_optim_all_finite_##SUFFIX(const REAL *x, int64_t n, int nthreads)              \
+    {                                                                                      \
+        REAL acc = 0;                                                                      \
+        int64_t i;                                                                         \
+        const int nth = fo_threads_for(n, nthreads);                                       \
+        (void)nth;                                                                         \
+        _Pragma("omp parallel for simd schedule(static) reduction(+:acc) num_threads(nth) if(nth > 1)") \
+        for (i = 0; i < n; ++i)                                                            \
+            acc += x[i] * (REAL)0;                                                         \
+        return acc == acc;                                                                 \
+    }
+FO_ALL_FINITE(float, f32)
+FO_ALL_FINITE(double, f64)

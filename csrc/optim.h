@@ -44,22 +44,12 @@ typedef struct fo_hparams {
 } fo_hparams;
 
 /* Runs one step of `algo` on `ntensors` tensors of `dtype` (FO_F32 / FO_F64) with at most `nthreads` threads
- * (<= 0: fo_max_threads()). Returns 0, or -1 for an unknown algorithm or dtype (nothing written). */
+ * (<= 0: fo_max_threads()). Returns FO_OK, or FO_EINVAL for an unknown algorithm or dtype (nothing written). */
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
 
-/* Named entry points, fo_<algo>_step_<f32|f64>(ts, ntensors, hp, nthreads), same contract. */
-#define FO_DECLARE_STEP(name)                                                                        \
-    int fo_##name##_step_f32(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);  \
-    int fo_##name##_step_f64(fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
-FO_DECLARE_STEP(sgd)
-FO_DECLARE_STEP(adam)
-FO_DECLARE_STEP(adamax)
-FO_DECLARE_STEP(nadam)
-FO_DECLARE_STEP(radam)
-FO_DECLARE_STEP(rmsprop)
-FO_DECLARE_STEP(adagrad)
-FO_DECLARE_STEP(lion)
-#undef FO_DECLARE_STEP
+/* 1 if every element of x[0..n) is finite, else 0 (the check of step(grads, check_finite=True)). */
+int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads);
+int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads);
 
 /* Element-range kernels of one instruction-set path: update elements [lo, hi) of tensor t. */
 typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi);
@@ -67,8 +57,6 @@ typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
 } fo_optim_kernels;
 
-extern const fo_optim_kernels fo_optim_kernels_baseline;
-extern const fo_optim_kernels fo_optim_kernels_avx2;
-extern const fo_optim_kernels fo_optim_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */
 
 #endif

@@ -3,37 +3,11 @@
 #include <stdlib.h>
 
 #include "reduce.h"
-#include "runtime.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-/* x * 0 is 0 for finite x and NaN for inf or NaN, so the sum is NaN exactly when some element is not finite. */
-#define FO_ALL_FINITE(REAL, SUFFIX)                                                        \
-    int fo_reduce_all_finite_##SUFFIX(const REAL *x, int64_t n, int nthreads)              \
-    {                                                                                      \
-        REAL acc = 0;                                                                      \
-        int64_t i;                                                                         \
-        const int nth = fo_threads_for(n, nthreads);                                       \
-        (void)nth;                                                                         \
-        _Pragma("omp parallel for simd schedule(static) reduction(+:acc) num_threads(nth) if(nth > 1)") \
-        for (i = 0; i < n; ++i)                                                            \
-            acc += x[i] * (REAL)0;                                                         \
-        return acc == acc;                                                                 \
-    }
-FO_ALL_FINITE(float, f32)
-FO_ALL_FINITE(double, f64)
+#include "dispatch.h"
 
 static const fo_reduce_kernels *fo_reduce_table(void)
 {
-    switch (fo_isa_active()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case FO_ISA_AVX512: return &fo_reduce_kernels_avx512;
-    case FO_ISA_AVX2: return &fo_reduce_kernels_avx2;
-#endif
-    default: return &fo_reduce_kernels_baseline;
-    }
+    return FO_KERNELS(FO_FAM_REDUCE, fo_reduce_kernels);
 }
 
 static int64_t fo_total(const int64_t *ns, int64_t narrays)

@@ -1,13 +1,9 @@
-/* fastopt reductions over many arrays: finiteness checks, global norms (accumulated in double), and the in-place
+/* fastopt reductions over many arrays: global norms (accumulated in double), and the in-place
  * scaling and clamping that gradient clipping applies after them. */
 #ifndef FO_REDUCE_H
 #define FO_REDUCE_H
 
 #include "fo_common.h"
-
-/* 1 if every element of x[0..n) is finite, else 0. */
-int fo_reduce_all_finite_f32(const float *x, int64_t n, int nthreads);
-int fo_reduce_all_finite_f64(const double *x, int64_t n, int nthreads);
 
 /* Global p-norm of `narrays` arrays xs[k][0..ns[k]) in one pass (threads split the concatenated element range).
  *
@@ -47,8 +43,6 @@ typedef struct fo_reduce_kernels {
     fo_reduce_clamp_fn clamp[2];
 } fo_reduce_kernels;
 
-extern const fo_reduce_kernels fo_reduce_kernels_baseline;
-extern const fo_reduce_kernels fo_reduce_kernels_avx2;
-extern const fo_reduce_kernels fo_reduce_kernels_avx512;
+/* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_REDUCE, fo_reduce_kernels) (dispatch.h). */
 
 #endif

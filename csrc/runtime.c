@@ -1,20 +1,45 @@
+/* The one runtime state of the process (see runtime.h). Compiled only into fastopt._runtime. */
 #include "runtime.h"
 
-#ifdef _OPENMP
-#include <omp.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FO_HAVE_ATFORK 1
 #endif
 
-static int fo_active = -1;
-static int64_t fo_min_parallel = FO_PARALLEL_MIN_ELEMENTS;
+extern fo_isa_tables fo_kernels_baseline;
+#if defined(__x86_64__) || defined(__i386__)
+extern fo_isa_tables fo_kernels_avx2;
+extern fo_isa_tables fo_kernels_avx512;
+#endif
 
-int64_t fo_parallel_min(void)
+static fo_runtime fo_state = {FO_RUNTIME_ABI, FO_ISA_BASELINE, FO_PARALLEL_MIN_ELEMENTS, 0, 0, 0,
+                              fo_kernels_baseline};
+fo_runtime *fo_rt = &fo_state;
+
+/* In the child of fork(): libgomp's thread pool did not survive (only the forking thread is copied), and the first
+ * parallel region would wait forever for the missing threads. Kernels therefore run serially in the child. */
+static void fo_after_fork_child(void)
 {
-    return fo_min_parallel;
+    ++fo_state.fork_generation;
+    if (fo_state.teams_started)
+        fo_state.fork_serial = 1;
+}
+
+void fo_runtime_init(void)
+{
+    static int done = 0;
+    if (done)
+        return;
+    done = 1;
+    fo_isa_set(fo_isa_best());
+#ifdef FO_HAVE_ATFORK
+    pthread_atfork(0, 0, fo_after_fork_child);
+#endif
 }
 
 void fo_set_parallel_min(int64_t n)
 {
-    fo_min_parallel = n > 1 ? n : 1;
+    fo_state.parallel_min = n > 1 ? n : 1;
 }
 
 int fo_isa_compiled(int isa)
@@ -55,19 +80,25 @@ int fo_isa_best(void)
     return FO_ISA_BASELINE;
 }
 
-int fo_isa_active(void)
+/* The one place that maps an instruction-set path to its kernel tables. */
+static const void *const *fo_isa_tables_of(int isa)
 {
-    if (fo_active < 0)
-        fo_active = fo_isa_best();
-    return fo_active;
+    switch (isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    case FO_ISA_AVX512: return fo_kernels_avx512;
+    case FO_ISA_AVX2: return fo_kernels_avx2;
+#endif
+    default: return fo_kernels_baseline;
+    }
 }
 
 int fo_isa_set(int isa)
 {
     if (!fo_isa_supported(isa))
-        return -1;
-    fo_active = isa;
-    return 0;
+        return FO_EINVAL;
+    fo_state.kernels = fo_isa_tables_of(isa);
+    fo_state.isa = isa;
+    return FO_OK;
 }
 
 const char *fo_isa_name(int isa)
@@ -89,41 +120,12 @@ int fo_openmp_enabled(void)
 #endif
 }
 
-int fo_max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 void fo_set_max_threads(int n)
 {
+    if (n <= 0)
+        return;
+    fo_state.fork_serial = 0;
 #ifdef _OPENMP
-    if (n > 0)
-        omp_set_num_threads(n);
-#else
-    (void)n;
+    omp_set_num_threads(n);
 #endif
-}
-
-int fo_threads_for(int64_t work, int requested)
-{
-    int64_t cap;
-    int n = requested > 0 ? requested : fo_max_threads();
-    if (work < fo_min_parallel || n <= 1)
-        return 1;
-    cap = 2 * work / fo_min_parallel;
-    return (int64_t)n > cap ? (int)cap : n;
-}
-
-int64_t fo_split(int64_t total, int tid, int nth)
-{
-    int64_t b;
-    if (tid >= nth)
-        return total;
-    b = (total / nth) * tid + (total % nth) * tid / nth;
-    b &= ~(int64_t)15;
-    return b;
 }

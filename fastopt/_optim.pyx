@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# csrc-families: optim reduce
+# csrc-families: optim
 """Cython layer of the optimizer family: validates arrays at C speed, then makes one GIL-free call into C.
 
 A ``StepPlan`` is the C view of the tensors of one parameter group and one dtype (pointers to params, state arrays
@@ -34,10 +34,8 @@ cdef extern from "optim.h" nogil:
         double lr, weight_decay, eps, beta1, beta2, momentum, dampening, alpha, lr_decay, momentum_decay
         int maximize, amsgrad, nesterov, centered, decoupled_weight_decay
     int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
-
-cdef extern from "reduce.h" nogil:
-    int fo_reduce_all_finite_f32(const float *x, int64_t n, int nthreads)
-    int fo_reduce_all_finite_f64(const double *x, int64_t n, int nthreads)
+    int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads)
+    int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads)
 
 # Algorithm ids (csrc/optim.h enum fo_algo) and flag bits of StepPlan.run.
 SGD, ADAM, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION = range(8)
@@ -286,9 +284,9 @@ cdef class StepPlan:
             g = self.bound[k]
             with nogil:
                 if self.dtype == 0:
-                    ok = fo_reduce_all_finite_f32(<const float *>self.ts[k].grad, self.ts[k].numel, 0)
+                    ok = fo_optim_all_finite_f32(<const float *>self.ts[k].grad, self.ts[k].numel, 0)
                 else:
-                    ok = fo_reduce_all_finite_f64(<const double *>self.ts[k].grad, self.ts[k].numel, 0)
+                    ok = fo_optim_all_finite_f64(<const double *>self.ts[k].grad, self.ts[k].numel, 0)
             if not ok:
                 raise ValueError(f"grads[{self.index[k]}] contains inf or NaN (check_finite=True); "
                                  "no parameter was updated")
@@ -322,7 +320,7 @@ cdef class StepPlan:
         self.is_bound = False
         for k in range(self.n):
             self.bound[k] = None
-        if rc != 0:
+        if rc != FO_OK:
             raise ValueError(f"unknown optimizer algorithm {self.algo}")
 
     def fresh_flags(self):

@@ -1,43 +1,10 @@
-# The runtime functions every kernel module exports (included by each _*.pyx, whose C runtime state is its own).
+# Included by every kernel module but fastopt._runtime: points this extension's fo_rt at the one runtime state,
+# which fastopt._runtime (the only extension compiled with csrc/runtime.c) exports in a capsule.
+from cpython.pycapsule cimport PyCapsule_GetPointer
 
-def _isa_active():
-    """Name of the instruction-set path this module's kernels use."""
-    return fo_isa_name(fo_isa_active()).decode()
+from fastopt import _runtime as _fo_runtime_module
 
-
-def _isa_set(name):
-    """Selects the instruction-set path of this module's kernels by name; ValueError if this CPU lacks it."""
-    cdef int isa
-    for isa in range(FO_ISA_COUNT):
-        if fo_isa_name(isa).decode() == name:
-            if fo_isa_set(isa) != 0:
-                raise ValueError(f"instruction set {name!r} is not supported on this CPU or build")
-            return
-    raise ValueError(f"unknown instruction set {name!r}")
-
-
-def _isa_table():
-    """{name: (compiled, supported)} for every instruction-set path."""
-    cdef int isa
-    return {fo_isa_name(isa).decode(): (bool(fo_isa_compiled(isa)), bool(fo_isa_supported(isa)))
-            for isa in range(FO_ISA_COUNT)}
-
-
-def _openmp_enabled():
-    return bool(fo_openmp_enabled())
-
-
-def _max_threads():
-    return fo_max_threads()
-
-
-def _set_max_threads(int n):
-    fo_set_max_threads(n)
-
-
-def _parallel_min_elements():
-    return fo_parallel_min()
-
-
-def _set_parallel_min_elements(int64_t n):
-    fo_set_parallel_min(n)
+fo_rt = <fo_runtime *>PyCapsule_GetPointer(_fo_runtime_module._C_API, b"fastopt._runtime._C_API")
+if fo_rt.abi != FO_RUNTIME_ABI:
+    raise ImportError(f"fastopt._runtime has runtime ABI {fo_rt.abi}, this module expects {FO_RUNTIME_ABI}: "
+                      "rebuild fastopt")

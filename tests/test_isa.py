@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _config
+from fastopt import _config, _runtime
 
 from _isa_cases import CASES, DTYPES, SIZES, all_trajectories, bit_mismatches, trajectory
 
@@ -65,8 +65,11 @@ def test_available_isas_start_with_baseline():
 def test_set_isa_reaches_every_kernel_module(isa, restore_isa):
     fastopt.set_isa(isa)
     assert fastopt.get_isa() == isa
-    for mod in _config._kernel_modules():
-        assert mod._isa_active() == isa, mod.__name__
+    assert _runtime.isa_active() == isa
+    mods = _config._kernel_modules()
+    assert {"fastopt._optim", "fastopt._reduce", "fastopt._batchnorm", "fastopt._loss"} <= {m.__name__ for m in mods}
+    for mod in mods:                       # one runtime: no module keeps an instruction-set choice of its own
+        assert not hasattr(mod, "_isa_active"), mod.__name__
 
 
 def test_show_config_reports_active_isa(restore_isa, capsys):
@@ -81,11 +84,18 @@ def test_show_config_reports_active_isa(restore_isa, capsys):
     ("sse9", r"Invalid instruction set 'sse9'"),
     ("", r"Invalid instruction set ''"),
     ("AVX2", r"Invalid instruction set 'AVX2'"),
-    (None, r"Invalid instruction set None"),
 ])
 def test_set_isa_rejects_unknown_names(bad, message, restore_isa):
     before = fastopt.get_isa()
     with pytest.raises(ValueError, match=message):
+        fastopt.set_isa(bad)
+    assert fastopt.get_isa() == before
+
+
+@pytest.mark.parametrize("bad", [None, 1, b"avx2"])
+def test_set_isa_rejects_non_str(bad, restore_isa):
+    before = fastopt.get_isa()
+    with pytest.raises(TypeError, match=r"Invalid instruction set .*expected a str"):
         fastopt.set_isa(bad)
     assert fastopt.get_isa() == before
 
@@ -261,10 +271,10 @@ def _vector_registers(so_path, ranges):
                     reason="ELF on x86-64 only")
 @pytest.mark.skipif(not (shutil.which("objdump") and shutil.which("readelf")), reason="binutils absent")
 def test_each_path_uses_its_vector_width():
-    """Every <family>_<isa>.c object in every kernel module: avx512 uses zmm, avx2 ymm but no zmm,
-    baseline neither (SSE2 xmm only)."""
+    """Every kernels_<isa>.c object (in fastopt._runtime, which holds every family's kernels): avx512 uses zmm,
+    avx2 ymm but no zmm, baseline neither (SSE2 xmm only)."""
     checked = 0
-    for mod in _config._kernel_modules():
+    for mod in [_runtime] + _config._kernel_modules():
         groups = _objects_by_source(mod.__file__)
         if groups is None:
             pytest.skip(f"{mod.__file__} has no symbol table (stripped)")
@@ -281,7 +291,7 @@ def test_each_path_uses_its_vector_width():
             else:
                 assert "xmm" in regs and not regs & {"ymm", "zmm"}, (source, regs)
             checked += 1
-    assert checked >= 3                                       # optim_baseline.c, optim_avx2.c, optim_avx512.c
+    assert checked >= 3                                   # kernels_baseline.c, kernels_avx2.c, kernels_avx512.c
 
 
 # ------------------------------------------------------------------ baseline on a CPU without AVX

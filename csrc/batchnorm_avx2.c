@@ -1,7 +1,0 @@
-/* Batch-normalization kernels for AVX2 + FMA CPUs (Haswell, Zen and later). Chosen at run time by runtime.c. */
-#include "batchnorm.h"
-#if defined(__x86_64__) || defined(__i386__)
-#pragma GCC target("avx2,fma")
-#define FO_ISA_SUFFIX avx2
-#include "batchnorm_isa.inc"
-#endif

@@ -1,4 +1,0 @@
-/* Loss kernels for any x86-64 (SSE2) or other CPU: the compiler's baseline target. */
-#include "loss.h"
-#define FO_ISA_SUFFIX baseline
-#include "loss_isa.inc"

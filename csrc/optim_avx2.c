@@ -1,8 +1,0 @@
-/* Optimizer kernels for AVX2 + FMA CPUs (Haswell, Zen and later). Chosen at run time by runtime.c. */
-#include <math.h>
-#include "optim.h"
-#if defined(__x86_64__) || defined(__i386__)
-#pragma GCC target("avx2,fma")
-#define FO_ISA_SUFFIX avx2
-#include "optim_isa.inc"
-#endif

@@ -1,4 +1,0 @@
-/* Optimizer kernels for any x86-64 (SSE2) or other CPU: the compiler's baseline target. */
-#include "optim.h"
-#define FO_ISA_SUFFIX baseline
-#include "optim_isa.inc"
