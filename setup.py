@@ -55,6 +55,15 @@ def openmp_flags():
     return ["-fopenmp"]
 
 
+def sanitize_flags():
+    """FASTOPT_SANITIZE=address,undefined (or thread) adds -fsanitize=... to compile and link flags (.ci/sanitize.sh)."""
+    kinds = os.environ.get("FASTOPT_SANITIZE", "").strip()
+    if not kinds:
+        return []
+    print(f"fastopt: FASTOPT_SANITIZE={kinds}, building with -fsanitize={kinds}")
+    return [f"-fsanitize={kinds}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", "-g"]
+
+
 def families_of(pyx):
     with open(pyx) as f:
         head = f.read(2000)
@@ -63,7 +72,7 @@ def families_of(pyx):
 
 
 def extensions():
-    omp = openmp_flags()
+    flags = openmp_flags() + sanitize_flags()
     exts = []
     for pyx in sorted(glob.glob(os.path.join("fastopt", "_*.pyx"))):
         name = "fastopt." + os.path.splitext(os.path.basename(pyx))[0]
@@ -80,8 +89,8 @@ def extensions():
             depends=depends,
             include_dirs=[CSRC, numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-            extra_compile_args=BASE_FLAGS + omp,
-            extra_link_args=omp,
+            extra_compile_args=BASE_FLAGS + flags,
+            extra_link_args=flags,
         ))
     return cythonize(exts, compiler_directives={"language_level": "3"}, include_path=["fastopt"],
                      nthreads=os.cpu_count() or 1)

@@ -15,7 +15,7 @@ import numpy as np
 from fastopt import _optim
 
 _MODULE_NAMES = ("fastopt._optim", "fastopt._batchnorm", "fastopt._loss", "fastopt._reduce", "fastopt._activation",
-                 "fastopt._bench")
+                 "fastopt._probe")
 
 
 def _kernel_modules():
