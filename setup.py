@@ -62,6 +62,15 @@ def openmp_flags():
     return ["-fopenmp"]
 
 
+def sanitize_flags():
+    """FASTOPT_SANITIZE=address,undefined (or thread) adds -fsanitize=... to compile and link flags (.ci/sanitize.sh)."""
+    kinds = os.environ.get("FASTOPT_SANITIZE", "").strip()
+    if not kinds:
+        return []
+    print(f"fastopt: FASTOPT_SANITIZE={kinds}, building with -fsanitize={kinds}")
+    return [f"-fsanitize={kinds}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all", "-g"]
+
+
 def header_list(pyx, key):
     """The words of the `# <key>: ...` line in the first lines of `pyx` ([] if none)."""
     with open(pyx) as f:
@@ -86,7 +95,7 @@ def c_sources(pyx, owners):
 
 
 def extensions():
-    omp = openmp_flags()
+    flags = openmp_flags() + sanitize_flags()
     exts = []
     owners = {}
     for pyx in sorted(glob.glob(os.path.join("fastopt", "_*.pyx"))):
@@ -97,8 +106,8 @@ def extensions():
             depends=depends,
             include_dirs=[CSRC, numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-            extra_compile_args=BASE_FLAGS + omp,
-            extra_link_args=omp,
+            extra_compile_args=BASE_FLAGS + flags,
+            extra_link_args=flags,
         ))
     return cythonize(exts, compiler_directives={"language_level": "3"}, include_path=["fastopt"],
                      nthreads=os.cpu_count() or 1)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _bench
+from fastopt import _probe
 
 N = 100_000
 BYTES_PER_ELEMENT = 28
@@ -84,7 +84,7 @@ def _time(fn, reps):
 
 
 def measure(n=N, rounds=40, threads=(1, 2), reps=None):
-    """{threads: {label: median seconds per step}} with labels = ISA paths, "stream" (fastopt._bench.stream: a plain
+    """{threads: {label: median seconds per step}} with labels = ISA paths, "stream" (fastopt._probe.stream: a plain
     C loop with Adam's memory traffic, 4 reads + 3 writes, built for the baseline target; in cache it is not a
     bound) and "overhead" (an Adam step on 16 elements: the Python/Cython cost per call)."""
     reps = reps or max(5, int(2e6 // max(n, 1)))
@@ -103,7 +103,7 @@ def measure(n=N, rounds=40, threads=(1, 2), reps=None):
             for _ in range(rounds):
                 for label in samples:
                     if label == "stream":
-                        fn = lambda: _bench.stream(reads, writes, th)   # noqa: E731
+                        fn = lambda: _probe.stream(reads, writes, th)   # noqa: E731
                     elif label == "overhead":
                         fn = lambda: small.step([g_small])             # noqa: E731
                     else:

@@ -1,4 +1,4 @@
-"""Shared fixtures: thread counts and random generators."""
+"""Shared fixtures: thread counts, instruction-set paths and random generators."""
 import numpy as np
 import pytest
 
@@ -17,3 +17,18 @@ def num_threads(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def for_each_isa():
+    """``for isa in for_each_isa(): ...`` runs the body on every instruction-set path of this CPU (set in turn),
+    restoring the path in use afterwards."""
+    before = fastopt.get_isa()
+
+    def each():
+        for isa in fastopt.available_isas():
+            fastopt.set_isa(isa)
+            yield isa
+    yield each
+    fastopt.set_isa(before)
+

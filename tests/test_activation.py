@@ -117,20 +117,14 @@ def test_thread_counts_agree_bitwise(dtype):
         np.testing.assert_array_equal(a, c)
 
 
-def test_isa_paths_agree_bitwise():
-    isas = fastopt.available_isas()
-    if len(isas) < 2:
+def test_isa_paths_agree_bitwise(for_each_isa):
+    if len(fastopt.available_isas()) < 2:
         pytest.skip("one instruction-set path on this machine")
     x, b, dy = data((67, 100), np.float32)
-    before = fastopt.get_isa()
     out = []
-    try:
-        for isa in isas:
-            fastopt.set_isa(isa)
-            y = bias_activation(x, b)
-            out.append((y, *bias_activation_backward(dy, y)))
-    finally:
-        fastopt.set_isa(before)
+    for _ in for_each_isa():
+        y = bias_activation(x, b)
+        out.append((y, *bias_activation_backward(dy, y)))
     for other in out[1:]:
         for a, c in zip(out[0], other):
             np.testing.assert_array_equal(a, c)

@@ -216,17 +216,12 @@ def test_bad_input_clip_value(value, exc, msg):
         clip_grad_value_([_ro()], 1.0)
 
 
-def test_isa_paths_agree(rng):
+def test_isa_paths_agree(rng, for_each_isa):
     grads = make_grads(rng, np.float32)
-    before = fastopt.get_isa()
     results = {}
-    try:
-        for isa in fastopt.available_isas():
-            fastopt.set_isa(isa)
-            work = [g.copy() for g in grads]
-            results[isa] = ([get_total_norm(grads, p) for p in NORMS], clip_grad_norm_(work, 0.3), work)
-    finally:
-        fastopt.set_isa(before)
+    for isa in for_each_isa():
+        work = [g.copy() for g in grads]
+        results[isa] = ([get_total_norm(grads, p) for p in NORMS], clip_grad_norm_(work, 0.3), work)
     first = results[fastopt.available_isas()[0]]
     for norms, total, work in results.values():
         np.testing.assert_allclose(norms, first[0], rtol=1e-13)

@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import fastopt
 
 
+@pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path):
     plot = tmp_path / "curves.png"
     args = [sys.executable, "-m", "fastopt", "demo", "--quick"]

@@ -41,8 +41,15 @@ def test_digits_accuracy(digits):
     np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(X_test))
 
 
-def test_batch_norm_dropout_schedule_early_stopping(digits):
+def test_batch_norm_dropout_schedule_early_stopping(digits, monkeypatch):
     X_train, X_test, y_train, y_test = digits
+    import fastopt.estimators._mlp as mlp
+    split = []                                  # the validation split fit() draws, to re-score on it
+
+    def recording_split(*args, **kwargs):
+        split.append(train_test_split(*args, **kwargs))
+        return split[-1]
+    monkeypatch.setattr(mlp, "train_test_split", recording_split)
     clf = MLPClassifier(hidden_layer_sizes=(128, 64), batch_norm=True, dropout=0.1, optimizer="adamw",
                         optimizer_params={"weight_decay": 1e-2}, learning_rate=3e-3, lr_schedule="cosine",
                         warmup_epochs=1, l1=1e-6, l2=1e-5, clip_norm=5.0, early_stopping=True, n_iter_no_change=10,
@@ -53,6 +60,9 @@ def test_batch_norm_dropout_schedule_early_stopping(digits):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     # the restored weights are the best epoch's: re-scoring is at least as good as the last epoch's score
     assert clf.best_validation_score_ >= clf.validation_scores_[-1]
+    # ... and re-scoring the restored model on the validation split gives exactly the best epoch's recorded score
+    (_, X_val, _, Y_val), = split
+    assert clf.score(X_val, clf.classes_[Y_val]) == clf.best_validation_score_
 
 
 def test_random_state_reproducible(digits):
@@ -89,6 +99,7 @@ def test_partial_fit(digits):
     assert accuracy_score(y_test, clf.predict(X_test)) >= 0.9
 
 
+@pytest.mark.slow
 def test_model_selection_and_ensembles(digits):
     X_train, X_test, y_train, y_test = digits
     base = MLPClassifier(hidden_layer_sizes=(32,), learning_rate=1e-2, max_iter=8, random_state=0)

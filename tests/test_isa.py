@@ -297,8 +297,13 @@ def test_each_path_uses_its_vector_width():
 # ------------------------------------------------------------------ baseline on a CPU without AVX
 
 QEMU = shutil.which("qemu-x86_64")
-needs_qemu = pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",
-                                reason="qemu-x86_64 (Debian qemu-user) not installed")
+_no_qemu = pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64",
+                              reason="qemu-x86_64 (Debian qemu-user) not installed")
+
+
+def needs_qemu(test):
+    """Skipped without qemu-x86_64; slow (an emulated CPU): deselected by -m "not slow"."""
+    return pytest.mark.slow(_no_qemu(test))
 
 
 def _qemu_env(**extra):

@@ -158,16 +158,9 @@ def test_thread_count_identity(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_isa_paths_agree(rng, dtype):
+def test_isa_paths_agree(rng, dtype, for_each_isa):
     x, y = _problem(rng, 300, 129, dtype)
-    before = fastopt.get_isa()
-    try:
-        res = {}
-        for isa in fastopt.available_isas():
-            fastopt.set_isa(isa)
-            res[isa] = losses.softmax_cross_entropy(x, y, label_smoothing=0.1)
-    finally:
-        fastopt.set_isa(before)
+    res = {isa: losses.softmax_cross_entropy(x, y, label_smoothing=0.1) for isa in for_each_isa()}
     base = res["baseline"]
     for loss, grad in res.values():
         np.testing.assert_allclose(loss, base[0], rtol=1e-6 if dtype == np.float32 else 1e-14)

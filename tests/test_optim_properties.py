@@ -13,7 +13,8 @@ shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=40)
 @settings(max_examples=60, deadline=None)
 @given(shape_list=st.lists(shapes, min_size=1, max_size=5),
        dtype=st.sampled_from([np.float32, np.float64]),
-       name=st.sampled_from(["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad"]),
+       name=st.sampled_from(["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad",
+                                   "Lion"]),
        lr=st.floats(1e-4, 0.5), wd=st.sampled_from([0.0, 1e-3, 0.1]), maximize=st.booleans(),
        seed=st.integers(0, 2**31 - 1))
 @example(shape_list=[(), (), (20, 31, 38)], dtype=np.float32, name="Adam", lr=0.5, wd=0.1, maximize=False, seed=1)

@@ -7,7 +7,7 @@ and writes dx (3 B): 5 B. The probe runs that traffic as ``stream([x], [y])`` + 
 """
 import numpy as np
 
-from fastopt import _bench
+from fastopt import _probe
 from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 from fastopt.functional import bias_activation, bias_activation_backward
 
@@ -67,8 +67,8 @@ class ProbeBiasRelu:
         self.x, self.y, self.dy, self.dx = (np.ones(n, dtype) for _ in range(4))
 
     def run(self):
-        _bench.stream([self.x], [self.y])
-        _bench.stream([self.dy, self.y], [self.dx])
+        _probe.stream([self.x], [self.y])
+        _probe.stream([self.dy, self.y], [self.dx])
 
     def result(self):
         return None

@@ -12,7 +12,7 @@ and the real DRAM traffic is nearer 5 B: the percentage of the probe can pass 10
 import numpy as np
 
 import fastopt
-from fastopt import _bench
+from fastopt import _probe
 from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 
 SIZES = {"256x1024": (256, 1024), "64x64x56x56": (64, 64, 56, 56)}
@@ -105,9 +105,9 @@ class ProbeBN:
         self.x, self.dy, self.y, self.dx, self.w = (np.ones(n, dtype) for _ in range(5))
 
     def run(self):
-        _bench.stream([self.x], [self.y])
-        _bench.stream([self.x, self.dy], [self.dx])
-        _bench.stream([self.w, self.dy], [self.w])
+        _probe.stream([self.x], [self.y])
+        _probe.stream([self.x, self.dy], [self.dx])
+        _probe.stream([self.w, self.dy], [self.w])
 
     def result(self):
         return None

@@ -2,13 +2,13 @@
 ``torch.nn.utils.clip_grad_norm_(foreach=True)``, and a roofline probe.
 
 Bytes per call: the norm pass reads every gradient once and the scale pass reads and writes it in place:
-3 x itemsize per element. The probe makes the same accesses: ``fastopt._bench.read`` then ``stream([g], [g])``.
+3 x itemsize per element. The probe makes the same accesses: ``fastopt._probe.read`` then ``stream([g], [g])``.
 ``max_norm`` is half the initial norm, so the scale pass runs at every call.
 """
 import numpy as np
 
 import fastopt
-from fastopt import _bench
+from fastopt import _probe
 from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 
 SIZES = {"1e5": [100_000], "1e7": [10_000_000], "200x5000": [5000] * 200, "2000x500": [500] * 2000}
@@ -59,8 +59,8 @@ class ProbeClip:
         self.flat = np.ones(int(sum(shapes)), dtype=dtype)
 
     def run(self):
-        _bench.read(self.flat)
-        _bench.stream([self.flat], [self.flat])
+        _probe.read(self.flat)
+        _probe.stream([self.flat], [self.flat])
 
     def result(self):
         return None

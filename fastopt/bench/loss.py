@@ -15,7 +15,7 @@ Bytes per call (each array access counted once, no write-allocate traffic -- the
 """
 import numpy as np
 
-from fastopt import _bench, losses
+from fastopt import _probe, losses
 from fastopt.bench.core import Case, Impl, optional_import
 from fastopt.functional import dropout
 
@@ -221,7 +221,7 @@ class Probe:
         self.out = self.arrays[-1] if writes_alias else np.ones(n, dtype=dtype)
 
     def run(self):
-        _bench.stream(self.arrays, [self.out])
+        _probe.stream(self.arrays, [self.out])
 
     def result(self):
         return None

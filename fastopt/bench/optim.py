@@ -4,12 +4,12 @@ roofline probe with the same memory traffic.
 Bytes per step (counted once per array access, no write-allocate since every write is in place):
 Adam / AdamW: read p, g, m, v and write p, m, v: 7 x itemsize per element; SGD with momentum: read p, g, b and
 write p, b: 5 x itemsize; RMSprop: read p, g, s and write p, s: 5 x itemsize. The probe
-(``fastopt._bench.stream``) makes exactly those accesses in one fused loop with trivial arithmetic.
+(``fastopt._probe.stream``) makes exactly those accesses in one fused loop with trivial arithmetic.
 """
 import numpy as np
 
 import fastopt
-from fastopt import _bench
+from fastopt import _probe
 from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
 
 KERNELS = {
@@ -102,7 +102,7 @@ class ProbeStep:
         self.writes = [self.arrays[0]] + self.arrays[2:2 + n_write - 1]   # p and the state arrays, in place
 
     def run(self):
-        _bench.stream(self.arrays, self.writes)
+        _probe.stream(self.arrays, self.writes)
 
     def result(self):
         return None

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-# csrc-families: bench
+# csrc-families: probe
 """Roofline probes for the benchmarks: loops with a kernel's memory traffic and trivial arithmetic."""
 cimport numpy as cnp
 from libc.stdint cimport int64_t
@@ -11,14 +11,14 @@ cnp.import_array()
 
 include "_runtime_api.pxi"
 
-cdef extern from "bench.h" nogil:
-    void fo_bench_stream_f32(const float *const *inp, int nin, float *const *out, int nout, int64_t n, int nthreads)
-    void fo_bench_stream_f64(const double *const *inp, int nin, double *const *out, int nout, int64_t n,
+cdef extern from "probe.h" nogil:
+    void fo_probe_stream_f32(const float *const *inp, int nin, float *const *out, int nout, int64_t n, int nthreads)
+    void fo_probe_stream_f64(const double *const *inp, int nin, double *const *out, int nout, int64_t n,
                              int nthreads)
-    double fo_bench_sum_f32(const float *x, int64_t n, int nthreads)
-    double fo_bench_sum_f64(const double *x, int64_t n, int nthreads)
-    void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads)
-    void fo_bench_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads)
+    double fo_probe_sum_f32(const float *x, int64_t n, int nthreads)
+    double fo_probe_sum_f64(const double *x, int64_t n, int nthreads)
+    void fo_probe_copy_f64(double *a, const double *b, int64_t n, int nthreads)
+    void fo_probe_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads)
 
 
 cdef int _check(list arrays, cnp.ndarray first, str what) except -1:
@@ -65,9 +65,9 @@ def stream(list reads, list writes, int nthreads=0):
             pout[k] = cnp.PyArray_DATA(a)
         with nogil:
             if single:
-                fo_bench_stream_f32(<const float *const *>pin, <int>nin, <float *const *>pout, <int>nout, n, nthreads)
+                fo_probe_stream_f32(<const float *const *>pin, <int>nin, <float *const *>pout, <int>nout, n, nthreads)
             else:
-                fo_bench_stream_f64(<const double *const *>pin, <int>nin, <double *const *>pout, <int>nout, n,
+                fo_probe_stream_f64(<const double *const *>pin, <int>nin, <double *const *>pout, <int>nout, n,
                                     nthreads)
     finally:
         free(pin)
@@ -82,18 +82,18 @@ def read(cnp.ndarray x, int nthreads=0):
     cdef bint single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
     cdef void *ptr = cnp.PyArray_DATA(x)
     with nogil:
-        out = fo_bench_sum_f32(<const float *>ptr, n, nthreads) if single else \
-              fo_bench_sum_f64(<const double *>ptr, n, nthreads)
+        out = fo_probe_sum_f32(<const float *>ptr, n, nthreads) if single else \
+              fo_probe_sum_f64(<const double *>ptr, n, nthreads)
     return out
 
 
 def copy(double[::1] a, const double[::1] b, int nthreads=0):
     """STREAM copy a = b (float64): 16 bytes per element as STREAM counts them."""
     with nogil:
-        fo_bench_copy_f64(&a[0], &b[0], a.shape[0], nthreads)
+        fo_probe_copy_f64(&a[0], &b[0], a.shape[0], nthreads)
 
 
 def triad(double[::1] a, const double[::1] b, const double[::1] c, double s, int nthreads=0):
     """STREAM triad a = b + s c (float64): 24 bytes per element as STREAM counts them (no write-allocate)."""
     with nogil:
-        fo_bench_triad_f64(&a[0], &b[0], &c[0], s, a.shape[0], nthreads)
+        fo_probe_triad_f64(&a[0], &b[0], &c[0], s, a.shape[0], nthreads)

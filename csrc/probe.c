@@ -1,4 +1,4 @@
-#include "bench.h"
+#include "probe.h"
 #include "runtime.h"
 
 /* The probes use the widest vectors the CPU has, like the kernels they stand in for (gcc picks the clone at load
@@ -48,7 +48,7 @@
         default: break;                                                                                   \
         }                                                                                                 \
     }                                                                                                     \
-    void fo_bench_stream_##SUFFIX(const REAL *const *in, int nin, REAL *const *out, int nout, int64_t n,  \
+    void fo_probe_stream_##SUFFIX(const REAL *const *in, int nin, REAL *const *out, int nout, int64_t n,  \
                                   int nthreads)                                                           \
     {                                                                                                     \
         const int nth = fo_threads_for(n, nthreads);                                                      \
@@ -95,7 +95,7 @@ FO_STREAM(double, f64)
             total += acc[k];                                                                              \
         return total;                                                                                     \
     }                                                                                                     \
-    double fo_bench_sum_##SUFFIX(const REAL *x, int64_t n, int nthreads)                                  \
+    double fo_probe_sum_##SUFFIX(const REAL *x, int64_t n, int nthreads)                                  \
     {                                                                                                     \
         const int nth = fo_threads_for(n, nthreads);                                                      \
         double total = 0;                                                                                 \
@@ -112,7 +112,7 @@ FO_STREAM(double, f64)
 FO_SUM(float, f32)
 FO_SUM(double, f64)
 
-void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads)
+void fo_probe_copy_f64(double *a, const double *b, int64_t n, int nthreads)
 {
     const int nth = fo_threads_for(n, nthreads);
     int64_t i;
@@ -122,7 +122,7 @@ void fo_bench_copy_f64(double *a, const double *b, int64_t n, int nthreads)
         a[i] = b[i];
 }
 
-void fo_bench_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads)
+void fo_probe_triad_f64(double *a, const double *b, const double *c, double s, int64_t n, int nthreads)
 {
     const int nth = fo_threads_for(n, nthreads);
     int64_t i;

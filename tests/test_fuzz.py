@@ -1,0 +1,316 @@
+"""Fuzzing every public entry point with hostile arrays and hyperparameters (issue 15).
+
+Each case ends in either a TypeError/ValueError with every array byte-for-byte unchanged, or a result equal to the
+same call on clean copies of its arrays (C-contiguous, aligned, native, writeable). Anything else fails the test:
+another exception type, a partial write, a result that depends on layout. The default run is short;
+FASTOPT_FUZZ_EXAMPLES=10000 (a CI step) is the long run, and prints the outcome counts per entry point."""
+import collections
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastopt
+from fastopt import losses
+from fastopt.functional import adam_, batch_norm_forward, bias_activation, dropout, sgd_
+
+EXAMPLES = int(os.environ.get("FASTOPT_FUZZ_EXAMPLES", "8"))
+LONG = "FASTOPT_FUZZ_EXAMPLES" in os.environ
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+OUTCOMES = collections.defaultdict(collections.Counter)
+
+DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.bool_, np.complex128, object]
+HYPER = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70), st.booleans(),
+                  st.none(), st.text(max_size=2), st.just([0.1]), st.sampled_from([1e-3, 0.1, 0.9, 0.0]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report(request):
+    yield
+    if LONG:
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        for name, counts in sorted(OUTCOMES.items()):
+            tr.write_line(f"fuzz {name}: {dict(counts)}")
+
+
+def _layout(base, how, dtype):
+    """A view of ``base``'s values in a hostile layout (values kept where the layout allows)."""
+    if how == "plain":
+        return base
+    if how == "readonly":
+        out = base.copy()
+        out.setflags(write=False)
+        return out
+    if how == "swapped":
+        return base.astype(base.dtype.newbyteorder()) if base.dtype.kind in "fic" else base
+    if how == "unaligned" and base.dtype.kind in "fic":
+        buf = np.zeros(base.nbytes + 1, np.uint8)
+        out = buf[1:].view(base.dtype).reshape(base.shape)
+        out[...] = base
+        return out
+    if how == "fortran":
+        return np.asfortranarray(base)
+    if how == "negative" and base.ndim:
+        out = np.empty_like(base)[::-1]
+        out[...] = base
+        return out
+    if how == "strided" and base.ndim:
+        out = np.empty((2 * base.shape[0],) + base.shape[1:], base.dtype)[::2]
+        out[...] = base
+        return out
+    if how == "transposed" and base.ndim > 1:
+        return np.ascontiguousarray(base.T).T
+    return base
+
+
+LAYOUTS = ["plain"] * 4 + ["readonly", "swapped", "unaligned", "fortran", "negative", "strided", "transposed"]
+
+
+@st.composite
+def arrays(draw, shape=None, dtype=None, hostile=True):
+    if shape is None or (hostile and draw(st.integers(0, 9)) == 0):
+        shape = tuple(draw(st.lists(st.integers(0, 5), max_size=3)))          # mismatched, 0-d or empty
+    if dtype is None or (hostile and draw(st.integers(0, 9)) == 0):
+        dtype = draw(st.sampled_from(DTYPES))
+    values = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).standard_normal(shape)
+    base = values.astype(dtype) if dtype is not object else values.astype(object)
+    return _layout(base, draw(st.sampled_from(LAYOUTS)) if hostile else "plain", dtype)
+
+
+def _clean(a):
+    if isinstance(a, np.ndarray) and a.dtype != object:
+        return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    return a
+
+
+def _snapshot(objs):
+    return [(a, a.tobytes(), a.strides) for a in objs if isinstance(a, np.ndarray)]
+
+
+def _equal(a, b):
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def _unaligned(a):
+    return isinstance(a, np.ndarray) and not a.flags.aligned
+
+
+def _odd_0d(a):
+    return isinstance(a, np.ndarray) and a.ndim == 0 and (not a.flags.aligned or not a.dtype.isnative)
+
+
+# Known library defects, excluded exactly so that the default run stays green (the lead routes the fixes):
+KNOWN = {
+    # issue 15 defect 3: unaligned float inputs raise an "internal" RuntimeError/ValueError instead of being copied
+    "bias_activation": lambda arrs: any(map(_unaligned, arrs)),
+    "dropout": lambda arrs: any(map(_unaligned, arrs)) or any(map(_odd_0d, arrs)),
+    "batch_norm_forward": lambda arrs: any(map(_unaligned, arrs)),
+    **{f"losses.{k}": (lambda arrs: any(map(_unaligned, arrs)) or any(map(_odd_0d, arrs)))
+       for k in ("mse", "mae", "huber", "bce", "ce", "hinge")},
+}
+
+
+def _known_hyper_defect(value):
+    """Issue 15 defect 4: bool and huge-int hyperparameters (lr=True accepted, 10**400 -> OverflowError)."""
+    return isinstance(value, bool) or (isinstance(value, int) and abs(value) >= 2**63)
+
+
+def _known_state_defect(key, value):
+    """Issue 15 defect 5: load_state_dict takes step=True, steps near 2**63 or 1e30 (OverflowError), and bad lr."""
+    if key == "step":
+        return not (type(value) is int and 0 <= value < 2**53)
+    return key == "lr" and _known_hyper_defect(value)
+
+
+def fuzz_call(name, fn, arrs, written=()):
+    """Runs fn(*arrs); ``written`` indexes the arrays the call updates in place. Checks the outcome (see above)."""
+    if name in KNOWN and KNOWN[name](arrs):
+        OUTCOMES[name]["excluded (known defect)"] += 1
+        return
+    snap = _snapshot(arrs)
+    try:
+        result = fn(*arrs)
+    except (TypeError, ValueError) as e:
+        for a, data, _ in snap:
+            assert a.tobytes() == data, f"{name}: {type(e).__name__}({e}) after a partial write"
+        OUTCOMES[name]["clear error"] += 1
+        return
+    except Exception as e:                                  # pragma: no cover - the failure being hunted
+        OUTCOMES[name]["other"] += 1
+        raise AssertionError(f"{name}: {type(e).__name__}: {e}") from e
+    # re-run on clean copies of the ORIGINAL values, rebuilt from the snapshot bytes
+    fresh = []
+    for a, data, strides in snap:
+        orig = np.ndarray(a.shape, a.dtype, buffer=bytearray(data)) if a.dtype != object else None
+        fresh.append(_clean(orig) if orig is not None else a)
+    it = iter(fresh)
+    args = [next(it) if isinstance(a, np.ndarray) else a for a in arrs]
+    expected = fn(*args)
+    assert _equal(result, expected), f"{name}: the result depends on the layout"
+    for i in written:
+        assert _equal(arrs[i], args[i]), f"{name}: in-place update of argument {i} depends on the layout"
+    OUTCOMES[name]["correct result"] += 1
+
+
+# --------------------------------------------------------------------------- optimizers
+
+OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion"]
+
+
+@FUZZ
+@given(name=st.sampled_from(OPTIMIZERS), data=st.data())
+def test_fuzz_optimizer_constructor_and_step(name, data):
+    shape = tuple(data.draw(st.lists(st.integers(0, 4), max_size=3)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    p = data.draw(arrays(shape, dtype))
+    g = data.draw(arrays(shape, dtype))
+    key = data.draw(st.sampled_from(["lr", "weight_decay", "eps", "momentum", "betas", "maximize", None]))
+    kwargs = {}
+    if key is not None:
+        value = data.draw(HYPER)
+        if key == "betas":
+            value = (value, 0.999)
+        if key in ("eps", "momentum", "betas") and key not in _accepted(name):
+            key = None
+        elif _known_hyper_defect(value):
+            OUTCOMES[f"{name}.step"]["excluded (known defect)"] += 1
+            return
+        else:
+            kwargs[key] = value
+
+    def run(p, g):
+        opt = getattr(fastopt, name)([p], **kwargs)
+        opt.step([g])
+        opt.step([g])
+        return None
+    fuzz_call(f"{name}.step", run, [p, g], written=(0,))
+
+
+def _accepted(name):
+    import inspect
+    return inspect.signature(getattr(fastopt, name)).parameters
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_functional_sgd_and_adam(data):
+    shape = tuple(data.draw(st.lists(st.integers(0, 4), max_size=2)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    p, g, m, v = (data.draw(arrays(shape, dtype)) for _ in range(4))
+    lr = data.draw(HYPER)
+    fuzz_call("functional.sgd_", lambda p, g, m: sgd_(p, g, m, lr=lr, momentum=0.9), [p, g, m], written=(0, 2))
+    p2, g2, m2, v2 = (data.draw(arrays(shape, dtype)) for _ in range(4))
+    fuzz_call("functional.adam_", lambda p, g, m, v: adam_(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999,
+                                                            eps=1e-8, weight_decay=0.0),
+              [p2, g2, m2, v2], written=(0, 2, 3))
+
+
+# --------------------------------------------------------------------------- losses, layers, clipping
+
+@FUZZ
+@given(data=st.data(), kind=st.sampled_from(["mse", "mae", "huber", "bce", "ce", "hinge"]))
+def test_fuzz_losses(data, kind):
+    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=2)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = data.draw(arrays(shape, dtype))
+    reduction = data.draw(st.sampled_from(["mean", "sum", "none", "bogus", 3]))
+    if kind in ("ce", "hinge"):
+        labels = np.random.default_rng(0).integers(0, shape[1], shape[0])
+        y = data.draw(st.sampled_from([labels, labels.astype(np.float64), labels[:1], labels.astype(np.int32)]))
+        fn = losses.softmax_cross_entropy if kind == "ce" else losses.hinge
+    else:
+        y = data.draw(arrays(shape, dtype))
+        fn = {"mse": losses.mse, "mae": losses.mae, "huber": losses.huber,
+              "bce": losses.binary_cross_entropy_with_logits}[kind]
+    fuzz_call(f"losses.{kind}", lambda x, y: fn(x, y, reduction=reduction), [x, y])
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_batch_norm_forward(data):
+    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    C = shape[1]
+    x = data.draw(arrays(shape, dtype))
+    gamma, beta, rm = (data.draw(arrays((C,), dtype)) for _ in range(3))
+    rv = np.abs(data.draw(arrays((C,), dtype, hostile=False))) + 0.5
+    eps = data.draw(st.one_of(st.just(1e-5), HYPER))
+    fuzz_call("batch_norm_forward",
+              lambda x, g, b, m, v: batch_norm_forward(x, g, b, m, v, training=True, eps=eps),
+              [x, gamma, beta, rm, rv], written=(3, 4))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_activation_and_dropout(data):
+    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=2)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x, b = data.draw(arrays(shape, dtype)), data.draw(arrays((shape[1],), dtype))
+    fuzz_call("bias_activation", lambda x, b: bias_activation(x, b), [x, b])
+    p = data.draw(st.one_of(st.floats(0, 0.9), HYPER))
+    seed = data.draw(st.one_of(st.integers(0, 2**63), HYPER))
+    x2 = data.draw(arrays(shape, dtype))
+    fuzz_call("dropout", lambda x: dropout(x, p=p, seed=seed), [x2])
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_clipping(data):
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    grads = [data.draw(arrays((data.draw(st.integers(0, 6)),), dtype)) for _ in range(data.draw(st.integers(1, 3)))]
+    max_norm, norm_type = data.draw(st.one_of(st.just(1.0), HYPER)), data.draw(st.sampled_from([2.0, 1, math.inf,
+                                                                                              0, -1, "fro"]))
+    fuzz_call("clip_grad_norm_", lambda *g: fastopt.clip_grad_norm_(list(g), max_norm, norm_type=norm_type), grads,
+              written=range(len(grads)))
+    value = data.draw(st.one_of(st.just(0.5), HYPER))
+    grads = [data.draw(arrays((4,), dtype)) for _ in range(2)]
+    fuzz_call("clip_grad_value_", lambda *g: fastopt.clip_grad_value_(list(g), value), grads, written=(0, 1))
+
+
+# --------------------------------------------------------------------------- schedules, state dicts
+
+@FUZZ
+@given(step=st.one_of(st.integers(-5, 10**6), HYPER), T_max=st.one_of(st.integers(1, 100), HYPER),
+       base_lr=st.one_of(st.just(0.1), HYPER))
+def test_fuzz_schedule_function(step, T_max, base_lr):
+    fuzz_call("schedules.cosine_annealing_lr",
+              lambda: fastopt.schedules.cosine_annealing_lr(step, base_lr=base_lr, T_max=T_max), [])
+
+
+@FUZZ
+@given(name=st.sampled_from(["SGD", "Adam", "RMSprop"]), key=st.sampled_from(["step", "lr", "exp_avg", "drop"]),
+       value=st.one_of(HYPER, st.just(np.ones(2)), st.just(np.ones(3, np.float32))))
+def test_fuzz_load_state_dict(name, key, value):
+    if _known_state_defect(key, value):
+        OUTCOMES["load_state_dict"]["excluded (known defect)"] += 1
+        return
+    p = np.ones(3, np.float32)
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    opt = getattr(fastopt, name)([p], lr=0.1, **kwargs)
+    opt.step([np.full(3, 0.5, np.float32)])
+    sd = opt.state_dict()
+    state = sd["state"][0]
+    if key == "lr":
+        sd["param_groups"][0]["lr"] = value
+    elif key == "drop":
+        state.pop(next(iter(state)))
+    else:
+        state[key] = value
+    before = [p.copy()] + [a.copy() for a in opt.state[p].values() if isinstance(a, np.ndarray)]
+    try:
+        opt.load_state_dict(sd)
+    except (TypeError, ValueError):
+        after = [p] + [a for a in opt.state[p].values() if isinstance(a, np.ndarray)]
+        assert all(np.array_equal(a, b) for a, b in zip(before, after))
+        OUTCOMES["load_state_dict"]["clear error"] += 1
+        return
+    opt.step([np.full(3, 0.5, np.float32)])         # an accepted state must give a usable optimizer
+    OUTCOMES["load_state_dict"]["correct result"] += 1
