@@ -38,15 +38,17 @@ cdef int64_t _step_index(object step) except -1:
 cdef class FunctionalStep:
     """One in-place step of one param with caller-owned state: ``self(param, grad, states, aux, step, values,
     fresh)``. states: a tuple of arrays (or None where the step does not use them) in slot order, named by
-    ``names`` in errors; aux: the scalar state (NAdam mu_product) or None; step: the 1-based update index, or None
+    ``names`` in errors; aux: the scalar state (named ``aux_name``) or None; step: the 1-based update index, or None
     where the algorithm does not use it; values: the hyperparameters in `layout` order; fresh: slot 0 holds no
     history (SGD's first step)."""
     cdef HyperLayout layout
     cdef tuple names
+    cdef str aux_name
 
-    def __cinit__(self, HyperLayout layout not None, tuple names):
+    def __cinit__(self, HyperLayout layout not None, tuple names, str aux_name=None):
         self.layout = layout
         self.names = names
+        self.aux_name = aux_name
 
     def __call__(self, param, grad, tuple states, aux, step, tuple values, bint fresh):
         cdef HParams h = self.layout.pack(values)
@@ -79,7 +81,8 @@ cdef class FunctionalStep:
             g = np.ascontiguousarray(g, dtype=(<cnp.ndarray>param).dtype)
         if req & FO_NEEDS_AUX:
             if not (_plain(aux, cnp.NPY_FLOAT64, True) and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
-                raise TypeError("mu_product: expected a writeable 0-d float64 numpy array (1.0 before the first step)")
+                raise TypeError(f"{self.aux_name}: expected a writeable 0-d float64 numpy array (1.0 before the "
+                                "first step)")
             t.aux = <double *>cnp.PyArray_DATA(<cnp.ndarray>aux)
         t.param = cnp.PyArray_DATA(<cnp.ndarray>param)
         t.grad = cnp.PyArray_DATA(<cnp.ndarray>g)

@@ -81,7 +81,7 @@ cdef class HParams:
     cdef readonly int algo
 
     def required_slots(self):
-        """Bitmask of the state the step uses: bit s = slot s, bit 3 = the scalar state (NAdam mu_product)."""
+        """Bitmask of the state the step uses: bit s = slot s, bit 3 = the scalar state (OptimizerSpec.aux)."""
         return fo_optim_required_slots(self.algo, &self.hp)
 
     def as_dict(self):

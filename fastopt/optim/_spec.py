@@ -54,7 +54,7 @@ class Slot:
 @dataclass(frozen=True)
 class OptimizerSpec:
     """One optimizer. ``algo``: the kernel's name in csrc/optim.h; ``fixed``: fo_hparams fields set for every step
-    (AdamW: decoupled decay); ``aux``: the name of a per-param float64 scalar state (NAdam ``mu_product``, 1.0 at
+    (AdamW: decoupled decay); ``aux``: the name of a per-param float64 scalar state (a running product, 1.0 at
     first); ``fresh_slot0``: slot 0 takes the gradient itself at its first step (SGD); ``uses_step``: the
     functional form takes ``step``; ``cross_check(hparams)``: raises on an invalid combination; ``parent``: the
     class this one's derives from (AdamW from Adam); ``doc``: the update rule as formulas; ``functional_doc``:
@@ -140,7 +140,7 @@ def make_functional(spec):
     hypers = spec.functional_hypers()
     kernel = _optim.FunctionalStep(_optim.HyperLayout(spec.algo_id, [(c, f, w) for _, _, c, f, w in hypers],
                                                       dict(spec.fixed), spec.cross_check),
-                                   tuple(s.arg_name for s in spec.slots))
+                                   tuple(s.arg_name for s in spec.slots), spec.aux)
     ns = {"_kernel": kernel}
     positional = [s.arg_name + ("=None" if s.optional else "") for s in spec.slots if not s.keyword]
     params = ["param", "grad"] + positional + ([spec.aux] if spec.aux else []) + ["*"]
