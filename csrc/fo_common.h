@@ -25,7 +25,8 @@
 enum fo_status {
     FO_OK = 0,
     FO_EINVAL = -1,       /* bad argument: unknown algorithm, kind, dtype or layout, bad size */
-    FO_ENOMEM = -2        /* scratch memory could not be allocated */
+    FO_ENOMEM = -2,       /* scratch memory could not be allocated */
+    FO_ESTATE = -3        /* an optimizer tensor lacks the state its step needs */
 };
 
 #endif

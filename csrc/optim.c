@@ -17,15 +17,15 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     const double step = (double)(++*t->step);
     t->coef[0] = t->coef[1] = t->coef[2] = t->coef[3] = t->coef[4] = t->coef[5] = 0.0;
     switch (algo) {
-    case FO_ADAM:
+    case FO_ALGO_adam:
         t->coef[0] = lr / (1.0 - pow(b1, step));
         t->coef[1] = sqrt(1.0 - pow(b2, step));
         t->coef[2] = 1.0 - lr * hp->weight_decay;
         break;
-    case FO_ADAMAX:
+    case FO_ALGO_adamax:
         t->coef[0] = lr / (1.0 - pow(b1, step));
         break;
-    case FO_NADAM: {
+    case FO_ALGO_nadam: {
         const double mu = b1 * (1.0 - 0.5 * pow(0.96, step * hp->momentum_decay));
         const double mu_next = b1 * (1.0 - 0.5 * pow(0.96, (step + 1.0) * hp->momentum_decay));
         const double mu_product = *t->aux * mu;
@@ -36,7 +36,7 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
         t->coef[3] = 1.0 - lr * hp->weight_decay;
         break;
     }
-    case FO_RADAM: {
+    case FO_ALGO_radam: {
         const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
         const double rho_inf = 2.0 / (1.0 - b2) - 1.0;
         const double rho_t = rho_inf - 2.0 * step * pow(b2, step) / bc2;
@@ -49,12 +49,49 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
         }
         break;
     }
-    case FO_ADAGRAD:
+    case FO_ALGO_adagrad:
         t->coef[0] = lr / (1.0 + (step - 1.0) * hp->lr_decay);
         break;
     default:
         break;
     }
+}
+
+int fo_optim_required_slots(int algo, const fo_hparams *hp)
+{
+    switch (algo) {
+    case FO_ALGO_sgd: return hp->momentum != 0.0 ? 1 : 0;
+    case FO_ALGO_adam: return hp->amsgrad ? 7 : 3;
+    case FO_ALGO_adamax: case FO_ALGO_radam: return 3;
+    case FO_ALGO_nadam: return 3 | FO_NEEDS_AUX;
+    case FO_ALGO_rmsprop: return 1 | (hp->momentum > 0.0 ? 2 : 0) | (hp->centered ? 4 : 0);
+    default: return algo >= 0 && algo < FO_ALGO_COUNT ? 1 : -1;
+    }
+}
+
+const char *fo_optim_algo_name(int algo)
+{
+#define FO_ALGO_NAME(name) #name,
+    static const char *const names[FO_ALGO_COUNT] = { FO_OPTIM_ALGOS(FO_ALGO_NAME) };
+#undef FO_ALGO_NAME
+    return algo >= 0 && algo < FO_ALGO_COUNT ? names[algo] : NULL;
+}
+
+/* 1 if every tensor with a gradient has its step counter and the state that `need` (fo_optim_required_slots) names. */
+static int fo_optim_has_state(const fo_tensor *ts, int64_t ntensors, int need)
+{
+    int64_t i;
+    int s;
+    for (i = 0; i < ntensors; ++i) {
+        if (ts[i].grad == NULL)
+            continue;
+        if (ts[i].step == NULL || ((need & FO_NEEDS_AUX) && ts[i].aux == NULL))
+            return 0;
+        for (s = 0; s < 3; ++s)
+            if (((need >> s) & 1) && ts[i].state[s] == NULL && ts[i].numel > 0)
+                return 0;
+    }
+    return 1;
 }
 
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
@@ -65,6 +102,8 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
 
     if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64))
         return FO_EINVAL;
+    if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
+        return FO_ESTATE;
     chunk = fo_optim_table()->chunk[algo][dtype];
 
     for (i = 0; i < ntensors; ++i) {

@@ -8,17 +8,18 @@
 
 #include "fo_common.h"
 
-enum fo_algo {
-    FO_SGD = 0,
-    FO_ADAM = 1,     /* AdamW is FO_ADAM with decoupled_weight_decay */
-    FO_ADAMAX = 2,
-    FO_NADAM = 3,
-    FO_RADAM = 4,
-    FO_RMSPROP = 5,
-    FO_ADAGRAD = 6,
-    FO_LION = 7,
-    FO_ALGO_COUNT = 8
-};
+/* The one list of algorithms: X(name) for each, in id order. Adding an algorithm: one entry here, its kernel body
+ * (<name>_chunk in optim_kernels.inc), its per-step scalars and state slots (optim.c). The enum ids, the named
+ * entry points, the kernel tables of every instruction set and fo_optim_algo_name() all expand from it.
+ * AdamW is FO_ADAM with decoupled_weight_decay. */
+#define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion)
+
+#define FO_ALGO_ID(name) FO_ALGO_##name,
+enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
+#undef FO_ALGO_ID
+
+/* State a step of `algo` reads and writes under `hp`: bit s = state[s], FO_NEEDS_AUX = aux. */
+enum { FO_NEEDS_AUX = 8 };
 
 /* One tensor of a step. Arrays are contiguous, of the call's dtype, `numel` elements, and do not overlap. */
 typedef struct fo_tensor {
@@ -44,8 +45,15 @@ typedef struct fo_hparams {
 } fo_hparams;
 
 /* Runs one step of `algo` on `ntensors` tensors of `dtype` (FO_F32 / FO_F64) with at most `nthreads` threads
- * (<= 0: fo_max_threads()). Returns FO_OK, or FO_EINVAL for an unknown algorithm or dtype (nothing written). */
+ * (<= 0: fo_max_threads()). Returns FO_OK; FO_EINVAL for an unknown algorithm or dtype, FO_ESTATE if a tensor with
+ * a gradient lacks state the step needs (fo_optim_required_slots); nothing is written then. */
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
+
+/* Bitmask of the state a step of `algo` uses under `hp` (bit s: state[s]; FO_NEEDS_AUX: aux); -1: unknown algo. */
+int fo_optim_required_slots(int algo, const fo_hparams *hp);
+
+/* Lower-case name of algorithm `algo` ("adam"), or NULL outside [0, FO_ALGO_COUNT). */
+const char *fo_optim_algo_name(int algo);
 
 /* 1 if every element of x[0..n) is finite, else 0 (the check of step(grads, check_finite=True)). */
 int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads);

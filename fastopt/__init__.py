@@ -15,10 +15,11 @@ from fastopt import callbacks, functional, losses, nn, schedules
 from fastopt._config import (available_isas, config, get_isa, get_num_threads, parallel_min_elements, set_isa,
                              set_num_threads, show_config)
 from fastopt.clip import clip_grad_norm_, clip_grad_value_, get_total_norm
-from fastopt.optim import SGD, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam, RMSprop
+from fastopt import optim as _optim_objects
 
-__all__ = [
-    "Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion",
+globals().update({name: getattr(_optim_objects, name) for name in _optim_objects.__all__})
+
+__all__ = list(_optim_objects.__all__) + [
     "functional", "nn", "losses", "schedules", "callbacks",
     "clip_grad_norm_", "clip_grad_value_", "get_total_norm",
     "set_num_threads", "get_num_threads", "parallel_min_elements", "show_config", "config",

@@ -36,10 +36,12 @@ cdef extern from "optim.h" nogil:
     int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
     int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads)
     int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads)
+    int fo_optim_required_slots(int algo, const fo_hparams *hp)
+    const char *fo_optim_algo_name(int algo)
+    enum: FO_ALGO_COUNT, FO_NEEDS_AUX
 
-# Algorithm ids (csrc/optim.h enum fo_algo) and flag bits of StepPlan.run.
-SGD, ADAM, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION = range(8)
-MAXIMIZE, AMSGRAD, NESTEROV, CENTERED, DECOUPLED = 1, 2, 4, 8, 16
+# Algorithm ids by name, from csrc/optim.h's one list (FO_OPTIM_ALGOS): {"sgd": 0, "adam": 1, ...}.
+ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}
 
 cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
@@ -110,32 +112,9 @@ def check_no_overlap(list arrays, object names):
     WriteSet(arrays, names)
 
 
-cdef int _required_slots(int algo, const fo_hparams *hp):
-    """Bit s set: the step reads and writes state slot s (csrc/optim_kernels.inc)."""
-    if algo == SGD:
-        return 1 if hp.momentum != 0.0 else 0
-    if algo == ADAM:
-        return 7 if hp.amsgrad else 3
-    if algo == ADAMAX or algo == NADAM or algo == RADAM:
-        return 3
-    if algo == RMSPROP:
-        return 1 | (2 if hp.momentum > 0.0 else 0) | (4 if hp.centered else 0)
-    return 1
-
-
-cdef int _check_slots(fo_tensor *ts, Py_ssize_t n, int algo, const fo_hparams *hp) except -1:
-    """Memory-safety net under the Python layer: every bound tensor has the state its step will touch."""
-    cdef int req = _required_slots(algo, hp), s
-    cdef Py_ssize_t k
-    for k in range(n):
-        if ts[k].grad == NULL or ts[k].numel == 0:
-            continue
-        for s in range(3):
-            if (req >> s) & 1 and ts[k].state[s] == NULL:
-                raise RuntimeError(f"internal error: optimizer state slot {s} missing for a tensor")
-        if algo == NADAM and ts[k].aux == NULL:
-            raise RuntimeError("internal error: NAdam mu_product missing for a tensor")
-    return 0
+include "_arrays.pxi"
+include "_optim_hparams.pxi"
+include "_optim_functional.pxi"
 
 
 cdef class StepPlan:
@@ -291,35 +270,22 @@ cdef class StepPlan:
                 raise ValueError(f"grads[{self.index[k]}] contains inf or NaN (check_finite=True); "
                                  "no parameter was updated")
 
-    def run(self, double lr, double weight_decay, double eps, double beta1, double beta2, double momentum,
-            double dampening, double alpha, double lr_decay, double momentum_decay, int flags, int nthreads=0):
-        """One fused step of every bound tensor, GIL released; consumes the binding."""
-        cdef fo_hparams hp
+    def run(self, HParams hp not None, int nthreads=0):
+        """One fused step of every bound tensor with the checked hyperparameters `hp`, GIL released; consumes the
+        binding."""
         cdef int rc
         cdef Py_ssize_t k
         if not self.is_bound:
             raise RuntimeError("StepPlan.run() without a successful bind()")
-        hp.lr = lr
-        hp.weight_decay = weight_decay
-        hp.eps = eps
-        hp.beta1 = beta1
-        hp.beta2 = beta2
-        hp.momentum = momentum
-        hp.dampening = dampening
-        hp.alpha = alpha
-        hp.lr_decay = lr_decay
-        hp.momentum_decay = momentum_decay
-        hp.maximize = (flags & MAXIMIZE) != 0
-        hp.amsgrad = (flags & AMSGRAD) != 0
-        hp.nesterov = (flags & NESTEROV) != 0
-        hp.centered = (flags & CENTERED) != 0
-        hp.decoupled_weight_decay = (flags & DECOUPLED) != 0
-        _check_slots(self.ts, self.n, self.algo, &hp)
+        if hp.algo != self.algo:
+            raise ValueError(f"hyperparameters of algorithm {hp.algo} for a plan of algorithm {self.algo}")
         with nogil:
-            rc = fo_optim_step(self.algo, self.dtype, self.ts, self.n, &hp, nthreads)
+            rc = fo_optim_step(self.algo, self.dtype, self.ts, self.n, &hp.hp, nthreads)
         self.is_bound = False
         for k in range(self.n):
             self.bound[k] = None
+        if rc == FO_ESTATE:
+            raise RuntimeError("internal error: optimizer state missing for a tensor (nothing was written)")
         if rc != FO_OK:
             raise ValueError(f"unknown optimizer algorithm {self.algo}")
 

@@ -2,7 +2,7 @@
 from libc.stdint cimport int64_t
 
 cdef extern from "runtime.h" nogil:
-    int FO_OK, FO_EINVAL, FO_ENOMEM
+    int FO_OK, FO_EINVAL, FO_ENOMEM, FO_ESTATE
     int FO_PARALLEL_MIN_ELEMENTS, FO_RUNTIME_ABI
     int FO_ISA_BASELINE, FO_ISA_AVX2, FO_ISA_AVX512, FO_ISA_COUNT
     ctypedef struct fo_runtime:

@@ -68,7 +68,11 @@ def as_real(value, what):
     """A finite or infinite real number as float; TypeError for anything else (bools included)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"Invalid {what}: expected a real number, got {type(value).__name__} {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"Invalid {what}: a number of {len(str(abs(int(value))))} digits, too large for "
+                         "a float") from None
 
 
 def check_range(value, what, low=None, high=None, low_open=False, high_open=False):

@@ -25,9 +25,7 @@ from fastopt.clip import clip_grad_norm_
 from fastopt.estimators._network import Network
 from fastopt.losses import mse
 
-OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "adamax": optim.Adamax,
-              "nadam": optim.NAdam, "radam": optim.RAdam, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
-              "lion": optim.Lion}
+OPTIMIZERS = dict(optim.OPTIMIZERS)
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
 # Below this many multiply-adds per minibatch matmul, BLAS threads cost more than they save, and OpenBLAS's spinning
 # pool fights fastopt's OpenMP team for the cores (measured on digits, (256,) hidden, batch 64, 2 cores:

@@ -1,7 +1,7 @@
 """Functional (stateless) forms of fastopt's kernels: the caller owns every array.
 
-- optimizer steps: ``sgd_``, ``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
-  ``adagrad_``, ``lion_`` (trailing underscore: in place);
+- optimizer steps: ``<name>_`` for every optimizer of ``fastopt.optim`` (``adam_``, ...; trailing underscore: in
+  place), listed in ``fastopt.functional.optim.__all__``;
 - batch norm: ``batch_norm_forward``, ``batch_norm_backward``;
 - a dense layer's bias + ReLU, fused: ``bias_activation``, ``bias_activation_backward``;
 - dropout: ``dropout``, ``dropout_backward`` (the mask is regenerated from the seed, never stored).
@@ -9,8 +9,10 @@
 from fastopt.functional.activation import bias_activation, bias_activation_backward
 from fastopt.functional.batchnorm import batch_norm_backward, batch_norm_forward
 from fastopt.functional.dropout import dropout, dropout_backward
-from fastopt.functional.optim import adagrad_, adam_, adamax_, adamw_, lion_, nadam_, radam_, rmsprop_, sgd_
+from fastopt.functional import optim as _optim_steps
 
-__all__ = ["sgd_", "adam_", "adamw_", "adamax_", "nadam_", "radam_", "rmsprop_", "adagrad_", "lion_",
+globals().update(_optim_steps.FUNCTIONS)
+
+__all__ = list(_optim_steps.FUNCTIONS) + [
            "batch_norm_forward", "batch_norm_backward", "dropout", "dropout_backward",
            "bias_activation", "bias_activation_backward"]

@@ -1,12 +1,21 @@
-"""Optimizer objects with torch.optim's names, defaults and update rules, over NumPy arrays."""
-from fastopt.optim.adagrad import Adagrad
-from fastopt.optim.adam import Adam, AdamW
-from fastopt.optim.adamax import Adamax
-from fastopt.optim.lion import Lion
-from fastopt.optim.nadam import NAdam
-from fastopt.optim.optimizer import Optimizer
-from fastopt.optim.radam import RAdam
-from fastopt.optim.rmsprop import RMSprop
-from fastopt.optim.sgd import SGD
+"""Optimizer objects with torch.optim's names, defaults and update rules, over NumPy arrays.
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion"]
+Each class is made from its spec in ``fastopt/optim/specs.py`` (the one place an optimizer is declared); ``OPTIMIZERS``
+maps lower-case names to the classes, in the registry's order.
+"""
+from fastopt.optim._spec import make_class
+from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.specs import SPECS
+
+
+def _classes():
+    out = {}
+    for spec in SPECS:
+        out[spec.name] = make_class(spec, out[spec.parent] if spec.parent else Optimizer)
+    return out
+
+
+OPTIMIZERS = {name.lower(): cls for name, cls in _classes().items()}
+globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
+
+__all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()]

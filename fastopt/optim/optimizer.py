@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt import _optim
-from fastopt._validation import check_inplace_array
+from fastopt._validation import check_inplace_array, check_range
 
 
 class _ParamState(Mapping):
@@ -47,18 +47,28 @@ SCHEDULE_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "ba
 
 
 class Optimizer:
-    """Base class of fastopt optimizers. Subclasses define:
-
-    ``algo`` (kernel id), ``slots`` (state names in kernel slot order), ``_check_group(group)`` (validates and
-    normalizes hyperparameters, raising ValueError/TypeError with the value), ``_kernel_args(group)`` (the tuple
-    passed to ``StepPlan.run``), ``_needed_slots(group)`` (bitmask of slots the next step uses) and, where
-    state starts at another value than zero, ``_slot_initial_value(group, name)``.
+    """Base class of fastopt optimizers. A subclass is made from an ``OptimizerSpec`` (``spec``: hyperparameters,
+    state slots, kernel; see fastopt/optim/_spec.py): the spec's ``HyperLayout`` checks a group's hyperparameters
+    at every step, at C speed, and the kernel's rule (``HParams.required_slots``) says which state slots it uses.
     """
 
-    algo = None
-    slots = ()
-    uses_aux = False          # NAdam keeps a per-param scalar (mu_product)
-    fresh_slot0 = False       # SGD: the momentum buffer takes the gradient itself at its first step
+    spec = None
+
+    @property
+    def algo(self):
+        return self.spec.algo_id
+
+    @property
+    def slots(self):
+        return tuple(s.name for s in self.spec.slots)
+
+    @property
+    def uses_aux(self):
+        return self.spec.aux is not None
+
+    @property
+    def fresh_slot0(self):
+        return self.spec.fresh_slot0
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -68,7 +78,7 @@ class Optimizer:
         self._fresh = set()   # flat indices whose slot 0 holds no history yet
         self._plans = []      # per group: list of StepPlan (one per dtype), or None when stale
         self._writeset = None
-        self._checked = {}    # group index -> kernel args last validated by _check_group
+        self._layout = type(self)._compiled_layout()
         self._created = []    # (index, slot name or None for the whole state) created by the current step
         self.state = _ParamState(self)
         if isinstance(params, np.ndarray):
@@ -102,7 +112,7 @@ class Optimizer:
         if unknown:
             raise TypeError(f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
                             f"expected {sorted(self.defaults)}")
-        self._check_group(group)
+        self._pack(group, f"param group {len(self.param_groups)}")
         everything = self._params + params
         _optim.check_no_overlap(everything, lambda i: f"params[{i}]")
         group["params"] = params
@@ -128,16 +138,12 @@ class Optimizer:
             grads = list(grads)
         runs = []
         offset = 0
-        checked = self._checked
         self._created = []
         try:
             for gi, group in enumerate(self.param_groups):
-                args = self._kernel_args(group)
-                if checked.get(gi) != args:          # hyperparameters changed since last validated
-                    self._check_group(group)
-                    checked[gi] = args
-                plans = self._bound_plans(gi, group, grads, offset)
-                runs.append((plans, args))
+                hp = self._pack(group, f"param_groups[{gi}]")     # every step: schedules and users write groups
+                plans = self._bound_plans(gi, group, grads, offset, hp.required_slots() & 7)
+                runs.append((plans, hp))
                 offset += len(group["params"])
             if check_finite:
                 for plans, _ in runs:
@@ -146,9 +152,9 @@ class Optimizer:
         except BaseException:
             self._forget_created()
             raise
-        for plans, args in runs:
+        for plans, hp in runs:
             for plan in plans:
-                plan.run(*args)
+                plan.run(hp)
         if self._fresh:
             self._fresh = {i for i in self._fresh if grads[i] is None}
 
@@ -165,11 +171,11 @@ class Optimizer:
             self._writeset = None
         self._created = []
 
-    def _bound_plans(self, gi, group, grads, offset):
-        """The group's StepPlans, rebuilt if stale, with the gradients bound (checked, nothing written)."""
+    def _bound_plans(self, gi, group, grads, offset, needed):
+        """The group's StepPlans, rebuilt if stale, with the gradients bound (checked, nothing written); ``needed``:
+        bitmask of the state slots the step uses."""
         params = group["params"]
         plans = self._plans[gi]
-        needed = self._needed_slots(group)
         if plans is None or not all(plan.matches(params) and plan.has_slots(needed) for plan in plans):
             plans = self._rebuild(gi, group, grads, offset, needed)
         if self._writeset is None:
@@ -216,7 +222,7 @@ class Optimizer:
             idx = [offset + k for k in ks]
             states = [self._slot_tuple(i) for i in idx]
             steps = [self._state[i]["step"] if i in self._state else None for i in idx]
-            aux = [self._state[i].get("mu_product") if i in self._state else None for i in idx]
+            aux = [self._state[i].get(self.spec.aux) if i in self._state else None for i in idx]
             fresh = [i in self._fresh for i in idx]
             plans.append(_optim.StepPlan(self.algo, [params[k] for k in ks], idx, ks, len(params),
                                          states, steps, aux, fresh))
@@ -240,7 +246,7 @@ class Optimizer:
     def _new_state(self, group, p):
         state = {"step": np.zeros((), dtype=np.int64)}
         if self.uses_aux:
-            state["mu_product"] = np.ones((), dtype=np.float64)
+            state[self.spec.aux] = np.ones((), dtype=np.float64)
         return state
 
     def _allocate_slots(self, group, missing):
@@ -261,7 +267,31 @@ class Optimizer:
                 start += size
 
     def _slot_initial_value(self, group, name):
-        return 0.0
+        initial = next(s.initial for s in self.spec.slots if s.name == name)
+        return group[initial] if isinstance(initial, str) else initial
+
+    # ------------------------------------------------------------------ hyperparameters
+    @classmethod
+    def _compiled_layout(cls):
+        """The spec's HyperLayout, compiled once per class."""
+        if "_layout_cache" not in cls.__dict__:
+            cls._layout_cache = cls.spec.layout()
+            cls._hyper_keys = tuple(h.name for h in cls.spec.hypers)
+            cls._known_keys = frozenset(cls._hyper_keys) | SCHEDULE_KEYS | {"params"}
+        return cls._layout_cache
+
+    def _pack(self, group, where):
+        """The checked HParams of a group's hyperparameters (ValueError/TypeError naming the bad one). Checked by
+        type and value at every call, at C speed: ``lr=True`` after ``lr=1.0`` is caught. A key the optimizer does
+        not know (a typo) is a TypeError, not silently ignored as in torch."""
+        if len(group) != len(self._hyper_keys) + 1 and group.keys() - self._known_keys:
+            raise TypeError(f"{where}: unknown hyperparameter(s) {sorted(group.keys() - self._known_keys)} for "
+                            f"{type(self).__name__}; expected {sorted(self.defaults)}")
+        try:
+            values = tuple([group[k] for k in self._hyper_keys])
+        except KeyError as e:
+            raise ValueError(f"{where} has no {e.args[0]!r} (a hyperparameter of {type(self).__name__})") from None
+        return self._layout.pack(values)
 
     # ------------------------------------------------------------------ state_dict
     def state_dict(self):
@@ -280,7 +310,7 @@ class Optimizer:
             for name, value in st.items():
                 if name == "step":
                     out[name] = int(value)
-                elif name == "mu_product":
+                elif name == self.spec.aux:
                     out[name] = float(value)
                 elif value is None:
                     out[name] = None
@@ -291,90 +321,105 @@ class Optimizer:
 
     def load_state_dict(self, state_dict):
         """Restores state and hyperparameters saved by ``state_dict()`` of an optimizer of the same class over
-        params of the same count, shapes and dtypes; raises ValueError/TypeError (and changes nothing) otherwise."""
+        params of the same count, shapes and dtypes. Anything else (a missing or unknown key, a step that is not an
+        integer in [0, 2**53], a state array of another dtype or shape, a missing state array the step needs) is a
+        ValueError/TypeError naming the key, and changes nothing."""
         if not isinstance(state_dict, Mapping) or "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
         saved_groups = list(state_dict["param_groups"])
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
                              f"the optimizer has {len(self.param_groups)}")
-        new_groups = []
-        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"loaded state dict group {gi} has {len(saved['params'])} params, "
-                                 f"the optimizer's has {len(group['params'])}")
-            new = {k: v for k, v in saved.items() if k != "params"}
-            unknown = set(new) - set(self.defaults) - SCHEDULE_KEYS
-            if unknown:
-                raise ValueError(f"loaded state dict group {gi} has hyperparameters {sorted(unknown)} unknown "
-                                 f"to {type(self).__name__}")
-            new["params"] = group["params"]
-            self._check_group(new)
-            new_groups.append(new)
+        new_groups = [self._loaded_group(gi, saved) for gi, saved in enumerate(saved_groups)]
         saved_ids = [i for g in saved_groups for i in g["params"]]
         id_to_flat = {sid: flat for flat, sid in enumerate(saved_ids)}
+        group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, Mapping):
+            raise TypeError(f"loaded state dict 'state': expected a dict, got {type(saved_state).__name__}")
         new_state, new_fresh = {}, set()
-        for sid, st in dict(state_dict["state"]).items():
+        for sid, st in saved_state.items():
             if sid not in id_to_flat:
                 raise ValueError(f"loaded state dict has state for param {sid!r}, which no group lists")
             i = id_to_flat[sid]
-            p = self._params[i]
-            out = {}
-            if "step" not in st:
-                raise ValueError(f"loaded state of params[{i}] has no 'step'")
-            step = st["step"]
-            if isinstance(step, np.ndarray):
-                step = step.item()
-            if not float(step).is_integer() or step < 0:
-                raise ValueError(f"loaded state of params[{i}]: invalid step {step!r}")
-            out["step"] = np.array(int(step), dtype=np.int64)
-            if self.uses_aux:
-                if "mu_product" not in st:
-                    raise ValueError(f"loaded state of params[{i}] has no 'mu_product'")
-                mu_product = float(np.asarray(st["mu_product"]))
-                if not math.isfinite(mu_product):
-                    raise ValueError(f"loaded state of params[{i}]: invalid mu_product {mu_product!r}")
-                out["mu_product"] = np.array(mu_product, dtype=np.float64)
-            extra = set(st) - set(self.slots) - {"step", "mu_product"}
-            if extra:
-                raise ValueError(f"loaded state of params[{i}] has unknown entries {sorted(extra)} "
-                                 f"for {type(self).__name__}")
-            for name in self.slots:
-                value = st.get(name)
-                if value is None:
-                    if name in st and name == self.slots[0] and self.fresh_slot0:
-                        out[name] = np.zeros_like(p)
-                        new_fresh.add(i)
-                    continue
-                if not isinstance(value, np.ndarray):
-                    raise TypeError(f"loaded state of params[{i}] '{name}': expected a numpy.ndarray, "
-                                    f"got {type(value).__name__}")
-                if value.dtype != p.dtype:
-                    raise TypeError(f"loaded state of params[{i}] '{name}': expected dtype {p.dtype} (the "
-                                    f"param's), got {value.dtype}")
-                if value.shape != p.shape:
-                    raise ValueError(f"loaded state of params[{i}] '{name}': shape {value.shape} does not "
-                                     f"match the param's {p.shape}")
-                out[name] = np.array(value, dtype=p.dtype, order="C", copy=True)
-            new_state[i] = out
-        for group, new in zip(self.param_groups, new_groups):
+            new_state[i] = self._loaded_param_state(i, st, new_groups[group_of[i]][1], new_fresh)
+        for group, (new, _) in zip(self.param_groups, new_groups):
             group.clear()
             group.update(new)
         self._state = new_state
         self._fresh = new_fresh
         self._plans = [None] * len(self.param_groups)
         self._writeset = None
-        self._checked = {}
+
+    def _loaded_group(self, gi, saved):
+        """(group dict, checked HParams) of saved group ``gi``."""
+        if not isinstance(saved, Mapping):
+            raise TypeError(f"loaded state dict group {gi}: expected a dict, got {type(saved).__name__}")
+        group = self.param_groups[gi]
+        if "params" not in saved:
+            raise ValueError(f"loaded state dict group {gi} has no 'params'")
+        if len(saved["params"]) != len(group["params"]):
+            raise ValueError(f"loaded state dict group {gi} has {len(saved['params'])} params, "
+                             f"the optimizer's has {len(group['params'])}")
+        new = {k: v for k, v in saved.items() if k != "params"}
+        unknown = set(new) - set(self.defaults) - SCHEDULE_KEYS
+        if unknown:
+            raise ValueError(f"loaded state dict group {gi} has hyperparameters {sorted(unknown)} unknown "
+                             f"to {type(self).__name__}")
+        new["params"] = group["params"]
+        return new, self._pack(new, f"loaded state dict group {gi}")
+
+    def _loaded_param_state(self, i, st, hp, new_fresh):
+        """The state of params[i] from its saved entry ``st``, checked against the param and the slots the
+        group's step needs (``hp``); a missing first slot of SGD is a first step to come (as torch)."""
+        where = f"loaded state of params[{i}]"
+        if not isinstance(st, Mapping):
+            raise TypeError(f"{where}: expected a dict, got {type(st).__name__}")
+        p = self._params[i]
+        if "step" not in st:
+            raise ValueError(f"{where} has no 'step'")
+        out = {"step": np.array(_loaded_step(st["step"], where), dtype=np.int64)}
+        aux = self.spec.aux
+        if aux is not None:
+            if aux not in st:
+                raise ValueError(f"{where} has no {aux!r}")
+            value = st[aux].item() if isinstance(st[aux], np.ndarray) and st[aux].ndim == 0 else st[aux]
+            out[aux] = np.array(check_range(value, f"{aux} in {where}", -math.inf, math.inf, True, True),
+                                dtype=np.float64)
+        extra = set(st) - set(self.slots) - {"step", aux}
+        if extra:
+            raise ValueError(f"{where} has unknown entries {sorted(extra)} for {type(self).__name__}")
+        needed = hp.required_slots()
+        for s, name in enumerate(self.slots):
+            value = st.get(name)
+            if value is None:
+                if s == 0 and self.fresh_slot0 and (needed & 1):
+                    out[name] = np.zeros_like(p)
+                    new_fresh.add(i)
+                elif (needed >> s) & 1:
+                    raise ValueError(f"{where} has no {name!r}, which {type(self).__name__} needs with these "
+                                     "hyperparameters (it would restart from zeros)")
+                continue
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{where} '{name}': expected a numpy.ndarray, got {type(value).__name__}")
+            if value.dtype != p.dtype:
+                raise TypeError(f"{where} '{name}': expected dtype {p.dtype} (the param's), got {value.dtype}")
+            if value.shape != p.shape:
+                raise ValueError(f"{where} '{name}': shape {value.shape} does not match the param's {p.shape}")
+            out[name] = np.array(value, dtype=p.dtype, order="C", copy=True)
+        return out
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         """Pickles params, groups and state; the compiled step plans are rebuilt at the next step."""
         state = self.__dict__.copy()
-        state.update(_plans=[None] * len(self._plans), _writeset=None, _checked={}, _created=[])
+        state.update(_plans=[None] * len(self._plans), _writeset=None, _created=[])
+        del state["_layout"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._layout = type(self)._compiled_layout()
 
     # ------------------------------------------------------------------ misc
     @property
@@ -392,12 +437,18 @@ class Optimizer:
         lines.append(")")
         return "\n".join(lines)
 
-    # ------------------------------------------------------------------ subclass hooks
-    def _check_group(self, group):
-        raise NotImplementedError
 
-    def _kernel_args(self, group):
-        raise NotImplementedError
+# Largest step count accepted from a saved state: counts up to it are exact in the double the kernels compute with.
+MAX_STEP = 2 ** 53
 
-    def _needed_slots(self, group):
-        return (1 << len(self.slots)) - 1
+
+def _loaded_step(step, where):
+    """A saved step count as an int in [0, MAX_STEP]: an int, a NumPy integer, an integral float (torch saves
+    float tensors) or a 0-d array of one; a bool is a TypeError."""
+    if isinstance(step, np.ndarray) and step.ndim == 0:
+        step = step.item()
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer, float, np.floating)):
+        raise TypeError(f"{where}: invalid step {step!r}: expected an integer, got {type(step).__name__}")
+    if not (0 <= step <= MAX_STEP and float(step).is_integer()):
+        raise ValueError(f"{where}: invalid step {step!r}: expected an integer in [0, 2**53]")
+    return int(step)

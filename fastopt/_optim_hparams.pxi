@@ -1,0 +1,160 @@
+# Hyperparameters of the optimizer family checked at C speed (included by _optim.pyx).
+#
+# A ``HyperLayout`` is compiled from an optimizer spec (fastopt/optim/_spec.py): for each value, in the spec's order,
+# its check and the fo_hparams field it fills. ``pack(values)`` checks a tuple of values and returns the filled
+# ``HParams``. Plain floats and bools are checked here; anything else (ints, NumPy scalars, bad values) goes to the
+# Python checks of fastopt._validation, which raise the error naming the argument or return the float.
+
+from libc.math cimport INFINITY
+
+from fastopt import _validation as _v
+
+# Checks of one value (the spec's Hyper.check): >= 0 and finite; finite; in [0, 1]; in [0, 1); a pair of values
+# in [0, 1) filling two fields; a bool.
+cdef enum:
+    _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG
+NONNEG, FINITE, UNIT, BETA, BETAS, FLAG = _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG
+# fo_hparams fields, by name, in the order of _set_field.
+FIELDS = ("lr", "weight_decay", "eps", "beta1", "beta2", "momentum", "dampening", "alpha", "lr_decay",
+          "momentum_decay", "maximize", "amsgrad", "nesterov", "centered", "decoupled_weight_decay")
+DEF _MAXH = 16
+
+
+cdef void _set_field(fo_hparams *hp, int f, double v) noexcept nogil:
+    if f == 0: hp.lr = v
+    elif f == 1: hp.weight_decay = v
+    elif f == 2: hp.eps = v
+    elif f == 3: hp.beta1 = v
+    elif f == 4: hp.beta2 = v
+    elif f == 5: hp.momentum = v
+    elif f == 6: hp.dampening = v
+    elif f == 7: hp.alpha = v
+    elif f == 8: hp.lr_decay = v
+    elif f == 9: hp.momentum_decay = v
+    elif f == 10: hp.maximize = v != 0.0
+    elif f == 11: hp.amsgrad = v != 0.0
+    elif f == 12: hp.nesterov = v != 0.0
+    elif f == 13: hp.centered = v != 0.0
+    elif f == 14: hp.decoupled_weight_decay = v != 0.0
+
+
+cdef inline bint _in_range(int kind, double d) noexcept nogil:
+    if kind == _NONNEG:
+        return d >= 0.0 and d < INFINITY
+    if kind == _FINITE:
+        return -1e300 <= d <= 1e300
+    if kind == _UNIT:
+        return 0.0 <= d <= 1.0
+    return 0.0 <= d < 1.0
+
+
+cdef double _slow_check(int kind, object v, str what) except? -1.0:
+    """The Python check of one value: raises naming `what`, or returns it as a float."""
+    if kind == _NONNEG:
+        return _v.check_nonnegative(v, what)
+    if kind == _FINITE:
+        return _v.check_range(v, what, -1e300, 1e300)
+    if kind == _UNIT:
+        return _v.check_range(v, what, 0.0, 1.0)
+    if kind == _BETA:
+        return _v.check_range(v, what, 0.0, 1.0, high_open=True)
+    return 1.0 if _v.check_flag(v, what) else 0.0
+
+
+cdef double _check_value(int kind, object v, str what) except? -1.0:
+    cdef double d
+    if kind == _FLAG:
+        if v is True:
+            return 1.0
+        if v is False:
+            return 0.0
+    elif type(v) is float:
+        d = <double>v
+        if _in_range(kind, d):
+            return d
+    return _slow_check(kind, v, what)
+
+
+cdef class HParams:
+    """Checked hyperparameters of one step, as the kernel reads them (fo_hparams), and their algorithm."""
+    cdef fo_hparams hp
+    cdef readonly int algo
+
+    def required_slots(self):
+        """Bitmask of the state the step uses: bit s = slot s, bit 3 = the scalar state (OptimizerSpec.aux)."""
+        return fo_optim_required_slots(self.algo, &self.hp)
+
+    def as_dict(self):
+        """{field: value} of every fo_hparams field (flags as bools)."""
+        h = self.hp
+        return dict(lr=h.lr, weight_decay=h.weight_decay, eps=h.eps, beta1=h.beta1, beta2=h.beta2,
+                    momentum=h.momentum, dampening=h.dampening, alpha=h.alpha, lr_decay=h.lr_decay,
+                    momentum_decay=h.momentum_decay, maximize=bool(h.maximize), amsgrad=bool(h.amsgrad),
+                    nesterov=bool(h.nesterov), centered=bool(h.centered),
+                    decoupled_weight_decay=bool(h.decoupled_weight_decay))
+
+
+cdef class HyperLayout:
+    """How a tuple of hyperparameter values fills fo_hparams for algorithm `algo`.
+
+    entries: (check, field name or None, what) per value, in tuple order; a BETAS value is a pair filling
+    ``field`` and the next field. fixed: {field name: value} set before the values (AdamW's decoupling).
+    cross_check: None or a function of the filled HParams, raising on an invalid combination (SGD's Nesterov rule).
+    """
+    cdef readonly int algo
+    cdef int n
+    cdef int kind[_MAXH]
+    cdef int field[_MAXH]
+    cdef tuple whats
+    cdef fo_hparams fixed
+    cdef readonly object cross_check
+
+    def __cinit__(self, int algo, list entries, dict fixed, object cross_check=None):
+        cdef Py_ssize_t k
+        if algo < 0 or algo >= FO_ALGO_COUNT:
+            raise ValueError(f"unknown optimizer algorithm {algo}")
+        if len(entries) > _MAXH:
+            raise ValueError(f"at most {_MAXH} hyperparameters")
+        self.algo = algo
+        self.n = len(entries)
+        self.whats = tuple(what for _, _, what in entries)
+        for k, (kind, field, _) in enumerate(entries):
+            self.kind[k] = kind
+            self.field[k] = -1 if field is None else FIELDS.index(field)
+        memset(&self.fixed, 0, sizeof(fo_hparams))
+        for name, value in fixed.items():
+            _set_field(&self.fixed, FIELDS.index(name), float(value))
+        self.cross_check = cross_check
+
+    cdef int fill(self, fo_hparams *hp, tuple values) except -1:
+        """Checks `values` (one per entry) and fills hp; raises before filling anything visible to C."""
+        cdef Py_ssize_t k
+        cdef int kind
+        cdef object v
+        cdef str what
+        if len(values) != self.n:
+            raise TypeError(f"expected {self.n} hyperparameter values, got {len(values)}")
+        hp[0] = self.fixed
+        for k in range(self.n):
+            kind, v, what = self.kind[k], values[k], self.whats[k]
+            if kind == _BETAS:
+                if type(v) is not tuple or len(<tuple>v) != 2 or type(v[0]) is not float or \
+                        type(v[1]) is not float or not _in_range(_BETA, <double>v[0]) or \
+                        not _in_range(_BETA, <double>v[1]):
+                    v = _v.check_betas(v)
+                _set_field(hp, self.field[k], <double>v[0])
+                _set_field(hp, self.field[k] + 1, <double>v[1])
+            elif self.field[k] >= 0:
+                _set_field(hp, self.field[k], _check_value(kind, v, what))
+            else:
+                _check_value(kind, v, what)
+        return 0
+
+    cpdef HParams pack(self, tuple values):
+        """The checked HParams of `values` (TypeError/ValueError naming the bad one)."""
+        cdef HParams out = HParams.__new__(HParams)
+        out.algo = self.algo
+        self.fill(&out.hp, values)
+        if self.cross_check is not None:
+            self.cross_check(out)
+        return out

@@ -1,0 +1,213 @@
+r"""The optimizers, each declared once: torch's names, defaults and checks; state slots; kernel; update rule.
+
+Everything else derives from ``SPECS`` (see ``_spec.py``). In the formulas, :math:`g_t` is the gradient (negated if
+``maximize``), :math:`\gamma` = lr, :math:`\lambda` = weight_decay, :math:`\theta` the param.
+"""
+from fastopt.optim._spec import BETAS, FINITE, FLAG, NONNEG, UNIT, Hyper, OptimizerSpec, Slot
+
+
+def _lr(default):
+    return Hyper("lr", default, NONNEG, "lr", "learning rate", functional_required=True)
+
+
+def _betas(default, required=True):
+    return Hyper("betas", default, BETAS, "beta1", functional_required=required)
+
+
+def _eps(default, required=True):
+    return Hyper("eps", default, NONNEG, "eps", "epsilon value", functional_required=required)
+
+
+def _wd(default=0.0, required=False):
+    return Hyper("weight_decay", default, NONNEG, "weight_decay", "weight_decay value",
+                 functional_required=required)
+
+
+def _flag(name, kwonly=False):
+    return Hyper(name, False, FLAG, name, kwonly=kwonly)
+
+
+MAXIMIZE = _flag("maximize", kwonly=True)
+
+
+def _nesterov_rule(hp):
+    d = hp.as_dict()
+    if d["nesterov"] and (d["momentum"] <= 0 or d["dampening"] != 0):
+        raise ValueError(f"Nesterov momentum requires a momentum and zero dampening "
+                         f"(momentum={d['momentum']}, dampening={d['dampening']})")
+
+
+SGD = OptimizerSpec(
+    "SGD", "sgd",
+    (_lr(1e-3), Hyper("momentum", 0.0, NONNEG, "momentum", "momentum value"),
+     Hyper("dampening", 0.0, FINITE, "dampening", "dampening value"), _wd(), _flag("nesterov"), MAXIMIZE),
+    (Slot("momentum_buffer", optional=True),),
+    r"""Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay
+    (``torch.optim.SGD``).
+
+    With :math:`\mu` = momentum, :math:`\tau` = dampening:
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        b_t &\leftarrow g_t \text{ at the first step, else } \mu b_{t-1} + (1 - \tau) g_t \qquad (\mu \ne 0) \\
+        g_t &\leftarrow g_t + \mu b_t \text{ (nesterov) or } b_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma g_t
+
+    State per param: ``momentum_buffer`` (when momentum != 0) and ``step``.
+    """,
+    fresh_slot0=True, uses_step=False, cross_check=_nesterov_rule,
+    functional_doc="``momentum_buffer`` is required when momentum != 0; with ``first_step=True`` it is set to the "
+                   "gradient (torch's first-step rule) instead of being decayed.")
+
+_ADAM_DOC = r"""Adam (Kingma & Ba, 2015) with optional AMSGrad, L2 or decoupled weight decay (``torch.optim.Adam``).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \quad\text{or, decoupled:}\quad
+            \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda) \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        v_t &\leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \hat v_t &\leftarrow \max(\hat v_{t-1}, v_t) \text{ (amsgrad), else } v_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t}\,
+            \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
+    """
+_ADAM_SLOTS = (Slot("exp_avg"), Slot("exp_avg_sq"), Slot("max_exp_avg_sq", keyword=True, optional=True))
+_ADAM_FDOC = "``max_exp_avg_sq`` is required when amsgrad."
+
+ADAM = OptimizerSpec(
+    "Adam", "adam",
+    (_lr(1e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(0.0, required=True), _flag("amsgrad"), MAXIMIZE,
+     _flag("decoupled_weight_decay", kwonly=True)),
+    _ADAM_SLOTS, _ADAM_DOC, functional_doc=_ADAM_FDOC + " L2 weight decay unless ``decoupled_weight_decay``.")
+
+ADAMW = OptimizerSpec(
+    "AdamW", "adam",
+    (_lr(1e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(1e-2, required=True), _flag("amsgrad"), MAXIMIZE),
+    _ADAM_SLOTS,
+    r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay (``torch.optim.AdamW``).
+
+    .. math::
+        \theta_{t-1} &\leftarrow \theta_{t-1}(1 - \gamma\lambda) \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t}\,
+            \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    with :math:`\hat v_t` as in :class:`Adam` (amsgrad). Default weight_decay 1e-2.
+    """,
+    fixed={"decoupled_weight_decay": True}, parent="Adam", functional_doc=_ADAM_FDOC)
+
+ADAMAX = OptimizerSpec(
+    "Adamax", "adamax", (_lr(2e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(), MAXIMIZE),
+    (Slot("exp_avg"), Slot("exp_inf")),
+    r"""Adamax, the infinity-norm variant of Adam (Kingma & Ba, 2015, sec. 7; ``torch.optim.Adamax``).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        u_t &\leftarrow \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \frac{m_t}{u_t}
+
+    State per param: ``step``, ``exp_avg``, ``exp_inf``.
+    """)
+
+NADAM = OptimizerSpec(
+    "NAdam", "nadam",
+    (_lr(2e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(),
+     Hyper("momentum_decay", 4e-3, NONNEG, "momentum_decay", "momentum_decay value"),
+     _flag("decoupled_weight_decay"), MAXIMIZE),
+    (Slot("exp_avg"), Slot("exp_avg_sq")),
+    r"""NAdam: Adam with Nesterov momentum (Dozat, 2016; ``torch.optim.NAdam``), with momentum decay.
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \quad\text{or, decoupled:}\quad
+            \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda) \\
+        \mu_t &= \beta_1 \left(1 - \tfrac12\, 0.96^{t\,\psi}\right), \qquad
+            \mu_{t+1} = \beta_1 \left(1 - \tfrac12\, 0.96^{(t+1)\psi}\right) \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+            v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        d_t &= \sqrt{v_t / (1 - \beta_2^t)} + \epsilon \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma \frac{1 - \mu_t}{1 - \prod_{i \le t} \mu_i} \frac{g_t}{d_t}
+            - \gamma \frac{\mu_{t+1}}{1 - \prod_{i \le t+1} \mu_i} \frac{m_t}{d_t}
+
+    with :math:`\psi` = momentum_decay. State per param: ``step``, ``mu_product``, ``exp_avg``, ``exp_avg_sq``.
+    """,
+    aux="mu_product",
+    functional_doc=r"``mu_product`` is a 0-d float64 array holding :math:`\prod_{i<t} \mu_i` (1.0 before the first "
+                   "step), updated in place.")
+
+RADAM = OptimizerSpec(
+    "RAdam", "radam", (_lr(1e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(), _flag("decoupled_weight_decay"), MAXIMIZE),
+    (Slot("exp_avg"), Slot("exp_avg_sq")),
+    r"""RAdam: rectified Adam (Liu et al., 2020; ``torch.optim.RAdam``).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \quad\text{or, decoupled:}\quad
+            \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda) \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+            v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \rho_\infty &= \frac{2}{1 - \beta_2} - 1, \qquad
+            \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t} \\
+        r_t &= \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}} \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma \frac{m_t}{1 - \beta_1^t}
+            \frac{\sqrt{1 - \beta_2^t}}{\sqrt{v_t} + \epsilon}\, r_t \quad (\rho_t > 5), \qquad
+            \theta_{t-1} - \gamma \frac{m_t}{1 - \beta_1^t} \quad\text{otherwise}
+
+    State per param: ``step``, ``exp_avg``, ``exp_avg_sq``.
+    """)
+
+RMSPROP = OptimizerSpec(
+    "RMSprop", "rmsprop",
+    (_lr(1e-2), Hyper("alpha", 0.99, UNIT, "alpha", "alpha value", functional_required=True), _eps(1e-8), _wd(),
+     Hyper("momentum", 0.0, NONNEG, "momentum", "momentum value"), _flag("centered"), MAXIMIZE),
+    (Slot("square_avg"), Slot("momentum_buffer", keyword=True, optional=True),
+     Slot("grad_avg", keyword=True, optional=True)),
+    r"""RMSprop (Hinton, 2012; centered form of Graves, 2013; ``torch.optim.RMSprop``).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        s_t &\leftarrow \alpha s_{t-1} + (1 - \alpha) g_t^2 \\
+        a_t &\leftarrow \alpha a_{t-1} + (1 - \alpha) g_t, \qquad
+            d_t = \sqrt{s_t - a_t^2} + \epsilon \text{ (centered), else } \sqrt{s_t} + \epsilon \\
+        b_t &\leftarrow \mu b_{t-1} + g_t / d_t, \qquad \theta_t \leftarrow \theta_{t-1} - \gamma b_t
+            \quad (\mu > 0), \qquad \text{else } \theta_t \leftarrow \theta_{t-1} - \gamma g_t / d_t
+
+    State per param: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0), ``grad_avg`` (centered).
+    """,
+    uses_step=False,
+    functional_doc="``momentum_buffer`` is required when momentum > 0 and ``grad_avg`` when centered.")
+
+ADAGRAD = OptimizerSpec(
+    "Adagrad", "adagrad",
+    (_lr(1e-2), Hyper("lr_decay", 0.0, NONNEG, "lr_decay", "lr_decay value"), _wd(),
+     Hyper("initial_accumulator_value", 0.0, NONNEG), _eps(1e-10, required=False), MAXIMIZE),
+    (Slot("sum", arg="state_sum", initial="initial_accumulator_value"),),
+    r"""Adagrad (Duchi et al., 2011; ``torch.optim.Adagrad``).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        \tilde\gamma &= \gamma / (1 + (t - 1)\eta) \\
+        s_t &\leftarrow s_{t-1} + g_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \tilde\gamma\, g_t / (\sqrt{s_t} + \epsilon)
+
+    with :math:`\eta` = lr_decay and :math:`s_0` = initial_accumulator_value. State per param: ``step``, ``sum``.
+    """,
+    functional_doc="``state_sum`` starts at initial_accumulator_value.")
+
+LION = OptimizerSpec(
+    "Lion", "lion", (_lr(1e-4), _betas((0.9, 0.99), required=False), _wd(), MAXIMIZE),
+    (Slot("exp_avg"),),
+    r"""Lion, evolved sign momentum (Chen et al., 2023, Algorithm 2; ``optax.lion``).
+
+    .. math::
+        c_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\,(\operatorname{sign}(c_t) + \lambda \theta_{t-1}) \\
+        m_t &\leftarrow \beta_2 m_{t-1} + (1 - \beta_2) g_t
+
+    with sign(0) = 0. Use a learning rate 3-10x smaller than AdamW's and a weight decay 3-10x larger.
+    State per param: ``step``, ``exp_avg``.
+    """,
+    uses_step=False)
+
+# Registry order: the order of every __all__ and of the estimators' solver names.
+SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION)
