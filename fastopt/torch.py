@@ -107,10 +107,11 @@ class FastoptTorchOptimizer(torch.optim.Optimizer):
         # hyperparameters checked by fastopt (its error messages), defaults read from the instance it builds
         probe = self.fastopt_class([np.zeros(1, np.float32)], *args, **kwargs)
         self._inner = None
-        self._params, self._ids, self._views, self._ptrs = [], {}, [], []
+        self._params, self._ids, self._ptrs = [], {}, []
         super().__init__(params, dict(probe.defaults))
-        self._inner = self.fastopt_class([self._fastopt_group(g, 0) for g in self.param_groups], *args,
-                                         **kwargs)
+        offsets = np.cumsum([0] + [len(g["params"]) for g in self.param_groups])
+        self._inner = self.fastopt_class([self._fastopt_group(g, int(o)) for g, o in zip(self.param_groups, offsets)],
+                                         *args, **kwargs)
         for group in self.param_groups:
             self._register(group)
         self.state = _TensorState(self)
