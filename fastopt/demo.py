@@ -4,7 +4,10 @@ Stratified train/test split; ``fastopt.estimators.MLPClassifier`` with batch nor
 linear warm-up and early stopping on a validation fraction (best weights restored), a tqdm bar per epoch with the
 loss and validation accuracy; then test accuracy, precision/recall/F1 and time per epoch; then the like-for-like
 comparison with ``sklearn.neural_network.MLPClassifier`` (one hidden layer of 256, batch 64, Adam, the same
-epochs) timed in the same run. ``--plot out.png`` saves loss/accuracy curves (needs matplotlib).
+epochs) and, when torch is installed, a torch MLP of the same shape with ``torch.optim.Adam``, timed in the same run:
+time per epoch, test accuracy and optimizer-state memory. ``--dataset synthetic`` trains on a local
+``make_classification`` set (50,000 x 128, 10 classes; ``--samples`` to change its size) instead of digits.
+``--plot out.png`` saves the curves of all of them (needs matplotlib).
 """
 import argparse
 import sys
@@ -22,6 +25,10 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="PATH", help="save loss/accuracy curves (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="8 epochs, for CI")
     parser.add_argument("--no-compare", action="store_true", help="skip the scikit-learn comparison")
+    parser.add_argument("--dataset", choices=("digits", "synthetic"), default="digits",
+                        help="digits (default, quick) or a local make_classification set of 50,000 x 128")
+    parser.add_argument("--samples", type=int, default=50_000, help="samples of the synthetic set")
+    parser.add_argument("--no-torch", action="store_true", help="leave torch out of the comparison")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fits of each model in the comparison, alternating; the median time is reported")
 
@@ -35,7 +42,6 @@ def _fit_timed(model, X, y, **kwargs):
 
 
 def main(args):
-    from sklearn.datasets import load_digits
     from sklearn.metrics import accuracy_score, classification_report, precision_recall_fscore_support
     from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier as SkMLP
@@ -51,10 +57,9 @@ def main(args):
             print("--plot needs matplotlib: pip install 'fastopt[plot]'", file=sys.stderr)
             return 2
     epochs = 8 if args.quick else args.epochs
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
+    X, y = _load(args.dataset, args.samples, args.seed)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=args.seed)
-    print(f"digits: {len(X_train)} train / {len(X_test)} test samples, {X.shape[1]} features, "
+    print(f"{args.dataset}: {len(X_train)} train / {len(X_test)} test samples, {X.shape[1]} features, "
           f"{len(np.unique(y))} classes | fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads, "
           f"ISA {fastopt.get_isa()}")
 
@@ -79,47 +84,125 @@ def main(args):
     print(f"training {seconds:.3f} s, {1e3 * np.median(model.epoch_times_):.1f} ms per epoch (median)")
     print(classification_report(y_test, pred, digits=4))
 
-    # 2. Like for like: one hidden layer, batch 64, Adam, fixed epochs, both libraries, same run.
+    # 2. Like for like: the same network, batch, Adam and epochs in each library, same run, alternating fits.
     rows = []
     if not args.no_compare:
-        hidden = tuple(args.hidden)
-        ours = MLPClassifier(hidden_layer_sizes=hidden, optimizer="adam", learning_rate=1e-3,
-                             batch_size=args.batch_size, max_iter=epochs, n_iter_no_change=epochs + 1,
-                             l2=1e-4, random_state=args.seed)
-        theirs = SkMLP(hidden_layer_sizes=hidden, solver="adam", learning_rate_init=1e-3,
-                       batch_size=args.batch_size, max_iter=epochs, n_iter_no_change=epochs + 1, alpha=1e-4,
-                       random_state=args.seed)
-        times = {"fastopt MLPClassifier": [], "sklearn MLPClassifier": []}
-        for _ in range(max(1, args.repeats)):          # alternating fits: the machine's speed drifts
-            for name, est in zip(times, (ours, theirs)):
-                times[name].append(_fit_timed(est, X_train, y_train))
-        for name, est in zip(times, (ours, theirs)):
-            rows.append((name, float(np.median(times[name])), accuracy_score(y_test, est.predict(X_test)),
-                         est.n_iter_))
-        print(f"same architecture {hidden}, batch {args.batch_size}, Adam, {epochs} epochs "
-              f"(median of {max(1, args.repeats)} fits each):")
-        for name, t, acc, n_iter in rows:
-            print(f"  {name:<22} {t:7.3f} s ({1e3 * t / n_iter:6.2f} ms/epoch)  test accuracy {acc:.4f}")
-        print(f"  fastopt is {rows[1][1] / rows[0][1]:.1f}x faster")
+        rows = _compare(args, epochs, X_train, y_train, X_test, y_test)
 
     if args.plot:
-        _plot(args.plot, model)
+        _plot(args.plot, model, rows)
         print(f"wrote {args.plot}")
     return 0
 
 
-def _plot(path, model):
+def _plot(path, model, rows):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, ax = plt.subplots(1, 3 if rows else 2, figsize=(13 if rows else 9, 3.4))
     epochs = np.arange(1, len(model.loss_curve_) + 1)
     ax[0].plot(epochs, model.loss_curve_, marker="o")
-    ax[0].set(title="training loss", xlabel="epoch", ylabel="cross-entropy")
+    ax[0].set(title="training loss (batch norm, AdamW)", xlabel="epoch", ylabel="cross-entropy")
     if model.validation_scores_:
         ax[1].plot(epochs, model.validation_scores_, marker="o", color="tab:green")
     ax[1].set(title="validation accuracy", xlabel="epoch", ylabel="accuracy")
+    for row in rows:
+        ax[2].plot(np.arange(1, len(row["curve"]) + 1), row["curve"], marker=".", label=row["name"])
+    if rows:
+        ax[2].set(title="same network, Adam: training loss", xlabel="epoch", ylabel="cross-entropy")
+        ax[2].legend()
     for a in ax:
         a.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _load(dataset, samples, seed):
+    """(X float32, y): digits scaled to [0, 1], or the synthetic make_classification set, standardized."""
+    from sklearn.datasets import load_digits, make_classification
+    if dataset == "digits":
+        X, y = load_digits(return_X_y=True)
+        return (X / 16.0).astype(np.float32), y
+    X, y = make_classification(n_samples=samples, n_features=128, n_informative=64, n_redundant=16, n_classes=10,
+                               n_clusters_per_class=2, class_sep=1.5, random_state=seed)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return X.astype(np.float32), y
+
+
+def _torch_mlp(hidden, n_in, n_out, batch, epochs, seed):
+    """A fit function training torch's MLP of the same shape with torch.optim.Adam; None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+
+    class TorchMLP:
+        def fit(self, X, y):
+            torch.manual_seed(seed)
+            sizes = [n_in, *hidden]
+            layers = [m for a, b in zip(sizes[:-1], sizes[1:]) for m in (torch.nn.Linear(a, b), torch.nn.ReLU())]
+            self.net = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], n_out))
+            opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, weight_decay=1e-4)
+            Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+            gen = torch.Generator().manual_seed(seed)
+            self.loss_curve_, self.n_iter_ = [], epochs
+            for _ in range(epochs):
+                total = 0.0
+                for idx in torch.randperm(len(Xt), generator=gen).split(batch):
+                    opt.zero_grad()
+                    loss = torch.nn.functional.cross_entropy(self.net(Xt[idx]), yt[idx])
+                    loss.backward()
+                    opt.step()
+                    total += float(loss) * len(idx)
+                self.loss_curve_.append(total / len(Xt))
+            self.state_bytes = sum(v.nbytes for st in opt.state.values() for v in st.values()
+                                   if isinstance(v, torch.Tensor))
+            return self
+
+        def predict(self, X):
+            with torch.no_grad():
+                return self.net(torch.from_numpy(X)).argmax(1).numpy()
+
+    return TorchMLP()
+
+
+def _state_bytes(name, est):
+    """Bytes of optimizer state (Adam's moments) each library keeps for the network."""
+    if name.startswith("fastopt"):
+        return sum(v.nbytes for i in est._opt.state for v in est._opt.state[i].values() if isinstance(v, np.ndarray)
+                   and v.ndim)
+    if name.startswith("sklearn"):
+        opt = est._optimizer
+        return sum(a.nbytes for a in opt.ms + opt.vs)
+    return est.state_bytes
+
+
+def _compare(args, epochs, X_train, y_train, X_test, y_test):
+    from sklearn.metrics import accuracy_score
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from fastopt.estimators import MLPClassifier
+    hidden = tuple(args.hidden)
+    common = dict(hidden_layer_sizes=hidden, batch_size=args.batch_size, max_iter=epochs,
+                  n_iter_no_change=epochs + 1, random_state=args.seed)
+    models = {"fastopt MLPClassifier": MLPClassifier(optimizer="adam", learning_rate=1e-3, l2=1e-4, **common),
+              "sklearn MLPClassifier": SkMLP(solver="adam", learning_rate_init=1e-3, alpha=1e-4, **common)}
+    torch_model = None if args.no_torch else _torch_mlp(hidden, X_train.shape[1], len(np.unique(y_train)),
+                                                        args.batch_size, epochs, args.seed)
+    if torch_model is not None:
+        models["torch (torch.optim.Adam)"] = torch_model
+    times = {name: [] for name in models}
+    for _ in range(max(1, args.repeats)):          # alternating fits: the machine's speed drifts
+        for name, est in models.items():
+            times[name].append(_fit_timed(est, X_train, y_train))
+    rows = [dict(name=name, seconds=float(np.median(times[name])), accuracy=accuracy_score(y_test, est.predict(X_test)),
+                 epochs=est.n_iter_, state=_state_bytes(name, est), curve=list(est.loss_curve_))
+            for name, est in models.items()]
+    print(f"same network {hidden}, batch {args.batch_size}, Adam, {epochs} epochs "
+          f"(median of {max(1, args.repeats)} fits each):")
+    for r in rows:
+        print(f"  {r['name']:<26} {r['seconds']:8.3f} s ({1e3 * r['seconds'] / r['epochs']:8.2f} ms/epoch)  "
+              f"test accuracy {r['accuracy']:.4f}  optimizer state {r['state'] / 2**20:7.2f} MiB")
+    for r in rows[1:]:
+        print(f"  fastopt is {r['seconds'] / rows[0]['seconds']:.1f}x faster than {r['name']}")
+    return rows

@@ -5,7 +5,6 @@ clipping, the optimizer step and the lr schedule are fastopt kernels. The estima
 (``get_params``/``set_params``, ``fit``/``partial_fit``/``predict``, fitted attributes ending in ``_``), so model
 selection, ensembles and metrics of scikit-learn work on them.
 """
-import contextlib
 import time
 import warnings
 
@@ -17,20 +16,16 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
-from threadpoolctl import threadpool_limits
 
 from fastopt import _loss, optim, schedules
 from fastopt.callbacks import EarlyStopping
 from fastopt.clip import clip_grad_norm_
 from fastopt.estimators._network import Network
+from fastopt.estimators._threads import training_threads
 from fastopt.losses import mse
 
 OPTIMIZERS = dict(optim.OPTIMIZERS)
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
-# Below this many multiply-adds per minibatch matmul, BLAS threads cost more than they save, and OpenBLAS's spinning
-# pool fights fastopt's OpenMP team for the cores (measured on digits, (256,) hidden, batch 64, 2 cores:
-# 7.6 s per fit with both pools, 0.17 s with BLAS limited to one thread).
-SMALL_MATMUL = 1 << 22
 
 
 class _BaseMLP(BaseEstimator):
@@ -180,11 +175,8 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _thread_limits(self, batch):
-        """BLAS limited to one thread while training if the minibatch matmuls are small (see SMALL_MATMUL)."""
-        sizes = self._net.sizes
-        if max(batch * a * b for a, b in zip(sizes[:-1], sizes[1:])) < SMALL_MATMUL:
-            return threadpool_limits(limits=1, user_api="blas")
-        return contextlib.nullcontext()
+        """BLAS and fastopt's OpenMP team never both at full width during a fit (see _threads.py)."""
+        return training_threads(self._net.sizes, batch)
 
     def _epochs(self, X, Y, validation, batch, epochs, incremental, stopper, progress, rng):
         """The training loop: minibatches gathered into reused buffers, one optimizer step (and lr schedule step)

@@ -1,0 +1,143 @@
+"""fastopt's MLPClassifier against scikit-learn's over the grid of issue 16, cell by cell.
+
+    python benchmarks/mlp_grid.py --cells 'digits:512x512:b32:*' 'synthetic:256:b128:float32'
+    python benchmarks/mlp_grid.py --list                 # the cells
+    python benchmarks/mlp_grid.py --pools both ...      # fastopt without the thread policy (both pools at full width)
+
+A cell is ``dataset:hidden:bBATCH:dtype`` (hidden sizes joined by x); ``--cells`` takes fnmatch patterns. Each cell
+fits the same network (Adam, lr 1e-3, L2 1e-4, fixed epochs, no early stopping) with both libraries, ``--rounds``
+alternating rounds (the machine's speed drifts), and prints the median fit times, their ratio (sklearn / fastopt:
+> 1 means fastopt is faster) and both test accuracies; the target is ratio >= 2 at accuracy within 0.5 points.
+Epochs are capped per dataset (``--epochs``) so that a fit stays under a minute. Unset OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE in the environment of a measurement run.
+"""
+import argparse
+import contextlib
+import fnmatch
+import itertools
+import sys
+import time
+import warnings
+
+import numpy as np
+
+HIDDEN = ((64,), (256,), (512, 512), (1024, 1024, 1024))
+BATCHES = (32, 128, 512)
+DTYPES = ("float32", "float64")
+DATASETS = ("digits", "synthetic")
+EPOCHS = {"digits": 10, "synthetic": 2}
+
+
+def cell_name(dataset, hidden, batch, dtype):
+    return f"{dataset}:{'x'.join(map(str, hidden))}:b{batch}:{dtype}"
+
+
+def all_cells():
+    return [(d, h, b, t) for d, h, b, t in itertools.product(DATASETS, HIDDEN, BATCHES, DTYPES)]
+
+
+def load(dataset, n_synthetic=50_000):
+    """(X_train, X_test, y_train, y_test) as float64, standardized; the synthetic set is made locally."""
+    from sklearn.datasets import load_digits, make_classification
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    if dataset == "digits":
+        X, y = load_digits(return_X_y=True)
+        X = X / 16.0
+    else:
+        X, y = make_classification(n_samples=n_synthetic, n_features=128, n_informative=64, n_redundant=16,
+                                   n_classes=10, n_clusters_per_class=2, class_sep=1.5, random_state=0)
+        X = StandardScaler().fit_transform(X)
+    return train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
+
+
+def models(hidden, batch, dtype, epochs, seed=0):
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from fastopt.estimators import MLPClassifier
+    common = dict(hidden_layer_sizes=hidden, batch_size=batch, max_iter=epochs, n_iter_no_change=epochs + 1,
+                  random_state=seed)
+    ours = MLPClassifier(optimizer="adam", learning_rate=1e-3, l2=1e-4, tol=0.0, dtype=dtype, **common)
+    theirs = SkMLP(solver="adam", learning_rate_init=1e-3, alpha=1e-4, tol=0.0, **common)
+    return {"fastopt": ours, "sklearn": theirs}
+
+
+def fit_seconds(model, X, y):
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # ConvergenceWarning: the epochs are fixed on purpose
+        model.fit(X, y)
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def pools(mode):
+    """``policy``: the estimators' thread rule (fastopt/estimators/_threads.py); ``both``: no rule at all."""
+    if mode == "policy":
+        yield
+        return
+    from fastopt.estimators import _mlp
+    saved = _mlp.training_threads
+    _mlp.training_threads = lambda sizes, batch: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        _mlp.training_threads = saved
+
+
+def run_cell(cell, data, rounds, epochs, pool_mode):
+    dataset, hidden, batch, dtype = cell
+    X_train, X_test, y_train, y_test = data
+    X_train = X_train.astype(dtype)
+    X_test = X_test.astype(dtype)
+    est = models(hidden, batch, dtype, epochs)
+    times = {name: [] for name in est}
+    with pools(pool_mode):
+        for _ in range(rounds):
+            for name, model in est.items():
+                times[name].append(fit_seconds(model, X_train, y_train))
+    acc = {name: float(np.mean(model.predict(X_test) == y_test)) for name, model in est.items()}
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    ratio = med["sklearn"] / med["fastopt"]
+    ok = ratio >= 2.0 and acc["fastopt"] >= acc["sklearn"] - 0.005
+    return dict(cell=cell_name(*cell), epochs=epochs, fastopt_s=med["fastopt"], sklearn_s=med["sklearn"],
+                ratio=ratio, acc_fastopt=acc["fastopt"], acc_sklearn=acc["sklearn"], target_met=ok)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", nargs="+", default=["*"], help="fnmatch patterns of cell names (default all)")
+    parser.add_argument("--list", action="store_true", help="print the cell names and exit")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating fits of each library (default 3)")
+    parser.add_argument("--epochs", type=int, nargs=2, metavar=("DIGITS", "SYNTHETIC"),
+                        default=[EPOCHS["digits"], EPOCHS["synthetic"]], help="epochs per fit (default 10 2)")
+    parser.add_argument("--pools", choices=("policy", "both"), default="policy",
+                        help="'both' measures fastopt without its thread policy")
+    parser.add_argument("--synthetic-samples", type=int, default=50_000)
+    args = parser.parse_args(argv)
+    cells = [c for c in all_cells() if any(fnmatch.fnmatch(cell_name(*c), p) for p in args.cells)]
+    if args.list:
+        print("\n".join(cell_name(*c) for c in cells))
+        return 0
+    if not cells:
+        print(f"no cell matches {args.cells}; see --list", file=sys.stderr)
+        return 2
+    import fastopt
+    print(f"fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads, pools={args.pools}, "
+          f"median of {args.rounds} alternating fits")
+    print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10} {'sklearn s':>10} {'ratio':>6} {'acc fo':>7} "
+          f"{'acc sk':>7}  target")
+    data = {}
+    for cell in cells:
+        if cell[0] not in data:
+            data[cell[0]] = load(cell[0], args.synthetic_samples)
+        epochs = args.epochs[DATASETS.index(cell[0])]
+        r = run_cell(cell, data[cell[0]], args.rounds, epochs, args.pools)
+        print(f"{r['cell']:<34} {r['epochs']:>6} {r['fastopt_s']:>10.3f} {r['sklearn_s']:>10.3f} "
+              f"{r['ratio']:>5.2f}x {r['acc_fastopt']:>7.4f} {r['acc_sklearn']:>7.4f}  "
+              f"{'met' if r['target_met'] else 'MISSED'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
