@@ -292,3 +292,15 @@ cdef class StepPlan:
     def fresh_flags(self):
         """Per tensor, 1 while state slot 0 still holds no history."""
         return [self.ts[k].fresh for k in range(self.n)]
+
+
+def run_plans(list runs, object optimizer, object fresh):
+    """Runs every bound plan of a step, ``runs`` = [(plans, hparams) per group], then sets ``optimizer._fresh``.
+
+    One compiled call with no Python bytecode in between: a KeyboardInterrupt (delivered only between bytecodes)
+    lands before the first kernel or after the last, so a step is never applied to only some parameters."""
+    cdef StepPlan plan
+    for plans, hp in runs:
+        for plan in plans:
+            plan.run(hp)
+    optimizer._fresh = fresh

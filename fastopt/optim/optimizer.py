@@ -8,6 +8,7 @@ Each step makes one call into C per group (per dtype within a group): the compil
 pointers to params and state, and is rebuilt only when the group's params or state change.
 """
 import math
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -74,12 +75,14 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups = []
         self._params = []     # flat list, group order
+        self._group_params = []   # per group: the tuple of its params as registered
         self._state = {}      # flat index -> {"step": 0-d int64 array, slot name -> array, ...}
         self._fresh = set()   # flat indices whose slot 0 holds no history yet
         self._plans = []      # per group: list of StepPlan (one per dtype), or None when stale
         self._writeset = None
         self._layout = type(self)._compiled_layout()
         self._created = []    # (index, slot name or None for the whole state) created by the current step
+        self._lock = threading.Lock()     # one step at a time: plans hold bound gradients between bind and run
         self.state = _ParamState(self)
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of dicts, not a single array; pass [array]")
@@ -94,6 +97,10 @@ class Optimizer:
     # ------------------------------------------------------------------ groups
     def add_param_group(self, param_group):
         """Adds a group (dict with "params" and optional hyperparameters; missing ones take the defaults)."""
+        with self._lock:
+            self._add_param_group(param_group)
+
+    def _add_param_group(self, param_group):
         if not isinstance(param_group, dict):
             raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
@@ -117,6 +124,7 @@ class Optimizer:
         _optim.check_no_overlap(everything, lambda i: f"params[{i}]")
         group["params"] = params
         self.param_groups.append(group)
+        self._group_params.append(tuple(params))
         self._params.extend(params)
         self._plans.append(None)
         self._writeset = None
@@ -128,6 +136,10 @@ class Optimizer:
         ``grads[i]`` may be None (params[i] is skipped, as torch skips a param without .grad), read-only, or
         non-contiguous (copied once). With ``check_finite=True`` a gradient holding inf or NaN raises
         ``ValueError`` before anything is written; otherwise non-finite values propagate, as in torch.
+
+        A step is all or nothing: every check runs before anything is written, and the kernels of all groups run
+        in one compiled call that a KeyboardInterrupt cannot split. Steps on one optimizer from several threads
+        run one at a time (a lock per optimizer); steps on different optimizers run concurrently, GIL released.
         """
         if isinstance(grads, np.ndarray) or not isinstance(grads, (list, tuple)):
             raise TypeError(f"grads must be a list of arrays aligned with the params, got {type(grads).__name__}")
@@ -136,6 +148,14 @@ class Optimizer:
                              f"got {len(grads)}")
         if not isinstance(grads, list):
             grads = list(grads)
+        with self._lock:
+            runs = self._checked_runs(grads, check_finite)
+            fresh = {i for i in self._fresh if grads[i] is None} if self._fresh else self._fresh
+            _optim.run_plans(runs, self, fresh)
+
+    def _checked_runs(self, grads, check_finite):
+        """[(plans, packed hyperparameters)] of every group with the gradients bound; writes no array. On an
+        error (or an interrupt) the state this step created is dropped again."""
         runs = []
         offset = 0
         self._created = []
@@ -152,11 +172,7 @@ class Optimizer:
         except BaseException:
             self._forget_created()
             raise
-        for plans, hp in runs:
-            for plan in plans:
-                plan.run(hp)
-        if self._fresh:
-            self._fresh = {i for i in self._fresh if grads[i] is None}
+        return runs
 
     def _forget_created(self):
         """Undoes the state a failed step created, so that the optimizer is exactly as before the call."""
@@ -191,6 +207,7 @@ class Optimizer:
 
     def _rebuild(self, gi, group, grads, offset, needed):
         params = group["params"]
+        self._check_group_params(gi, params, offset)
         for k, p in enumerate(params):
             check_inplace_array(p, f"params[{offset + k}]")
         missing = []
@@ -211,6 +228,16 @@ class Optimizer:
         self._writeset = None
         self._plans[gi] = self._make_plans(group, offset)
         return self._plans[gi]
+
+    def _check_group_params(self, gi, params, offset):
+        """The params of group ``gi`` must still be the arrays the optimizer registered for it (its state, plans
+        and overlap checks are built on them): an edit of ``group["params"]`` is a ValueError."""
+        registered = self._group_params[gi]
+        if not isinstance(params, list) or len(params) != len(registered) or any(
+                a is not b for a, b in zip(params, registered)):
+            raise ValueError(f"param_groups[{gi}]['params'] was changed after it was added (params[{offset}] to "
+                             f"params[{offset + len(registered) - 1}]): add parameters with add_param_group(), "
+                             "or build a new optimizer")
 
     def _make_plans(self, group, offset):
         plans = []
@@ -324,6 +351,10 @@ class Optimizer:
         params of the same count, shapes and dtypes. Anything else (a missing or unknown key, a step that is not an
         integer in [0, 2**53], a state array of another dtype or shape, a missing state array the step needs) is a
         ValueError/TypeError naming the key, and changes nothing."""
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict):
         if not isinstance(state_dict, Mapping) or "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
         saved_groups = list(state_dict["param_groups"])
@@ -414,12 +445,14 @@ class Optimizer:
         """Pickles params, groups and state; the compiled step plans are rebuilt at the next step."""
         state = self.__dict__.copy()
         state.update(_plans=[None] * len(self._plans), _writeset=None, _created=[])
-        del state["_layout"]
+        del state["_layout"], state["_lock"], state["_group_params"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._layout = type(self)._compiled_layout()
+        self._lock = threading.Lock()
+        self._group_params = [tuple(g["params"]) for g in self.param_groups]
 
     # ------------------------------------------------------------------ misc
     @property
