@@ -14,6 +14,8 @@ from libc.stdlib cimport free, malloc, qsort
 
 import numpy as np
 
+from fastopt._validation import kernel_input
+
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -102,7 +104,7 @@ cdef class ArrayBatch:
                     raise ValueError(f"{name}[{i}] is updated in place and must be a writeable, C-contiguous, "
                                      f"aligned, native byte-order array; it is {', '.join(problems)}")
             elif (flags & _READ_FLAGS) != _READ_FLAGS or cnp.PyArray_ISBYTESWAPPED(a):
-                a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+                a = kernel_input(a)
             self.keep.append(a)
             (self.index32 if t == cnp.NPY_FLOAT32 else self.index64).append(i)
         for d in range(2):

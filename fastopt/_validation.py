@@ -22,6 +22,24 @@ def check_float_array(a, name):
     return a
 
 
+def kernel_ready(a):
+    """True if the kernels can read ``a`` in place: C-contiguous, aligned, native byte order."""
+    flags = a.flags
+    return flags.c_contiguous and flags.aligned and a.dtype.isnative
+
+
+def kernel_input(a, dtype=None):
+    """``a`` (an ndarray) as the kernels read it: C-contiguous, aligned, native byte order, of ``dtype`` (default:
+    a's, in native order), same shape (0-d too). ``a`` itself when it already is; otherwise one fresh copy."""
+    want = (a.dtype if dtype is None else np.dtype(dtype)).newbyteorder("=")
+    if a.dtype == want and kernel_ready(a):
+        return a
+    out = np.array(a, dtype=want, order="C")    # a fresh allocation: aligned, native, a's shape
+    if not out.flags.aligned:                  # never with numpy's allocator; a kernel must not see one
+        raise RuntimeError("internal error: numpy returned an unaligned copy")
+    return out
+
+
 def check_inplace_array(a, name):
     """``a`` is updated in place: a writeable, C-contiguous, aligned, native-byte-order float32/float64 ndarray.
 
@@ -99,6 +117,11 @@ def check_betas(betas, n=2):
         raise ValueError(f"Invalid betas: expected a tuple of {n} floats, got {betas!r}")
     return tuple(check_range(b, f"beta parameter at index {i}", 0.0, 1.0, high_open=True)
                  for i, b in enumerate(betas))
+
+
+def is_integer(value):
+    """True for a Python or NumPy integer (bools excluded)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def check_flag(value, what):

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from fastopt._validation import check_flag, check_nonnegative
+from fastopt._validation import check_flag, check_nonnegative, is_integer
 
 __all__ = ["EarlyStopping"]
 
@@ -48,7 +48,9 @@ class EarlyStopping:
     """
 
     def __init__(self, patience, min_delta=0.0, mode="min", restore_best=True):
-        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, (int, np.integer)) or patience < 0:
+        if not is_integer(patience):
+            raise TypeError(f"Invalid patience: {patience!r} (expected an integer >= 0)")
+        if patience < 0:
             raise ValueError(f"Invalid patience: {patience!r} (expected an integer >= 0)")
         if mode not in ("min", "max"):
             raise ValueError(f"Invalid mode: {mode!r} (expected 'min' or 'max')")
@@ -157,14 +159,18 @@ class EarlyStopping:
         """Restores a ``state_dict()``; ValueError/TypeError (changing nothing) if it is malformed."""
         keys = {"patience", "min_delta", "mode", "restore_best", "best", "best_step", "num_bad_steps", "steps",
                 "stopped", "snapshot"}
-        if not isinstance(state_dict, dict) or set(state_dict) != keys:
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict with keys {sorted(keys)}, got {type(state_dict).__name__}")
+        if set(state_dict) != keys:
             raise ValueError(f"state_dict must be a dict with keys {sorted(keys)}")
         new = EarlyStopping(state_dict["patience"], state_dict["min_delta"], state_dict["mode"],
                             state_dict["restore_best"])
         new.best = _metric_value(state_dict["best"])
         for name in ("best_step", "num_bad_steps", "steps"):
             v = state_dict[name]
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (-1 if name == "best_step" else 0):
+            if not is_integer(v):
+                raise TypeError(f"state_dict[{name!r}]: expected an integer, got {v!r}")
+            if v < (-1 if name == "best_step" else 0):
                 raise ValueError(f"state_dict[{name!r}]: invalid value {v!r}")
             setattr(new, name, int(v))
         new.stopped = check_flag(state_dict["stopped"], "state_dict['stopped']")

@@ -30,7 +30,7 @@ import numpy as np
 
 from fastopt import _loss, _optim
 from fastopt._validation import (as_real, check_float_array, check_inplace_array, check_range, check_same_dtype,
-                                 check_same_shape)
+                                 check_same_shape, kernel_input)
 
 __all__ = ["mse", "mae", "huber", "softmax_cross_entropy", "binary_cross_entropy_with_logits", "hinge",
            "add_penalty_grad_", "max_norm_"]
@@ -47,10 +47,7 @@ def _reduction(reduction):
 
 def _input(a, name):
     """A float32/float64 array, as a C-contiguous native-order array (copied once if needed)."""
-    check_float_array(a, name)
-    if not (a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative):
-        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
-    return a
+    return kernel_input(check_float_array(a, name))
 
 
 def _like(a, ref, name_ref, name):
@@ -207,7 +204,7 @@ def _logits_and_target(logits, target, allow_probs=True):
         if t.shape != want:
             raise ValueError(f"target: class labels of shape {want} expected for logits of shape "
                              f"{tuple(logits.shape)}, got {t.shape}")
-        return x, np.ascontiguousarray(t.reshape(-1), dtype=np.int64), None, squeeze
+        return x, kernel_input(t.reshape(-1), np.int64), None, squeeze
     if t.dtype.kind == "f" and allow_probs:
         if t.dtype.newbyteorder("=") != x.dtype:
             raise TypeError(f"target: probabilities must have the dtype of logits ({x.dtype}), got {t.dtype}")

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from fastopt._validation import check_flag, check_nonnegative, check_range
+from fastopt._validation import check_flag, check_nonnegative, check_range, is_integer, kernel_ready
 from fastopt.functional.batchnorm import _check_activation, batch_norm_backward, batch_norm_forward
 
 __all__ = ["BatchNorm"]
@@ -41,8 +41,9 @@ class BatchNorm:
 
     def __init__(self, num_features, axis=1, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  activation=None, dtype=np.float32, reuse_buffers=False):
-        if isinstance(num_features, (bool, np.bool_)) or not isinstance(num_features, numbers.Integral) \
-                or num_features < 1:
+        if not is_integer(num_features):
+            raise TypeError(f"Invalid num_features: expected an integer >= 1, got {num_features!r}")
+        if num_features < 1:
             raise ValueError(f"Invalid num_features: expected an integer >= 1, got {num_features!r}")
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"Invalid axis: expected an integer, got {axis!r}")
@@ -168,6 +169,8 @@ class BatchNorm:
         """Copies a :meth:`state_dict` (or a torch BatchNorm's, converted to NumPy) into the layer's arrays in place.
 
         Every entry is checked (keys, shapes, dtypes castable to the layer's) before anything is written."""
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict: expected a dict, got {type(state).__name__}")
         names = {"weight": "gamma", "bias": "beta", "running_mean": "running_mean", "running_var": "running_var"}
         expected = (["weight", "bias"] if self.affine else []) + \
                    (["running_mean", "running_var", "num_batches_tracked"] if self.track_running_stats else [])
@@ -180,7 +183,9 @@ class BatchNorm:
             if key == "num_batches_tracked":
                 n = state[key]
                 n = n.item() if isinstance(n, np.ndarray) and n.ndim == 0 else n
-                if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 0:
+                if not is_integer(n):
+                    raise TypeError(f"load_state_dict: num_batches_tracked must be an integer >= 0, got {n!r}")
+                if n < 0:
                     raise ValueError(f"load_state_dict: num_batches_tracked must be an integer >= 0, got {n!r}")
                 values[key] = int(n)
                 continue
@@ -204,9 +209,9 @@ class BatchNorm:
 
 def _runs_in_place(x, axis):
     """True if the kernels read x's memory directly: C-contiguous, or C-contiguous in the other layout."""
-    if not (x.flags.aligned and x.dtype.isnative) or x.ndim < 2:
+    if x.ndim < 2 or not (x.flags.aligned and x.dtype.isnative):
         return False
-    if x.flags.c_contiguous:
+    if kernel_ready(x):
         return True
     ax = axis + x.ndim if axis < 0 else axis
     if x.ndim < 3 or ax not in (1, x.ndim - 1):

@@ -135,7 +135,7 @@ def test_valid_call_of_the_table_passes():
 
 LAYER_CASES = [
     ("num_features", lambda: fastopt.nn.BatchNorm(0), ValueError, "Invalid num_features"),
-    ("num_features_float", lambda: fastopt.nn.BatchNorm(4.0), ValueError, "Invalid num_features"),
+    ("num_features_float", lambda: fastopt.nn.BatchNorm(4.0), TypeError, "Invalid num_features"),
     ("momentum", lambda: fastopt.nn.BatchNorm(4, momentum=-0.1), ValueError, "Invalid momentum: -0.1"),
     ("eps", lambda: fastopt.nn.BatchNorm(4, eps="1"), TypeError, "Invalid eps"),
     ("dtype", lambda: fastopt.nn.BatchNorm(4, dtype=np.int64), TypeError, "Invalid dtype"),

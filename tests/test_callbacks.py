@@ -92,7 +92,7 @@ def test_state_dict_resume(rng):
 
 @pytest.mark.parametrize("kwargs, exc, msg", [
     (dict(patience=-1), ValueError, "Invalid patience: -1"),
-    (dict(patience=1.5), ValueError, "Invalid patience: 1.5"),
+    (dict(patience=1.5), TypeError, "Invalid patience: 1.5"),
     (dict(patience=2, min_delta=-0.1), ValueError, "Invalid min_delta: -0.1"),
     (dict(patience=2, mode="best"), ValueError, "Invalid mode: 'best'"),
     (dict(patience=2, restore_best=1), TypeError, "restore_best"),

@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from fastopt import _loss, optim, schedules
+from fastopt._validation import kernel_input
 from fastopt.callbacks import EarlyStopping
 from fastopt.clip import clip_grad_norm_
 from fastopt.estimators._network import Network
@@ -159,8 +160,8 @@ class _BaseMLP(BaseEstimator):
             stratify = Y if self._is_classifier() and len(np.unique(Y)) > 1 else None
             X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction,
                                                   random_state=rng.randint(2**31 - 1), stratify=stratify)
-        X = np.ascontiguousarray(X, dtype=dtype)
-        Y = np.ascontiguousarray(Y, dtype=np.intp if self._is_classifier() else dtype)
+        X = kernel_input(np.asarray(X), dtype)
+        Y = kernel_input(np.asarray(Y), np.intp if self._is_classifier() else dtype)
         n = X.shape[0]
         batch = min(self.batch_size, n)
         steps_per_epoch = -(-n // batch)
@@ -248,7 +249,7 @@ class _BaseMLP(BaseEstimator):
     def _predict_raw(self, X):
         check_is_fitted(self, "_net")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        X = np.ascontiguousarray(X, dtype=self._net.dtype)
+        X = kernel_input(np.asarray(X), self._net.dtype)
         out = np.empty((X.shape[0], self.n_outputs_), self._net.dtype)
         step = 4096
         for s in range(0, X.shape[0], step):

@@ -18,7 +18,8 @@ Calls whose arguments are all already what the kernels take are checked in C (``
 import numpy as np
 
 from fastopt import _activation
-from fastopt._validation import check_float_array, check_inplace_array, check_same_dtype, check_same_shape
+from fastopt._validation import (check_float_array, check_inplace_array, check_same_dtype, check_same_shape,
+                                 kernel_input)
 
 __all__ = ["bias_activation", "bias_activation_backward"]
 
@@ -35,9 +36,7 @@ def _matrix(a, name):
     check_float_array(a, name)
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a 2-d (samples, units) array, got shape {a.shape}")
-    if a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative:
-        return a
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    return kernel_input(a)
 
 
 def _vector(a, name, like, write):
@@ -47,9 +46,7 @@ def _vector(a, name, like, write):
     check_same_dtype(like, a, "x" if not write else "dy", name)
     if a.shape != (like.shape[1],):
         raise ValueError(f"{name}: expected shape ({like.shape[1]},) (one per column), got {a.shape}")
-    if not write and not (a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative):
-        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
-    return a
+    return a if write else kernel_input(a)
 
 
 def _output(out, name, src, inputs):

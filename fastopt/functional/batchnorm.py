@@ -45,7 +45,8 @@ import numbers
 import numpy as np
 
 from fastopt import _batchnorm
-from fastopt._validation import check_flag, check_float_array, check_nonnegative, check_range
+from fastopt._validation import (check_flag, check_float_array, check_nonnegative, check_range, kernel_input,
+                                 kernel_ready)
 
 __all__ = ["batch_norm_forward", "batch_norm_backward"]
 
@@ -80,25 +81,19 @@ def _check_axis(x, axis):
     return ax
 
 
-def _usable(a):
-    """True if the kernels can read `a` in place (C-contiguous, aligned, native byte order)."""
-    return a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative
-
-
 def _layout(x, axis):
     """Resolves the layout and returns (layout, x in kernel order: a view of x or a C-contiguous copy)."""
     ax = _check_axis(x, axis)
     nd, C, size = x.ndim, x.shape[ax], x.size
     last = ax == nd - 1
-    if nd > 2 and not _usable(x):
+    if nd > 2 and not kernel_ready(x):
         move = (nd - 1, 1) if last else (1, nd - 1)
         view = np.moveaxis(x, *move)
-        if _usable(view):   # memory in the other layout: the kernels run on it in place
+        if kernel_ready(view):   # memory in the other layout: the kernels run on it in place
             if last:
                 return _Layout(_batchnorm.NCS, x.shape[0], C, math.prod(x.shape[1:-1]), move, x.shape), view
             return _Layout(_batchnorm.RC, size // C, C, 1, move, x.shape), view
-    if not _usable(x):
-        x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
+    x = kernel_input(x)
     s = 1 if last else math.prod(x.shape[2:])
     if s == 1:
         return _Layout(_batchnorm.RC, size // C, C, 1, None, x.shape), x
@@ -117,7 +112,7 @@ def _check_channels(a, name, x, C, required=False):
         raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {a.dtype}")
     if a.shape != (C,):
         raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
-    return a if _usable(a) else np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    return kernel_input(a)
 
 
 def _check_inplace_channels(a, name, x, C):
@@ -233,9 +228,7 @@ def _check_saved(a, name, C):
     check_float_array(a, name)
     if a.shape != (C,):
         raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
-    if a.dtype == np.float64 and _usable(a):
-        return a
-    return np.ascontiguousarray(a, dtype=np.float64)
+    return kernel_input(a, np.float64)
 
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, *, axis=1, training=True, activation=None, beta=None,
@@ -271,7 +264,7 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, *, axis=1, trainin
     if training and x.size // C < 2:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
     dyk = lay.to_kernel(dy)
-    if not _usable(dyk) or dyk.dtype != xk.dtype:
+    if not kernel_ready(dyk) or dyk.dtype != xk.dtype:
         dyk = np.empty_like(xk)
         dyk[...] = lay.to_kernel(dy)
     dxk = _output(dx_out, "dx_out", x, lay, xk)

@@ -17,7 +17,8 @@ import numbers
 import numpy as np
 
 from fastopt import _loss
-from fastopt._validation import as_real, check_float_array, check_inplace_array, check_same_dtype, check_same_shape
+from fastopt._validation import (as_real, check_float_array, check_inplace_array, check_same_dtype, check_same_shape,
+                                 kernel_input)
 
 __all__ = ["dropout", "dropout_backward"]
 
@@ -41,9 +42,7 @@ def _apply(x, p, seed, out, name):
     check_float_array(x, name)
     p = _check_p(p)
     seed = _check_seed(seed)
-    src = x
-    if not (x.flags.c_contiguous and x.flags.aligned and x.dtype.isnative):
-        src = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
+    src = kernel_input(x)
     if out is None:
         out = np.empty(src.shape, dtype=src.dtype)
     else:
