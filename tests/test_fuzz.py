@@ -91,11 +91,19 @@ def _snapshot(objs):
     return [(a, a.tobytes(), a.strides) for a in objs if isinstance(a, np.ndarray)]
 
 
-def _equal(a, b):
+# Reductions whose order depends on the memory layout the kernel is handed (batch-norm statistics: channels-first
+# or channels-last schedules, accumulated in double) agree to this relative tolerance, not bit for bit.
+LAYOUT_RTOL = {"batch_norm_forward": 1e-6}
+
+
+def _equal(a, b, rtol=0.0):
     if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y, rtol) for x, y in zip(a, b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+        a, b = np.asarray(a), np.asarray(b)
+        if rtol and a.shape == b.shape and a.dtype == b.dtype:
+            return np.allclose(a, b, rtol=rtol, atol=rtol, equal_nan=True)
+        return np.array_equal(a, b, equal_nan=True)
     return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
 
 
@@ -107,27 +115,17 @@ def _odd_0d(a):
     return isinstance(a, np.ndarray) and a.ndim == 0 and (not a.flags.aligned or not a.dtype.isnative)
 
 
-# Known library defects, excluded exactly so that the default run stays green (the lead routes the fixes):
-KNOWN = {
-    # issue 15 defect 3: unaligned float inputs raise an "internal" RuntimeError/ValueError instead of being copied
-    "bias_activation": lambda arrs: any(map(_unaligned, arrs)),
-    "dropout": lambda arrs: any(map(_unaligned, arrs)) or any(map(_odd_0d, arrs)),
-    "batch_norm_forward": lambda arrs: any(map(_unaligned, arrs)),
-    **{f"losses.{k}": (lambda arrs: any(map(_unaligned, arrs)) or any(map(_odd_0d, arrs)))
-       for k in ("mse", "mae", "huber", "bce", "ce", "hinge")},
-}
+# Known library defects, excluded exactly so that the default run stays green: none left (issue 15 defects 3, 4
+# and 5, unaligned inputs, bool/huge hyperparameters and corrupt steps, are fixed). A new one goes here, named.
+KNOWN = {}
 
 
 def _known_hyper_defect(value):
-    """Issue 15 defect 4: bool and huge-int hyperparameters (lr=True accepted, 10**400 -> OverflowError)."""
-    return isinstance(value, bool) or (isinstance(value, int) and abs(value) >= 2**63)
+    return False
 
 
 def _known_state_defect(key, value):
-    """Issue 15 defect 5: load_state_dict takes step=True, steps near 2**63 or 1e30 (OverflowError), and bad lr."""
-    if key == "step":
-        return not (type(value) is int and 0 <= value < 2**53)
-    return key == "lr" and _known_hyper_defect(value)
+    return False
 
 
 def fuzz_call(name, fn, arrs, written=()):
