@@ -10,7 +10,9 @@ inputs and inputs above the serial threshold; for the losses every option set th
 specialization (reduction, class_weight / sample_weight, label smoothing, ignore_index, pos_weight, labels vs
 probabilities, short vs long rows), for batch norm every layout and thread schedule (NCHW by channel and split,
 (N, C) rows split and column blocks, channels-last), training / eval, affine on / off, fused ReLU.
-Also hinge, the elastic-net penalty, max-norm, dropout and bias + activation.
+Also hinge, the elastic-net penalty, max-norm, dropout, bias + activation, gradient clipping, and six steps of
+every optimizer option set of tests/_cases_optim.py over three params (1000 and 70001 elements, a (7, 3) matrix;
+one gradient None at one step).
 """
 import hashlib
 import itertools
@@ -150,8 +152,33 @@ def bn_cases(dt):
                                                                  axis=axis)
 
 
+def optim_cases(dt):
+    sys.path.insert(0, "tests")
+    from _cases_optim import CASES, IDS
+    for (name, kw), cid in zip(CASES, IDS):
+        def run(name=name, kw=kw):
+            rng = _rng(1)
+            params = [rng.standard_normal(s).astype(dt) for s in (1000, 70001, (7, 3))]
+            opt = getattr(fastopt, name)(params, **kw)
+            for t in range(6):
+                grads = [rng.standard_normal(p.shape).astype(dt) for p in params]
+                opt.step([None if (t == 2 and k == 2) else g for k, g in enumerate(grads)])
+            return tuple(params)
+        yield f"optim {cid}", run
+
+
+def clip_cases(dt):
+    for norm_type in (2.0, 3.0, float("inf")):
+        def run(norm_type=norm_type):
+            rng = _rng(2)
+            grads = [rng.standard_normal(s).astype(dt) for s in (10, 50000)]
+            total = fastopt.clip_grad_norm_(grads, 0.5, norm_type=norm_type)
+            return (total, *grads)
+        yield f"clip norm_type={norm_type}", run
+
+
 def main():
-    families = [elementwise_cases, rows_cases, misc_cases, bn_cases]
+    families = [elementwise_cases, rows_cases, misc_cases, bn_cases, optim_cases, clip_cases]
     print(f"# parallel_min_elements {fastopt.parallel_min_elements()}, isas {fastopt.available_isas()}")
     for isa in [i for i in ["baseline", "avx2", "avx512"] if i in fastopt.available_isas()]:
         fastopt.set_isa(isa)
