@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -62,8 +63,10 @@ os.waitpid(pid, 0)
 def _run(code, timeout=90):
     """Runs `code` in a fresh interpreter; on timeout kills its whole process group (a hung forked child too)."""
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2")
+    # cwd outside the checkout: `python -c` puts the working directory first on sys.path, where a source checkout
+    # would shadow the installed package under test
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, cwd=tempfile.gettempdir())
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
