@@ -5,6 +5,11 @@ import pytest
 import fastopt
 
 
+def pytest_configure(config):
+    # also registered in pyproject.toml; here for runs without it (the installed-wheel suite of .ci/wheel.sh)
+    config.addinivalue_line("markers", "slow: long tests (qemu, demo, model selection, leaks, huge arrays)")
+
+
 @pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
 def num_threads(request):
     """Runs the test with fastopt limited to 1 and to 2 threads, restoring the setting afterwards."""
