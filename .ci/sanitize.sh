@@ -8,6 +8,8 @@
 # libgomp is not TSan-instrumented, so its barriers would be reported as races (false positives).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python -c "import Cython, setuptools, numpy" 2>/dev/null \
+    || { echo "sanitize: needs pyproject's build requirements in this environment (Cython, setuptools, numpy)"; exit 1; }
 start=$SECONDS
 kind=${FASTOPT_SANITIZE:-address,undefined}
 scratch=$(mktemp -d)
