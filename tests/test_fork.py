@@ -16,8 +16,8 @@ import pytest
 
 import fastopt
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not fastopt.config()["openmp"],
-                                reason="needs fork() and an OpenMP build")
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+needs_openmp = pytest.mark.skipif(not fastopt.config()["openmp"], reason="needs an OpenMP build")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__)))
 N = 1 << 17       # well above the serial threshold: 2 threads in the parent
@@ -76,6 +76,7 @@ def _run(code, timeout=90):
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+@needs_openmp
 @pytest.mark.parametrize("family", sorted(KERNELS))
 def test_forked_child_runs_threaded_kernel(family):
     code = SCRIPT.format(N=N, kernel=KERNELS[family], exact=family not in INEXACT)
@@ -103,6 +104,7 @@ if __name__ == "__main__":
 """
 
 
+@needs_openmp
 def test_fork_pool_map_returns():
     try:
         res = _run(POOL.format(N=N))
@@ -111,6 +113,7 @@ def test_fork_pool_map_returns():
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
 
 
+@needs_openmp
 def test_child_of_serial_parent_keeps_threads():
     """A parent that never ran a team leaves the child's OpenMP intact: no serial mode, no warning."""
     code = textwrap.dedent("""
@@ -125,6 +128,7 @@ def test_child_of_serial_parent_keeps_threads():
     assert "survive fork" not in res.stderr
 
 
+@needs_openmp
 def test_set_num_threads_in_child_reenables_threads():
     code = textwrap.dedent(f"""
         import os, numpy as np, fastopt
@@ -139,4 +143,32 @@ def test_set_num_threads_in_child_reenables_threads():
         print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     """)
     res = _run(code)
+    assert res.stdout.strip() == "0", res.stdout + res.stderr
+
+
+LOCK_HELD = """
+import os, threading, numpy as np, fastopt
+p = [np.ones(8)]
+opt = fastopt.SGD(p, lr=0.5)
+held, done = threading.Event(), threading.Event()
+def hold():                          # another thread inside a step of `opt` at the moment of the fork
+    with opt._lock:
+        held.set()
+        done.wait()
+threading.Thread(target=hold, daemon=True).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    opt.step([np.ones(8)])           # hung forever on the inherited, never-released lock before the fix
+    os._exit(0 if np.array_equal(p[0], np.full(8, 0.5)) else 3)
+done.set()
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_child_steps_an_optimizer_whose_lock_another_thread_held_at_fork():
+    try:
+        res = _run(LOCK_HELD, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the forked child deadlocked on the optimizer's lock")
     assert res.stdout.strip() == "0", res.stdout + res.stderr

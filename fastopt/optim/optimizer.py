@@ -8,13 +8,34 @@ Each step makes one call into C per group (per dtype within a group): the compil
 pointers to params and state, and is rebuilt only when the group's params or state change.
 """
 import math
+import os
 import threading
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
 
 from fastopt import _optim
 from fastopt._validation import check_inplace_array, check_range
+
+
+_LIVE = weakref.WeakSet()     # every optimizer of this process, for the fork handler below
+
+
+def _renew_locks_after_fork():
+    """In a fork()ed child, only the forking thread survives: a lock another thread held at the fork would never
+    be released, and the child's first step would wait forever. Each optimizer gets a fresh lock; one caught
+    mid-step (lock held) also drops the state that step created and rebuilds its plans at the next step."""
+    for opt in list(_LIVE):
+        if opt._lock.locked():
+            opt._forget_created()
+            opt._plans = [None] * len(opt._plans)
+            opt._writeset = None
+        opt._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_after_fork)
 
 
 class _ParamState(Mapping):
@@ -83,6 +104,7 @@ class Optimizer:
         self._layout = type(self)._compiled_layout()
         self._created = []    # (index, slot name or None for the whole state) created by the current step
         self._lock = threading.Lock()     # one step at a time: plans hold bound gradients between bind and run
+        _LIVE.add(self)
         self.state = _ParamState(self)
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of dicts, not a single array; pass [array]")
@@ -452,6 +474,7 @@ class Optimizer:
         self.__dict__.update(state)
         self._layout = type(self)._compiled_layout()
         self._lock = threading.Lock()
+        _LIVE.add(self)
         self._group_params = [tuple(g["params"]) for g in self.param_groups]
 
     # ------------------------------------------------------------------ misc
