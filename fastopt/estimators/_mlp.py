@@ -21,6 +21,7 @@ from fastopt import _loss, optim, schedules
 from fastopt._validation import kernel_input
 from fastopt.callbacks import EarlyStopping
 from fastopt.clip import clip_grad_norm_
+from fastopt.estimators._interrupt import deferred_interrupt
 from fastopt.estimators._network import Network
 from fastopt.estimators._threads import training_threads
 from fastopt.losses import mse
@@ -172,7 +173,7 @@ class _BaseMLP(BaseEstimator):
             if X_val is not None else None
         with self._thread_limits(batch):
             self._epochs(X, Y, (X_val, Y_val), batch, epochs, incremental, stopper, progress, rng)
-        self.best_loss_ = min(self.loss_curve_)
+        self.best_loss_ = min(self.loss_curve_, default=np.inf)
         return self
 
     def _thread_limits(self, batch):
@@ -180,71 +181,93 @@ class _BaseMLP(BaseEstimator):
         return training_threads(self._net.sizes, batch)
 
     def _epochs(self, X, Y, validation, batch, epochs, incremental, stopper, progress, rng):
-        """The training loop: minibatches gathered into reused buffers, one optimizer step (and lr schedule step)
-        per batch, the loss curve, early stopping and progress reporting per epoch."""
-        opt, sched, net = self._opt, self._sched, self._net
-        n = X.shape[0]
-        order = np.arange(n)
-        grad_buf = np.empty((batch, self.n_outputs_), X.dtype)
-        Xb_buf = np.empty((batch, X.shape[1]), X.dtype)
-        Yb_buf = np.empty((batch,) + Y.shape[1:], Y.dtype)
+        """The training loop: one pass of minibatches per epoch (``_batches``), then the loss curve, early stopping
+        and progress reporting. Ctrl-C stops it after the step in flight (see _interrupt.py)."""
+        order = np.arange(X.shape[0])
+        buffers = (np.empty((batch, X.shape[1]), X.dtype), np.empty((batch,) + Y.shape[1:], Y.dtype),
+                   np.empty((batch, self.n_outputs_), X.dtype))
         loss_stopper_best, no_improve = np.inf, 0
-        l1, l2 = float(self.l1), float(self.l2)
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            if self.shuffle:
-                rng.shuffle(order)
-            total = 0.0
-            for start in range(0, n, batch):
-                idx = order[start:start + batch]
-                m = idx.shape[0]
-                if m == 1 and self.batch_norm and n > 1:
-                    continue                         # batch norm needs two samples; the row is seen next epoch
-                Xb = np.take(X, idx, axis=0, out=Xb_buf[:m])
-                Yb = np.take(Y, idx, axis=0, out=Yb_buf[:m])
-                seed = self._seed_base + self.t_
-                out = net.forward(Xb, training=True, seed=seed)
-                loss, d_out = self._loss(out, Yb, grad_buf[:m])
-                net.backward(d_out, seed=seed)
-                if l1 or l2:
-                    # add_penalty_grad_'s kernel on the network's own arrays, without the public function's
-                    # per-call checks (a fifth of a digits batch); the C layer still checks sizes and dtypes
-                    loss += _loss.penalty(net.weight_grads, net.weights, l1, l2)
-                if self.clip_norm is not None:
-                    clip_grad_norm_(net.grads, self.clip_norm)
-                opt.step(net.grads)
-                if sched is not None:
-                    sched.step()
-                total += loss * m
-                self.t_ += m
-            self.n_iter_ += 1
-            self.loss_curve_.append(total / n)
-            self.epoch_times_.append(time.perf_counter() - t0)
-            info = {"loss": self.loss_curve_[-1]}
-            if stopper is not None:
-                score = self._score_array(*validation)
-                self.validation_scores_.append(score)
-                self.best_validation_score_ = max(self.best_validation_score_, score)
-                info["val_score"] = score
-                stop = stopper.step(score, net.state_arrays())
-            else:
-                if self.loss_curve_[-1] > loss_stopper_best - self.tol:
-                    no_improve += 1
+        with deferred_interrupt() as interrupt:
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                if self.shuffle:
+                    rng.shuffle(order)
+                total, complete = self._batches(X, Y, order, buffers, interrupt)
+                if not complete:
+                    self._interrupted(stopper)
+                    return
+                self.n_iter_ += 1
+                self.loss_curve_.append(total / X.shape[0])
+                self.epoch_times_.append(time.perf_counter() - t0)
+                info = {"loss": self.loss_curve_[-1]}
+                if stopper is not None:
+                    info["val_score"] = score = self._score_array(*validation)
+                    self.validation_scores_.append(score)
+                    self.best_validation_score_ = max(self.best_validation_score_, score)
+                    stop = stopper.step(score, self._net.state_arrays())
                 else:
-                    no_improve = 0
-                loss_stopper_best = min(loss_stopper_best, self.loss_curve_[-1])
-                stop = not incremental and no_improve >= self.n_iter_no_change
-            if progress is not None:
-                progress(epoch, info)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_curve_[-1]:.8f}"
-                      + (f", validation score = {info['val_score']:.4f}" if "val_score" in info else ""))
-            if stop:
-                break
-        else:
-            if not incremental and epochs == self.max_iter and self.max_iter > 1 and stopper is None:
-                warnings.warn(f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning)
+                    no_improve = no_improve + 1 if self.loss_curve_[-1] > loss_stopper_best - self.tol else 0
+                    loss_stopper_best = min(loss_stopper_best, self.loss_curve_[-1])
+                    stop = not incremental and no_improve >= self.n_iter_no_change
+                if progress is not None:
+                    progress(epoch, info)
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_curve_[-1]:.8f}"
+                          + (f", validation score = {info['val_score']:.4f}" if "val_score" in info else ""))
+                if interrupt.stop:
+                    self._interrupted(stopper)
+                    return
+                if stop:
+                    return
+        if not incremental and epochs == self.max_iter and self.max_iter > 1 and stopper is None:
+            warnings.warn(f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _batches(self, X, Y, order, buffers, interrupt):
+        """One epoch's minibatches in ``order``, gathered into reused ``buffers``: forward, loss, backward,
+        penalties, clipping, one optimizer step and one lr schedule step each. Returns (summed loss, whether every
+        batch ran): it stops early, after a complete step, once ``interrupt.stop`` is set."""
+        opt, sched, net = self._opt, self._sched, self._net
+        Xb_buf, Yb_buf, grad_buf = buffers
+        n, batch = X.shape[0], Xb_buf.shape[0]
+        l1, l2 = float(self.l1), float(self.l2)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            m = idx.shape[0]
+            if m == 1 and self.batch_norm and n > 1:
+                continue                         # batch norm needs two samples; the row is seen next epoch
+            Xb = np.take(X, idx, axis=0, out=Xb_buf[:m])
+            Yb = np.take(Y, idx, axis=0, out=Yb_buf[:m])
+            seed = self._seed_base + self.t_
+            out = net.forward(Xb, training=True, seed=seed)
+            loss, d_out = self._loss(out, Yb, grad_buf[:m])
+            net.backward(d_out, seed=seed)
+            if l1 or l2:
+                # add_penalty_grad_'s kernel on the network's own arrays, without the public function's
+                # per-call checks (a fifth of a digits batch); the C layer still checks sizes and dtypes
+                loss += _loss.penalty(net.weight_grads, net.weights, l1, l2)
+            if self.clip_norm is not None:
+                clip_grad_norm_(net.grads, self.clip_norm)
+            opt.step(net.grads)
+            if sched is not None:
+                sched.step()
+            total += loss * m
+            self.t_ += m
+            if interrupt.stop and start + batch < n:
+                return total, False
+        return total, True
+
+    def _interrupted(self, stopper):
+        """After Ctrl-C: the epoch in flight is not recorded (``n_iter_``, ``loss_curve_`` count complete epochs;
+        ``t_`` counts the samples of every complete step); with early stopping the best weights seen are restored,
+        as when it stops by itself."""
+        restore = stopper is not None and stopper.best_params is not None
+        warnings.warn(f"Training interrupted by user after {self.t_} samples ({self.n_iter_} complete epochs); "
+                      "the model holds the weights and optimizer state of its last complete step"
+                      + (", with the best validation weights restored" if restore else ""), UserWarning, stacklevel=4)
+        if restore:
+            stopper.restore(self._net.state_arrays())
 
     def _predict_raw(self, X):
         check_is_fitted(self, "_net")
@@ -282,6 +305,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Fitted attributes: ``classes_``, ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_scores_``,
     ``best_validation_score_``, ``n_iter_``, ``t_``, ``epoch_times_``, ``n_features_in_``, ``n_outputs_``.
+
+    Ctrl-C during ``fit`` on the main thread stops after the step in flight and returns the model with a warning
+    (weights, optimizer and schedule state from the same step; the best weights restored under early stopping);
+    a second Ctrl-C raises ``KeyboardInterrupt`` at once.
     """
 
     def _is_classifier(self):
