@@ -22,7 +22,7 @@ if [ "$kind" = thread ]; then
         || { tail -30 build.log; exit 1; }
     runtime=$(gcc -print-file-name=libtsan.so)
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
-    tests=("${@:-tests/test_concurrency.py}")
+    tests=("${@:-tests/test_optim_concurrency.py}")
 else
     FASTOPT_SANITIZE="$kind" python setup.py -q build_ext --inplace > build.log 2>&1 || { tail -30 build.log; exit 1; }
     runtime=$(gcc -print-file-name=libasan.so)
