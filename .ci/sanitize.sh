@@ -21,13 +21,13 @@ if [ "$kind" = thread ]; then
     FASTOPT_SANITIZE=thread FASTOPT_NO_OPENMP=1 python setup.py -q build_ext --inplace > build.log 2>&1 \
         || { tail -30 build.log; exit 1; }
     runtime=$(gcc -print-file-name=libtsan.so)
-    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$scratch/sanitizer"
     tests=("${@:-tests/test_optim_concurrency.py}")
 else
     FASTOPT_SANITIZE="$kind" python setup.py -q build_ext --inplace > build.log 2>&1 || { tail -30 build.log; exit 1; }
     runtime=$(gcc -print-file-name=libasan.so)
-    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:check_initialization_order=1"
-    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:check_initialization_order=1:log_path=$scratch/sanitizer"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$scratch/sanitizer"
     # Deselected, none for a sanitizer report: the demo child plots with matplotlib, whose C++ exceptions trip
     # ASan's __cxa_throw interceptor when the runtime is preloaded into an uninstrumented python (CHECK failed
     # asan_interceptors.cpp:320); instrumented code is not the release code, so the objdump vector-width check
@@ -40,5 +40,10 @@ else
 fi
 echo "sanitize ($kind): built in $((SECONDS - start)) s"
 # The fuzzer's long run is a separate CI step; here it runs its short default.
-LD_PRELOAD="$runtime" PYTHONPATH=. python -m pytest -q -p no:cacheprovider "${tests[@]}"
+# Reports go to files (pytest captures stderr, and a sanitizer's abort loses what it captured): shown on failure.
+LD_PRELOAD="$runtime" PYTHONPATH=. python -m pytest -q -p no:cacheprovider "${tests[@]}" || {
+    status=$?
+    cat "$scratch"/sanitizer.* 2>/dev/null | head -120 >&2
+    exit $status
+}
 echo "sanitize ($kind): finished in $((SECONDS - start)) s"

@@ -14,6 +14,8 @@ from libc.string cimport memset
 
 import numpy as np
 
+from fastopt._validation import kernel_input
+
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -241,7 +243,7 @@ cdef class StepPlan:
                 if cnp.PyArray_DIM(g, d) != cnp.PyArray_DIM(p, d):
                     raise ValueError(f"grads[{i}]: shape {(<object>g).shape} does not match params[{i}] shape {(<object>p).shape}")
             if (cnp.PyArray_FLAGS(g) & _REQUIRED_FLAGS) != _REQUIRED_FLAGS or cnp.PyArray_ISBYTESWAPPED(g):
-                g = np.ascontiguousarray(g, dtype=p.dtype)
+                g = kernel_input(g, p.dtype)         # one aligned, native, C-contiguous copy
             elif written.overlaps(_start(g), _end(g)):
                 raise ValueError(f"grads[{i}] shares memory with a parameter or optimizer state: a gradient "
                                  "must be a separate array")

@@ -78,7 +78,7 @@ cdef class FunctionalStep:
             written.append(a)
         _check_disjoint(g, written, self.names, req)
         if not _plain(g, typenum, False):
-            g = np.ascontiguousarray(g, dtype=(<cnp.ndarray>param).dtype)
+            g = kernel_input(g, (<cnp.ndarray>param).dtype)
         if req & FO_NEEDS_AUX:
             if not (_plain(aux, cnp.NPY_FLOAT64, True) and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
                 raise TypeError(f"{self.aux_name}: expected a writeable 0-d float64 numpy array (1.0 before the "

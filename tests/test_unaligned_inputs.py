@@ -220,6 +220,20 @@ def test_optimizer_step_grads(opt, rng, dtype):
     check_layouts(fn, *grads)
 
 
+def test_functional_optimizer_grads(rng, dtype):
+    """The functional forms' gradient copy (fastopt/_optim_functional.pxi) is aligned too."""
+    p0, m0, v0 = _rand(rng, (4, 3), dtype), _rand(rng, (4, 3), dtype), np.abs(_rand(rng, (4, 3), dtype))
+    grad = _rand(rng, (4, 3), dtype)
+
+    def fn(g):
+        p, m, v = p0.copy(), m0.copy(), v0.copy()
+        fastopt.functional.sgd_(p, g, m, lr=0.1, momentum=0.9)
+        fastopt.functional.adam_(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
+        return p, m, v
+
+    check_layouts(fn, grad)
+
+
 # ---------------------------------------------------------------------------------------------- in place stays strict
 def test_unaligned_inplace_targets_raise(rng):
     x = _rand(rng, (6, 4), np.float32)
