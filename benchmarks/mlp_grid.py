@@ -3,6 +3,7 @@
     python benchmarks/mlp_grid.py --cells 'digits:512x512:b32:*' 'synthetic:256:b128:float32'
     python benchmarks/mlp_grid.py --list                 # the cells
     python benchmarks/mlp_grid.py --pools both ...      # fastopt without the thread policy (both pools at full width)
+    python benchmarks/mlp_grid.py --profile ...         # where a fastopt fit's time goes, per cell
 
 A cell is ``dataset:hidden:bBATCH:dtype`` (hidden sizes joined by x); ``--cells`` takes fnmatch patterns. Each cell
 fits the same network (Adam, lr 1e-3, L2 1e-4, fixed epochs, no early stopping) with both libraries, ``--rounds``
@@ -85,6 +86,60 @@ def pools(mode):
         _mlp.training_threads = saved
 
 
+class _Timed:
+    """A stand-in for a module (or object) whose listed functions add their wall time to ``seconds[bucket]``."""
+
+    def __init__(self, target, names, bucket, seconds):
+        self._target = target
+        for name in names:
+            setattr(self, name, self._wrap(getattr(target, name), bucket, seconds))
+
+    @staticmethod
+    def _wrap(fn, bucket, seconds):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[bucket] += time.perf_counter() - t0
+        return timed
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+
+def profile_fit(cell, data, epochs):
+    """One fastopt fit of the cell with its time split into: BLAS (the matmuls), the optimizer step, the other
+    fastopt kernels (bias + activation, loss, penalties, dropout, batch norm, clipping) and the rest (Python,
+    minibatch gathers, hand-offs between the pools). Timers wrap each call, so a pool's spin-down after a call is
+    counted where it happens: in the next call's bucket or in "rest"."""
+    from fastopt.estimators import _mlp, _network
+    dataset, hidden, batch, dtype = cell
+    X_train, _, y_train, _ = data
+    X_train = X_train.astype(dtype)
+    seconds = dict.fromkeys(("blas", "optimizer step", "other kernels"), 0.0)
+    model = models(hidden, batch, dtype, epochs)["fastopt"]
+    make_optimizer = model._make_optimizer
+
+    def timed_optimizer(*args):
+        opt, sched = make_optimizer(*args)
+        opt.step = _Timed._wrap(opt.step, "optimizer step", seconds)
+        return opt, sched
+
+    model._make_optimizer = timed_optimizer
+    model._loss = _Timed._wrap(model._loss, "other kernels", seconds)
+    saved = _network.np, _network._activation, _mlp._loss
+    _network.np = _Timed(np, ["matmul"], "blas", seconds)
+    _network._activation = _Timed(saved[1], ["bias_forward", "bias_backward"], "other kernels", seconds)
+    _mlp._loss = _Timed(saved[2], ["penalty"], "other kernels", seconds)
+    try:
+        total = fit_seconds(model, X_train, y_train)
+    finally:
+        _network.np, _network._activation, _mlp._loss = saved
+    seconds["rest"] = total - sum(seconds.values())
+    return total, {k: v / total for k, v in seconds.items()}
+
+
 def run_cell(cell, data, rounds, epochs, pool_mode):
     dataset, hidden, batch, dtype = cell
     X_train, X_test, y_train, y_test = data
@@ -114,6 +169,8 @@ def main(argv=None):
     parser.add_argument("--pools", choices=("policy", "both"), default="policy",
                         help="'both' measures fastopt without its thread policy")
     parser.add_argument("--synthetic-samples", type=int, default=50_000)
+    parser.add_argument("--profile", action="store_true",
+                        help="split one fastopt fit per cell into BLAS / optimizer step / other kernels / rest")
     args = parser.parse_args(argv)
     cells = [c for c in all_cells() if any(fnmatch.fnmatch(cell_name(*c), p) for p in args.cells)]
     if args.list:
@@ -125,13 +182,21 @@ def main(argv=None):
     import fastopt
     print(f"fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads, pools={args.pools}, "
           f"median of {args.rounds} alternating fits")
-    print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10} {'sklearn s':>10} {'ratio':>6} {'acc fo':>7} "
-          f"{'acc sk':>7}  target")
+    if args.profile:
+        print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10}  shares of the fit's time")
+    else:
+        print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10} {'sklearn s':>10} {'ratio':>6} {'acc fo':>7} "
+              f"{'acc sk':>7}  target")
     data = {}
     for cell in cells:
         if cell[0] not in data:
             data[cell[0]] = load(cell[0], args.synthetic_samples)
         epochs = args.epochs[DATASETS.index(cell[0])]
+        if args.profile:
+            total, parts = profile_fit(cell, data[cell[0]], epochs)
+            print(f"{cell_name(*cell):<34} {epochs:>6} {total:>10.3f}  "
+                  + "  ".join(f"{k} {v:6.1%}" for k, v in parts.items()), flush=True)
+            continue
         r = run_cell(cell, data[cell[0]], args.rounds, epochs, args.pools)
         print(f"{r['cell']:<34} {r['epochs']:>6} {r['fastopt_s']:>10.3f} {r['sklearn_s']:>10.3f} "
               f"{r['ratio']:>5.2f}x {r['acc_fastopt']:>7.4f} {r['acc_sklearn']:>7.4f}  "
