@@ -1,24 +1,41 @@
 """Optimizer-step cases: fastopt against textbook NumPy, torch.optim (single-tensor, foreach, fused) and a
 roofline probe with the same memory traffic.
 
-Bytes per step (counted once per array access, no write-allocate since every write is in place):
-Adam / AdamW: read p, g, m, v and write p, m, v: 7 x itemsize per element; SGD with momentum: read p, g, b and
-write p, b: 5 x itemsize; RMSprop: read p, g, s and write p, s: 5 x itemsize. The probe
-(``fastopt._probe.stream``) makes exactly those accesses in one fused loop with trivial arithmetic.
+Every optimizer of the registry (fastopt/optim/specs.py) is a case, stepped with its spec's ``bench``
+hyperparameters; NumPy's hand-written rules and torch.optim join where they exist.
+
+Bytes per step (counted once per array access, no write-allocate since every write is in place): read p, g and
+each state slot, write p and each slot: (3 + 2 slots) x itemsize per element (Adam: p, g, m, v read and p, m, v
+written, 7 x itemsize; SGD with momentum 5 x). The probe (``fastopt._probe.stream``) makes exactly those accesses
+in one fused loop with trivial arithmetic.
 """
 import numpy as np
 
-import fastopt
 from fastopt import _probe
 from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
+from fastopt.optim import specs
 
-KERNELS = {
-    # name: (fastopt class, kwargs, (arrays read, arrays written))
-    "Adam": (fastopt.Adam, dict(lr=1e-3), (4, 3)),
-    "AdamW": (fastopt.AdamW, dict(lr=1e-3, weight_decay=1e-2), (4, 3)),
-    "SGD": (fastopt.SGD, dict(lr=1e-2, momentum=0.9), (3, 2)),
-    "RMSprop": (fastopt.RMSprop, dict(lr=1e-2), (3, 2)),
-}
+
+def _traffic(cls, kwargs):
+    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses."""
+    p = np.zeros(2)
+    opt = cls([p], **kwargs)
+    opt.step([np.ones(2)])
+    slots = sum(1 for v in opt.state[0].values() if isinstance(v, np.ndarray) and v.shape == p.shape)
+    return 2 + slots, 1 + slots
+
+
+def _kernels():
+    import fastopt
+    out = {}
+    for spec in specs.SPECS:
+        cls = getattr(fastopt, spec.name)
+        out[spec.name] = (cls, dict(spec.bench), _traffic(cls, spec.bench))
+    return out
+
+
+KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written))
+HYPERS = {spec.name: dict(spec.defaults(), **spec.bench) for spec in specs.SPECS}   # every hyperparameter's value
 SIZES = {"1e3": [1000], "1e5": [100_000], "1e6": [1_000_000], "1e7": [10_000_000], "200x5000": [5000] * 200}
 QUICK_SIZES = {"1e3": [1000], "1e5": [100_000], "20x500": [500] * 20}
 
@@ -44,11 +61,14 @@ class FastoptStep:
 
 
 class NumpyStep:
-    """The update rules written as NumPy expressions with temporaries (what a NumPy user writes by hand)."""
+    """The update rules written as NumPy expressions with temporaries (what a NumPy user writes by hand), for
+    ``RULES``."""
+
+    RULES = ("Adam", "AdamW", "SGD", "RMSprop")
 
     def __init__(self, kernel, shapes, dtype):
         self.kernel = kernel
-        _, self.kw, _ = KERNELS[kernel]
+        self.hp = HYPERS[kernel]
         self.params, self.grads = _data(shapes, dtype)
         self.s1 = [np.zeros_like(p) for p in self.params]
         self.s2 = [np.zeros_like(p) for p in self.params]
@@ -56,21 +76,22 @@ class NumpyStep:
 
     def run(self):
         self.t += 1
-        lr, t = self.kw["lr"], self.t
+        hp, t = self.hp, self.t
+        lr = hp["lr"]
         for p, g, a, b in zip(self.params, self.grads, self.s1, self.s2):
             if self.kernel in ("Adam", "AdamW"):
-                b1, b2, eps = 0.9, 0.999, 1e-8
+                (b1, b2), eps = hp["betas"], hp["eps"]
                 if self.kernel == "AdamW":
-                    p *= 1 - lr * self.kw["weight_decay"]
+                    p *= 1 - lr * hp["weight_decay"]
                 a[...] = b1 * a + (1 - b1) * g
                 b[...] = b2 * b + (1 - b2) * g * g
                 p -= lr * (a / (1 - b1 ** t)) / (np.sqrt(b / (1 - b2 ** t)) + eps)
             elif self.kernel == "SGD":
-                a[...] = g if t == 1 else self.kw["momentum"] * a + g
+                a[...] = g if t == 1 else hp["momentum"] * a + g
                 p -= lr * a
             else:
-                a[...] = 0.99 * a + 0.01 * g * g
-                p -= lr * g / (np.sqrt(a) + 1e-8)
+                a[...] = hp["alpha"] * a + (1 - hp["alpha"]) * g * g
+                p -= lr * g / (np.sqrt(a) + hp["eps"])
 
     def result(self):
         return self.params
@@ -109,6 +130,8 @@ class ProbeStep:
 
 
 def _torch_supports(torch, kernel, mode, dtype):
+    if not hasattr(torch.optim, kernel):
+        return False
     p = torch.zeros(2, dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
     flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
     try:
@@ -129,7 +152,7 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=F
                 numel = int(sum(shapes))
                 itemsize = np.dtype(dtype).itemsize
                 impls = [Impl("fastopt", lambda k=kernel, s=shapes, d=dtype: FastoptStep(k, s, d))]
-                if peers:
+                if peers and kernel in NumpyStep.RULES:
                     impls.append(Impl("numpy", lambda k=kernel, s=shapes, d=dtype: NumpyStep(k, s, d)))
                 if torch is not None:
                     for mode in ("single", "foreach", "fused"):

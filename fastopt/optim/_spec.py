@@ -58,7 +58,8 @@ class OptimizerSpec:
     first); ``fresh_slot0``: slot 0 takes the gradient itself at its first step (SGD); ``uses_step``: the
     functional form takes ``step``; ``cross_check(hparams)``: raises on an invalid combination; ``parent``: the
     class this one's derives from (AdamW from Adam); ``doc``: the update rule as formulas; ``functional_doc``:
-    notes of the functional form."""
+    notes of the functional form; ``bench``: the hyperparameters ``fastopt bench`` steps it with (defaults
+    otherwise)."""
     name: str
     algo: str
     hypers: tuple
@@ -71,6 +72,7 @@ class OptimizerSpec:
     cross_check: Optional[Callable] = None
     parent: Optional[str] = None
     functional_doc: str = ""
+    bench: dict = field(default_factory=dict)
 
     @property
     def algo_id(self):

@@ -55,7 +55,7 @@ SGD = OptimizerSpec(
 
     State per param: ``momentum_buffer`` (when momentum != 0) and ``step``.
     """,
-    fresh_slot0=True, uses_step=False, cross_check=_nesterov_rule,
+    fresh_slot0=True, uses_step=False, cross_check=_nesterov_rule, bench={"lr": 1e-2, "momentum": 0.9},
     functional_doc="``momentum_buffer`` is required when momentum != 0; with ``first_step=True`` it is set to the "
                    "gradient (torch's first-step rule) instead of being decayed.")
 
