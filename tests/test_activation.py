@@ -5,6 +5,7 @@ import pytest
 
 import fastopt
 from fastopt.functional import bias_activation, bias_activation_backward
+from _arrays import readonly
 
 SHAPES = [(1, 1), (3, 5), (64, 256), (67, 33), (300, 517), (1030, 40)]   # the last two: threads, several blocks
 
@@ -130,12 +131,6 @@ def test_isa_paths_agree_bitwise(for_each_isa):
             np.testing.assert_array_equal(a, c)
 
 
-def _readonly(a):
-    a = a.copy()
-    a.setflags(write=False)
-    return a
-
-
 def _fwd(**kw):
     x, b, _ = data((8, 6), np.float32)
     args = dict(x=x, bias=b)
@@ -161,7 +156,7 @@ ERRORS = [
     ("bias_dtype", _fwd(bias=np.ones(6, np.float64)), TypeError, "bias: expected dtype float32"),
     ("bias_shape", _fwd(bias=np.ones(5, np.float32)), ValueError, r"bias: expected shape \(6,\)"),
     ("activation", _fwd(activation="tanh"), ValueError, "Invalid activation"),
-    ("out_readonly", _fwd(out=_readonly(np.zeros((8, 6), np.float32))), ValueError, "read-only"),
+    ("out_readonly", _fwd(out=readonly(np.zeros((8, 6), np.float32))), ValueError, "read-only"),
     ("out_shape", _fwd(out=np.zeros((6, 8), np.float32)), ValueError, "out: shape"),
     ("out_dtype", _fwd(out=np.zeros((8, 6), np.float64)), TypeError, "out: expected dtype float32"),
     ("out_overlaps_x", _fwd(x=_big[:48].reshape(8, 6), out=_big[16:].reshape(8, 6)), ValueError,
@@ -171,7 +166,7 @@ ERRORS = [
     ("y_shape", _bwd(y=np.zeros((8, 5), np.float32)), ValueError, "y: shape"),
     ("y_dtype", _bwd(y=np.zeros((8, 6), np.float64)), TypeError, "y: expected dtype float32"),
     ("dx_out_overlaps_y", _bwd(y=_shared, dx_out=_shared), ValueError, "dx_out and y share memory"),
-    ("dbias_out_readonly", _bwd(dbias_out=_readonly(np.zeros(6, np.float32))), ValueError, "read-only"),
+    ("dbias_out_readonly", _bwd(dbias_out=readonly(np.zeros(6, np.float32))), ValueError, "read-only"),
     ("dbias_out_shape", _bwd(dbias_out=np.zeros(5, np.float32)), ValueError, r"dbias_out: expected shape \(6,\)"),
     ("dbias_out_in_dy", _bwd(dy=_big[:48].reshape(8, 6), dbias_out=_big[:6]), ValueError,
      "dbias_out and dy share memory"),
@@ -219,7 +214,7 @@ def _declines_forward():
         "x_1d": (x[0], b, None, "relu"),
         "bias_float64": (x, b.astype(np.float64), None, "relu"),
         "bias_strided": (x, np.repeat(b, 2)[::2], None, "relu"),
-        "out_readonly": (x, b, _readonly(np.zeros((8, 6), np.float32)), "relu"),
+        "out_readonly": (x, b, readonly(np.zeros((8, 6), np.float32)), "relu"),
         "out_overlaps_x": (buf[:48].reshape(8, 6), b, buf[8:56].reshape(8, 6), "relu"),
         "out_holds_bias": (x, buf[:6], buf[:48].reshape(8, 6), "relu"),
         "activation": (x, b, None, "gelu"),
@@ -235,7 +230,7 @@ def _declines_backward():
         "y_float64": (dy, y.astype(np.float64), None, None, "relu"),
         "dx_out_is_y": (dy, y, y, None, "relu"),
         "dbias_out_in_dx_out": (dy, y, buf[:48].reshape(8, 6), buf[:6], "relu"),
-        "dbias_out_readonly": (dy, y, None, _readonly(np.zeros(6, np.float32)), "relu"),
+        "dbias_out_readonly": (dy, y, None, readonly(np.zeros(6, np.float32)), "relu"),
         "dy_strided": (np.repeat(dy, 2, axis=1)[:, ::2], y, None, None, "relu"),
     }
 

@@ -5,6 +5,7 @@ import pytest
 
 import fastopt
 from fastopt.functional import batch_norm_backward, batch_norm_forward
+from _arrays import readonly
 
 C = 4
 
@@ -16,12 +17,6 @@ def arrays(dtype=np.float32):
              out=np.full_like(x, 7.0), dy=rng.normal(size=x.shape).astype(dtype), dx=np.full_like(x, 7.0),
              dg=np.full(C, 7.0, dtype), db=np.full(C, 7.0, dtype), sm=np.zeros(C), si=np.ones(C))
     return a
-
-
-def readonly(v):
-    v = v.copy()
-    v.flags.writeable = False
-    return v
 
 
 def fwd(a, **kw):

@@ -4,6 +4,7 @@ import pytest
 
 from fastopt import losses
 from fastopt.functional import dropout, dropout_backward
+from _arrays import readonly
 
 f32, f64 = np.float32, np.float64
 
@@ -15,12 +16,6 @@ def _ce_arrays():
 
 def _reg_arrays():
     return np.linspace(-1, 1, 6), np.linspace(1, 0, 6), np.full(6, 7.0)
-
-
-def _readonly(a):
-    a = a.copy()
-    a.flags.writeable = False
-    return a
 
 
 # (name, callable(watch) -> None, exception, message regex); `watch` arrays must be unchanged afterwards.
@@ -59,7 +54,7 @@ def _cases():
     ce("bad reduction", ValueError, r"Invalid reduction: 'avg'", reduction="avg")
     ce("3-D logits", ValueError, r"logits: expected shape \(N, C\)", logits=np.zeros((2, 2, 3)))
     ce("integer logits", TypeError, r"logits: expected dtype float32 or float64", logits=np.zeros((4, 3), int))
-    ce("grad_out read-only", ValueError, r"grad_out is updated in place.*read-only", grad_out=lambda w: _readonly(w[2]))
+    ce("grad_out read-only", ValueError, r"grad_out is updated in place.*read-only", grad_out=lambda w: readonly(w[2]))
     ce("grad_out float32", TypeError, r"grad_out: expected dtype float64", grad_out=np.zeros((4, 3), f32))
     ce("grad_out wrong shape", ValueError, r"grad_out: shape \(3, 4\) does not match", grad_out=np.zeros((3, 4)))
     ce("grad_out non-contiguous", ValueError, r"not C-contiguous", grad_out=np.zeros((4, 6))[:, ::2])
@@ -87,7 +82,7 @@ def _cases():
         r"pos_weight: expected shape \(6,\)", pos_weight=np.ones(4))
     reg("grad_out is the target", losses.mse, ValueError, r"grad_out and target share memory",
         target=lambda w: w[2])
-    reg("grad_out read-only (mae)", losses.mae, ValueError, r"read-only", grad_out=lambda w: _readonly(w[2]))
+    reg("grad_out read-only (mae)", losses.mae, ValueError, r"read-only", grad_out=lambda w: readonly(w[2]))
 
     def hinge(name, exc, rx, **kw):
         def run(w):
@@ -111,7 +106,7 @@ def _cases():
         lambda w: losses.add_penalty_grad_(w[0], w[1], l2=-0.1))
     pen("penalty NaN l1", ValueError, r"Invalid l1: nan", lambda w: losses.add_penalty_grad_(w[0], w[1], l1=np.nan))
     pen("penalty read-only grad", ValueError, r"grads\[0\] is updated in place.*read-only",
-        lambda w: losses.add_penalty_grad_(_readonly(w[0]), w[1], l2=0.1))
+        lambda w: losses.add_penalty_grad_(readonly(w[0]), w[1], l2=0.1))
     pen("penalty dtype mix", TypeError, r"params\[0\]: expected dtype float64",
         lambda w: losses.add_penalty_grad_(w[0], w[1].astype(f32), l2=0.1))
     pen("penalty second pair of another dtype", TypeError, r"grads\[1\]: expected dtype float64",
@@ -124,7 +119,7 @@ def _cases():
         lambda w: losses.add_penalty_grad_([w[0]], [w[1], w[1]], l2=0.1))
     pen("max_norm zero", ValueError, r"Invalid max_norm: 0", lambda w: losses.max_norm_(w[0], 0.0))
     pen("max_norm bad axis", ValueError, r"Invalid axis 1 for params\[0\]", lambda w: losses.max_norm_(w[0], 1.0, 1))
-    pen("max_norm read-only", ValueError, r"read-only", lambda w: losses.max_norm_(_readonly(w[0]), 1.0))
+    pen("max_norm read-only", ValueError, r"read-only", lambda w: losses.max_norm_(readonly(w[0]), 1.0))
     pen("dropout p = 1", ValueError, r"Invalid dropout probability: 1.0 \(expected 0 <= p < 1\)",
         lambda w: dropout(w[1], p=1.0, seed=0, out=w[0]))
     pen("dropout p < 0", ValueError, r"Invalid dropout probability: -0.1",
@@ -138,7 +133,7 @@ def _cases():
     pen("dropout out dtype", TypeError, r"out: expected dtype float64",
         lambda w: dropout(w[1][:3], p=0.5, seed=1, out=w[2]))
     pen("dropout out read-only", ValueError, r"read-only",
-        lambda w: dropout(w[1], p=0.5, seed=1, out=_readonly(w[0])))
+        lambda w: dropout(w[1], p=0.5, seed=1, out=readonly(w[0])))
     pen("dropout partial overlap", ValueError, r"out and x overlap without being the same array",
         lambda w: dropout(w[1][:4], p=0.5, seed=1, out=w[1][1:]))
     pen("dropout int input", TypeError, r"x: expected dtype float32 or float64",
