@@ -1,8 +1,8 @@
 """Fuzzing every public entry point with hostile arrays and hyperparameters (issue 15).
 
-Each case ends in either a TypeError/ValueError with every array byte-for-byte unchanged, or a result equal to the
-same call on clean copies of its arrays (C-contiguous, aligned, native, writeable). Anything else fails the test:
-another exception type, a partial write, a result that depends on layout. The default run is short;
+Each case ends in either a TypeError/ValueError that names an argument, with every array byte-for-byte unchanged,
+or a result equal to the same call on clean copies of its arrays (C-contiguous, aligned, native, writeable).
+Anything else fails the test: another exception type, a partial write, a result that depends on layout. The default run is short;
 FASTOPT_FUZZ_EXAMPLES=10000 (a CI step) is the long run, and prints the outcome counts per entry point."""
 import collections
 import math
@@ -128,14 +128,16 @@ def _odd_0d(a):
     return isinstance(a, np.ndarray) and a.ndim == 0 and (not a.flags.aligned or not a.dtype.isnative)
 
 
-def fuzz_call(name, fn, arrs, written=()):
-    """Runs fn(*arrs); ``written`` indexes the arrays the call updates in place. Checks the outcome (see above)."""
+def fuzz_call(name, fn, arrs, written=(), names=()):
+    """Runs fn(*arrs); ``written`` indexes the arrays the call updates in place; ``names``: the argument names an
+    error message may name (one of them must appear). Checks the outcome (see above)."""
     snap = _snapshot(arrs)
     try:
         result = fn(*arrs)
     except (TypeError, ValueError) as e:
         for a, data, _ in snap:
             assert a.tobytes() == data, f"{name}: {type(e).__name__}({e}) after a partial write"
+        assert any(n in str(e) for n in names), f"{name}: {type(e).__name__}({e}) names no argument of {names}"
         OUTCOMES[name]["clear error"] += 1
         return
     except Exception as e:                                  # pragma: no cover - the failure being hunted
@@ -158,6 +160,9 @@ def fuzz_call(name, fn, arrs, written=()):
 # --------------------------------------------------------------------------- optimizers
 
 OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion"]
+HYPER_NAMES = ("learning rate", "lr", "weight_decay", "eps", "epsilon", "momentum", "beta", "maximize")
+OPTIMIZER_NAMES = ("params", "grads") + HYPER_NAMES
+FUNCTIONAL_NAMES = ("param", "grad", "momentum_buffer", "exp_avg", "exp_avg_sq") + HYPER_NAMES
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)       # each optimizer its own FASTOPT_FUZZ_EXAMPLES cases
@@ -184,7 +189,7 @@ def test_fuzz_optimizer_constructor_and_step(name, data):
         opt.step([g])
         opt.step([g])
         return None
-    fuzz_call(f"{name}.step", run, [p, g], written=(0,))
+    fuzz_call(f"{name}.step", run, [p, g], written=(0,), names=OPTIMIZER_NAMES)
 
 
 def _accepted(name):
@@ -199,11 +204,12 @@ def test_fuzz_functional_sgd_and_adam(data):
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     p, g, m, v = (data.draw(arrays(shape, dtype)) for _ in range(4))
     lr = data.draw(HYPER)
-    fuzz_call("functional.sgd_", lambda p, g, m: sgd_(p, g, m, lr=lr, momentum=0.9), [p, g, m], written=(0, 2))
+    fuzz_call("functional.sgd_", lambda p, g, m: sgd_(p, g, m, lr=lr, momentum=0.9), [p, g, m], written=(0, 2),
+              names=FUNCTIONAL_NAMES)
     p2, g2, m2, v2 = (data.draw(arrays(shape, dtype)) for _ in range(4))
     fuzz_call("functional.adam_", lambda p, g, m, v: adam_(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999,
                                                             eps=1e-8, weight_decay=0.0),
-              [p2, g2, m2, v2], written=(0, 2, 3))
+              [p2, g2, m2, v2], written=(0, 2, 3), names=FUNCTIONAL_NAMES)
 
 
 # --------------------------------------------------------------------------- losses, layers, clipping
@@ -224,7 +230,8 @@ def test_fuzz_losses(data, kind):
         y = data.draw(arrays(shape, dtype))
         fn = {"mse": losses.mse, "mae": losses.mae, "huber": losses.huber,
               "bce": losses.binary_cross_entropy_with_logits}[kind]
-    fuzz_call(f"losses.{kind}", lambda x, y: fn(x, y, reduction=reduction), [x, y])
+    fuzz_call(f"losses.{kind}", lambda x, y: fn(x, y, reduction=reduction), [x, y],
+              names=("input", "target", "logits", "reduction"))
 
 
 @FUZZ
@@ -239,7 +246,8 @@ def test_fuzz_batch_norm_forward(data):
     eps = data.draw(st.one_of(st.just(1e-5), HYPER))
     fuzz_call("batch_norm_forward",
               lambda x, g, b, m, v: batch_norm_forward(x, g, b, m, v, training=True, eps=eps),
-              [x, gamma, beta, rm, rv], written=(3, 4))
+              [x, gamma, beta, rm, rv], written=(3, 4),
+              names=("x", "weight", "bias", "running_mean", "running_var", "eps", "input"))
 
 
 @FUZZ
@@ -248,11 +256,11 @@ def test_fuzz_activation_and_dropout(data):
     shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=2)))
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     x, b = data.draw(arrays(shape, dtype)), data.draw(arrays((shape[1],), dtype))
-    fuzz_call("bias_activation", lambda x, b: bias_activation(x, b), [x, b])
+    fuzz_call("bias_activation", lambda x, b: bias_activation(x, b), [x, b], names=("x", "bias"))
     p = data.draw(st.one_of(st.floats(0, 0.9), HYPER))
     seed = data.draw(st.one_of(st.integers(0, 2**63), HYPER))
     x2 = data.draw(arrays(shape, dtype))
-    fuzz_call("dropout", lambda x: dropout(x, p=p, seed=seed), [x2])
+    fuzz_call("dropout", lambda x: dropout(x, p=p, seed=seed), [x2], names=("x", "dropout probability", "seed"))
 
 
 @FUZZ
@@ -263,10 +271,11 @@ def test_fuzz_clipping(data):
     max_norm, norm_type = data.draw(st.one_of(st.just(1.0), HYPER)), data.draw(st.sampled_from([2.0, 1, math.inf,
                                                                                               0, -1, "fro"]))
     fuzz_call("clip_grad_norm_", lambda *g: fastopt.clip_grad_norm_(list(g), max_norm, norm_type=norm_type), grads,
-              written=range(len(grads)))
+              written=range(len(grads)), names=("grads", "max_norm", "norm_type"))
     value = data.draw(st.one_of(st.just(0.5), HYPER))
     grads = [data.draw(arrays((4,), dtype)) for _ in range(2)]
-    fuzz_call("clip_grad_value_", lambda *g: fastopt.clip_grad_value_(list(g), value), grads, written=(0, 1))
+    fuzz_call("clip_grad_value_", lambda *g: fastopt.clip_grad_value_(list(g), value), grads, written=(0, 1),
+              names=("grads", "clip_value"))
 
 
 # --------------------------------------------------------------------------- schedules, state dicts
@@ -276,7 +285,8 @@ def test_fuzz_clipping(data):
        base_lr=st.one_of(st.just(0.1), HYPER))
 def test_fuzz_schedule_function(step, T_max, base_lr):
     fuzz_call("schedules.cosine_annealing_lr",
-              lambda: fastopt.schedules.cosine_annealing_lr(step, base_lr=base_lr, T_max=T_max), [])
+              lambda: fastopt.schedules.cosine_annealing_lr(step, base_lr=base_lr, T_max=T_max), [],
+              names=("step", "base_lr", "T_max"))
 
 
 @FUZZ
@@ -298,7 +308,10 @@ def test_fuzz_load_state_dict(name, key, value):
     before = [p.copy()] + [a.copy() for a in opt.state[p].values() if isinstance(a, np.ndarray)]
     try:
         opt.load_state_dict(sd)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as e:
+        named = {"lr": ("lr", "learning rate"),
+                 "drop": ("step", "exp_avg", "exp_avg_sq", "momentum_buffer", "square_avg")}.get(key, (key,))
+        assert any(n in str(e) for n in named), f"load_state_dict: {type(e).__name__}({e}) names no key of {named}"
         after = [p] + [a for a in opt.state[p].values() if isinstance(a, np.ndarray)]
         assert all(np.array_equal(a, b) for a, b in zip(before, after))
         OUTCOMES["load_state_dict"]["clear error"] += 1
