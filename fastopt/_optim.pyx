@@ -183,7 +183,7 @@ cdef class StepPlan:
     def __dealloc__(self):
         free(self.ts)
 
-    def matches(self, list group_params):
+    cpdef bint matches(self, list group_params):
         """True if `group_params` still holds the very arrays this plan was built for, unmoved and writeable."""
         cdef Py_ssize_t k
         cdef cnp.ndarray p
@@ -197,7 +197,7 @@ cdef class StepPlan:
                 return False
         return True
 
-    def has_slots(self, int mask):
+    cpdef bint has_slots(self, int mask):
         """True if every tensor that has state has each slot of bitmask `mask` (an option may need a new one)."""
         cdef Py_ssize_t k
         cdef int s
@@ -294,6 +294,18 @@ cdef class StepPlan:
     def fresh_flags(self):
         """Per tensor, 1 while state slot 0 still holds no history."""
         return [self.ts[k].fresh for k in range(self.n)]
+
+
+def plans_current(object plans, list group_params, int needed):
+    """True if `plans` (a list of StepPlan, or None) still match the group's params and have the slots of bitmask
+    `needed`: the step can bind them without a rebuild."""
+    cdef StepPlan plan
+    if plans is None:
+        return False
+    for plan in <list>plans:
+        if not (plan.matches(group_params) and plan.has_slots(needed)):
+            return False
+    return True
 
 
 def run_plans(list runs, object optimizer, object fresh):

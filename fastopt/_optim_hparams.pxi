@@ -79,6 +79,7 @@ cdef class HParams:
     """Checked hyperparameters of one step, as the kernel reads them (fo_hparams), and their algorithm."""
     cdef fo_hparams hp
     cdef readonly int algo
+    cdef readonly int slots          # required_slots(), computed once at pack
 
     def required_slots(self):
         """Bitmask of the state the step uses: bit s = slot s, bit 3 = the scalar state (OptimizerSpec.aux)."""
@@ -92,6 +93,30 @@ cdef class HParams:
                     momentum_decay=h.momentum_decay, maximize=bool(h.maximize), amsgrad=bool(h.amsgrad),
                     nesterov=bool(h.nesterov), centered=bool(h.centered),
                     decoupled_weight_decay=bool(h.decoupled_weight_decay))
+
+
+cdef inline bint _immutable_scalar(object v):
+    cdef type t = type(v)
+    return t is float or t is int or t is bool or v is None
+
+
+cdef bint _same_immutables(tuple values, tuple last):
+    """Every value is the very object of `last` at its position, and immutable all the way down."""
+    cdef Py_ssize_t k, j
+    cdef object v
+    if len(values) != len(last):
+        return False
+    for k in range(len(values)):
+        v = values[k]
+        if v is not last[k]:
+            return False
+        if type(v) is tuple:
+            for j in range(len(<tuple>v)):
+                if not _immutable_scalar((<tuple>v)[j]):
+                    return False
+        elif not _immutable_scalar(v):
+            return False
+    return True
 
 
 cdef class HyperLayout:
@@ -108,6 +133,7 @@ cdef class HyperLayout:
     cdef tuple whats
     cdef fo_hparams fixed
     cdef readonly object cross_check
+    cdef tuple _last                     # (values, HParams) of the last accepted pack
 
     def __cinit__(self, int algo, list entries, dict fixed, object cross_check=None):
         cdef Py_ssize_t k
@@ -151,10 +177,20 @@ cdef class HyperLayout:
         return 0
 
     cpdef HParams pack(self, tuple values):
-        """The checked HParams of `values` (TypeError/ValueError naming the bad one)."""
-        cdef HParams out = HParams.__new__(HParams)
+        """The checked HParams of `values` (TypeError/ValueError naming the bad one).
+
+        The last accepted values and their HParams are kept: values that are the very same immutable objects
+        (float, int, bool, None, tuples of them; compared by identity, never by equality, so ``lr=True`` after
+        ``lr=1.0`` is checked again) give the same result without a second check."""
+        cdef HParams out
+        cdef tuple last = self._last
+        if last is not None and _same_immutables(values, <tuple>last[0]):
+            return <HParams>last[1]
+        out = HParams.__new__(HParams)
         out.algo = self.algo
         self.fill(&out.hp, values)
         if self.cross_check is not None:
             self.cross_check(out)
+        out.slots = fo_optim_required_slots(self.algo, &out.hp)
+        self._last = (values, out)       # one assignment: other threads see the old pair or the new one
         return out

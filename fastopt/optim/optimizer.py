@@ -38,6 +38,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_locks_after_fork)
 
 
+def _where(where):
+    return f"param_groups[{where}]" if isinstance(where, int) else where
+
+
 class _ParamState(Mapping):
     """``opt.state[p]``: the state dict of param ``p`` (looked up by identity) or of flat param index ``i``."""
 
@@ -183,8 +187,8 @@ class Optimizer:
         self._created = []
         try:
             for gi, group in enumerate(self.param_groups):
-                hp = self._pack(group, f"param_groups[{gi}]")     # every step: schedules and users write groups
-                plans = self._bound_plans(gi, group, grads, offset, hp.required_slots() & 7)
+                hp = self._pack(group, gi)        # every step: schedules and users write groups
+                plans = self._bound_plans(gi, group, grads, offset, hp.slots & 7)
                 runs.append((plans, hp))
                 offset += len(group["params"])
             if check_finite:
@@ -214,7 +218,7 @@ class Optimizer:
         bitmask of the state slots the step uses."""
         params = group["params"]
         plans = self._plans[gi]
-        if plans is None or not all(plan.matches(params) and plan.has_slots(needed) for plan in plans):
+        if not _optim.plans_current(plans, params, needed):
             plans = self._rebuild(gi, group, grads, offset, needed)
         if self._writeset is None:
             self._writeset = self._make_writeset()
@@ -332,14 +336,16 @@ class Optimizer:
     def _pack(self, group, where):
         """The checked HParams of a group's hyperparameters (ValueError/TypeError naming the bad one). Checked by
         type and value at every call, at C speed: ``lr=True`` after ``lr=1.0`` is caught. A key the optimizer does
-        not know (a typo) is a TypeError, not silently ignored as in torch."""
+        not know (a typo) is a TypeError, not silently ignored as in torch. ``where``: the group's name in messages,
+        or its index in param_groups."""
         if len(group) != len(self._hyper_keys) + 1 and group.keys() - self._known_keys:
-            raise TypeError(f"{where}: unknown hyperparameter(s) {sorted(group.keys() - self._known_keys)} for "
-                            f"{type(self).__name__}; expected {sorted(self.defaults)}")
+            raise TypeError(f"{_where(where)}: unknown hyperparameter(s) {sorted(group.keys() - self._known_keys)} "
+                            f"for {type(self).__name__}; expected {sorted(self.defaults)}")
         try:
             values = tuple([group[k] for k in self._hyper_keys])
         except KeyError as e:
-            raise ValueError(f"{where} has no {e.args[0]!r} (a hyperparameter of {type(self).__name__})") from None
+            raise ValueError(f"{_where(where)} has no {e.args[0]!r} (a hyperparameter of "
+                             f"{type(self).__name__})") from None
         return self._layout.pack(values)
 
     # ------------------------------------------------------------------ state_dict
