@@ -16,7 +16,7 @@ static int fo_act_forward(int dtype, const void *x, const void *b, void *y, int6
     const fo_act_fwd_fn fn = fo_act_table()->forward[dtype];
     int nth;
     if (rows < 0 || cols < 0)
-        return -1;
+        return FO_EINVAL;
     if (rows == 0 || cols == 0)
         return 0;
     nth = fo_threads_for(rows * cols, nthreads);
@@ -44,7 +44,7 @@ static int fo_act_backward(int dtype, const void *dy, const void *y, void *dx, v
     int64_t b, c;
     int nth;
     if (rows < 0 || cols < 0)
-        return -1;
+        return FO_EINVAL;
     if (cols == 0 || rows == 0) {
         for (c = 0; c < cols && db != NULL; ++c) {
             if (dtype == FO_F32)
@@ -57,7 +57,7 @@ static int fo_act_backward(int dtype, const void *dy, const void *y, void *dx, v
     if (db != NULL) {
         part = (double *)calloc((size_t)(nblk * cols), sizeof(double));
         if (part == NULL)
-            return -2;
+            return FO_ENOMEM;
     }
     nth = fo_threads_for(rows * cols, nthreads);
     if (nth > nblk)

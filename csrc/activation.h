@@ -15,14 +15,14 @@
 
 #include "fo_common.h"
 
-/* b NULL: no bias. Returns 0, or -1 for negative sizes. */
+/* b NULL: no bias. Returns FO_OK, or FO_EINVAL for negative sizes. */
 int fo_activation_bias_forward_f32(const float *x, const float *b, float *y /* out, may be x */, int64_t rows,
                                    int64_t cols, int relu, int nthreads);
 int fo_activation_bias_forward_f64(const double *x, const double *b, double *y /* out, may be x */, int64_t rows,
                                    int64_t cols, int relu, int nthreads);
 
-/* y read only with relu (may be NULL otherwise); db NULL: not wanted. Returns 0, -1 for bad sizes, -2 out of
- * memory (nothing written then). */
+/* y read only with relu (may be NULL otherwise); db NULL: not wanted. Returns FO_OK, FO_EINVAL for bad sizes,
+ * FO_ENOMEM out of memory (nothing written then). */
 int fo_activation_bias_backward_f32(const float *dy, const float *y, float *dx /* out, may be dy */,
                                     float *db /* out */, int64_t rows, int64_t cols, int relu, int nthreads);
 int fo_activation_bias_backward_f64(const double *dy, const double *y, double *dx /* out, may be dy */,

@@ -111,13 +111,13 @@ static void fo_bn_bwd_finish(const fo_bn_call *k, int64_t c, double SG, double S
 static int fo_bn_check(int dtype, const fo_bn_shape *sh, int training)
 {
     if ((dtype != FO_F32 && dtype != FO_F64) || sh == NULL || sh->c < 1 || sh->n < 0 || sh->s < 1)
-        return -1;
+        return FO_EINVAL;
     if (sh->layout != FO_BN_NCS && sh->layout != FO_BN_RC)
-        return -1;
+        return FO_EINVAL;
     if (sh->layout == FO_BN_RC && sh->s != 1)
-        return -1;
+        return FO_EINVAL;
     if (training && sh->n * sh->s < 2)
-        return -1;
+        return FO_EINVAL;
     return 0;
 }
 
@@ -221,7 +221,7 @@ static int fo_bn_alloc(fo_bn_call *k, size_t esize, size_t nscratch, double **sc
     if (k->coef == NULL || (nscratch > 0 && *scratch == NULL)) {
         free(k->coef);
         free(*scratch);
-        return -2;
+        return FO_ENOMEM;
     }
     return 0;
 }
@@ -461,9 +461,9 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
     int by_channel;
 
     if (fo_bn_check(dtype, sh, training) != 0)
-        return -1;
+        return FO_EINVAL;
     if ((running_mean == NULL) != (running_var == NULL) || (!training && running_mean == NULL))
-        return -1;
+        return FO_EINVAL;
     esize = dtype == FO_F32 ? sizeof(float) : sizeof(double);
     run.tab = fo_bn_table();
     run.x = x; run.dy = NULL; run.out = y; run.relu = relu; run.need_sums = training;
@@ -480,7 +480,7 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
     else if (sh->layout == FO_BN_NCS && !by_channel)
         nscratch = (size_t)(2 * run.nth);
     if (fo_bn_alloc(&k, esize, nscratch, &run.scratch) != 0)
-        return -2;
+        return FO_ENOMEM;
 
     if (!training)
         for (c = 0; c < sh->c; ++c)
@@ -509,7 +509,7 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
     int by_channel;
 
     if (fo_bn_check(dtype, sh, training) != 0 || save_mean == NULL || save_invstd == NULL)
-        return -1;
+        return FO_EINVAL;
     esize = dtype == FO_F32 ? sizeof(float) : sizeof(double);
     run.tab = fo_bn_table();
     run.x = x; run.dy = dy; run.out = dx; run.relu = relu;
@@ -527,7 +527,7 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
     else if (!by_channel)
         nscratch = (size_t)(2 * run.nth);
     if (fo_bn_alloc(&k, esize, nscratch, &run.scratch) != 0)
-        return -2;
+        return FO_ENOMEM;
 
     for (c = 0; c < sh->c; ++c)
         fo_bn_set_affine(&k, c, save_mean[c], save_invstd[c]);

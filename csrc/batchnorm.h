@@ -46,8 +46,8 @@ typedef struct fo_bn_shape {
 /* Forward pass. x, y: n*c*s elements of `dtype`; gamma, beta, running_mean, running_var: c elements or NULL
  * (gamma NULL: 1; beta NULL: 0; running stats NULL: not tracked, training only). save_mean and save_invstd
  * (c doubles) receive the statistics used (batch ones in training, running ones in eval), for the backward.
- * Returns 0; -1 for bad arguments (unknown dtype/layout, training with M < 2, eval without running stats);
- * -2 if scratch memory could not be allocated. Nothing is written on error. */
+ * Returns FO_OK; FO_EINVAL for bad arguments (unknown dtype/layout, training with M < 2, eval without running
+ * stats); FO_ENOMEM if scratch memory could not be allocated. Nothing is written on error. */
 int fo_batchnorm_forward(int dtype, const void *x, void *y /* out */, const fo_bn_shape *sh,
                          const void *gamma, const void *beta,
                          void *running_mean /* inout */, void *running_var /* inout */,
@@ -56,7 +56,7 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y /* out */, const fo_b
 
 /* Backward pass. dy, x, dx: n*c*s elements; gamma: c elements or NULL (1); beta: c elements or NULL (0), used only
  * with relu (to recompute the mask); save_mean/save_invstd: what the forward returned. dgamma, dbeta: c elements
- * or NULL (not wanted). Returns 0, -1 for bad arguments, -2 out of memory; nothing is written on error. */
+ * or NULL (not wanted). Returns FO_OK, FO_EINVAL for bad arguments, FO_ENOMEM out of memory; nothing is written on error. */
 int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx /* out */, const fo_bn_shape *sh,
                           const void *gamma, const void *beta, const double *save_mean, const double *save_invstd,
                           void *dgamma /* out */, void *dbeta /* out */, int training, int relu, int nthreads);

@@ -30,7 +30,7 @@ static int fo_blocked_sum(const void *ctx, fo_block_fn fn, int64_t nblocks, int 
     if (nblocks * nparts > 128) {
         part = (double *)malloc((size_t)(nblocks * nparts) * sizeof(double));
         if (part == NULL)
-            return FO_LOSS_ENOMEM;
+            return FO_ENOMEM;
     }
     if (nth > nblocks)
         nth = (int)nblocks;
@@ -195,7 +195,7 @@ static int fo_loss_penalty(int dtype, fo_penalty_pair *pairs, int64_t npairs, do
         return FO_LOSS_OK;
     off = (int64_t *)malloc((size_t)(npairs + 1) * sizeof(int64_t));
     if (off == NULL)
-        return FO_LOSS_ENOMEM;
+        return FO_ENOMEM;
     off[0] = 0;
     for (k = 0; k < npairs; ++k)
         off[k + 1] = off[k] + pairs[k].numel;

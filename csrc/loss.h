@@ -73,7 +73,6 @@ typedef struct fo_penalty_pair {
 /* Return codes. */
 #define FO_LOSS_OK 0
 #define FO_LOSS_EINVAL -1              /* unknown kind or dtype: nothing written */
-#define FO_LOSS_ENOMEM -2              /* scratch allocation failed: nothing written */
 
 /* Elementwise losses (fo_ew_args). *total receives sum(w * l). */
 int fo_loss_elementwise_f32(const fo_ew_args *a, double *total, int nthreads);

@@ -48,7 +48,7 @@ static int fo_reduce_norm(int dtype, const void *const *xs, const int64_t *ns, i
     double s;
 
     if (!(p > 0.0))
-        return -1;
+        return FO_EINVAL;
     kind = p == 1.0 ? FO_NORM_L1 : p == 2.0 ? FO_NORM_L2 : isinf(p) ? FO_NORM_LINF : FO_NORM_LP;
     fn = fo_reduce_table()->norm[kind][dtype];
     n_all = fo_total(ns, narrays);
@@ -69,7 +69,7 @@ static int fo_reduce_norm(int dtype, const void *const *xs, const int64_t *ns, i
         if (seg_v == NULL || seg_k == NULL) {
             free(seg_v);
             free(seg_k);
-            return -1;
+            return FO_ENOMEM;
         }
         for (t = 0; t < 2 * nth; ++t)
             seg_k[t] = -1;

@@ -13,7 +13,7 @@
  * NaN anywhere gives NaN (inf gives inf). p = 1 and p = 2 take fast paths (no pow). Results do not depend on the
  * instruction-set path beyond summation order: the sum of a thread's range is a vector of partial sums, so values
  * agree across thread counts and ISA paths to a relative ~1e-15 (exactly for p = inf). Same thread count and
- * path: identical bits. Returns 0, or -1 for p <= 0 / NaN or on allocation failure. */
+ * path: identical bits. Returns FO_OK, FO_EINVAL for p <= 0 / NaN, FO_ENOMEM on allocation failure. */
 int fo_reduce_norm_f32(const float *const *xs, const int64_t *ns, int64_t narrays, double p,
                        double *per_array /* out: narrays */, double *total /* out */, int nthreads);
 int fo_reduce_norm_f64(const double *const *xs, const int64_t *ns, int64_t narrays, double p,

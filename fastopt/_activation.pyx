@@ -70,8 +70,7 @@ def bias_forward(cnp.ndarray x, bias, cnp.ndarray y, bint relu, int nthreads=0):
         else:
             rc = fo_activation_bias_forward_f64(<const double *>px, <const double *>pb, <double *>py, rows, cols,
                                                 relu, nthreads)
-    if rc != 0:
-        raise RuntimeError(f"internal error: bias_forward rejected its arguments (code {rc})")
+    check_rc(rc, "bias_forward")
 
 
 def bias_backward(cnp.ndarray dy, y, cnp.ndarray dx, dbias, bint relu, int nthreads=0):
@@ -93,10 +92,7 @@ def bias_backward(cnp.ndarray dy, y, cnp.ndarray dx, dbias, bint relu, int nthre
         else:
             rc = fo_activation_bias_backward_f64(<const double *>pdy, <const double *>py, <double *>pdx,
                                                  <double *>pdb, rows, cols, relu, nthreads)
-    if rc == -2:
-        raise MemoryError("bias_backward: could not allocate the column sums")
-    if rc != 0:
-        raise RuntimeError(f"internal error: bias_backward rejected its arguments (code {rc})")
+    check_rc(rc, "bias_backward")
 
 
 # ---------------------------------------------------------------------------------------------------------------

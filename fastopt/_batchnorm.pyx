@@ -60,12 +60,6 @@ cdef inline int _typenum(cnp.ndarray x) except -1:
     raise RuntimeError("internal error: x must be float32 or float64")
 
 
-cdef int _raise(int rc, str what) except -1:
-    if rc == -2:
-        raise MemoryError(f"{what}: could not allocate per-channel scratch memory")
-    if rc != 0:
-        raise RuntimeError(f"internal error: {what} rejected its arguments (code {rc})")
-    return 0
 
 
 def forward(cnp.ndarray x, cnp.ndarray y, int layout, int64_t n, int64_t c, int64_t s, gamma, beta,
@@ -93,7 +87,7 @@ def forward(cnp.ndarray x, cnp.ndarray y, int layout, int64_t n, int64_t c, int6
     with nogil:
         rc = fo_batchnorm_forward(dtype, px, py, &sh, pg, pb, prm, prv, psm, psi, training, momentum, eps, relu,
                                   nthreads)
-    _raise(rc, "batch_norm_forward")
+    check_rc(rc, "batch_norm_forward")
 
 
 def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int layout, int64_t n, int64_t c, int64_t s, gamma,
@@ -119,7 +113,7 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int layout, int64_t 
     cdef int dtype = 0 if t == cnp.NPY_FLOAT32 else 1
     with nogil:
         rc = fo_batchnorm_backward(dtype, pdy, px, pdx, &sh, pg, pb, psm, psi, pdg, pdb, training, relu, nthreads)
-    _raise(rc, "batch_norm_backward")
+    check_rc(rc, "batch_norm_backward")
 
 
 cdef bint _plain_channels(object a, int typenum, int64_t c, bint write):
@@ -297,7 +291,7 @@ def try_forward(x, gamma, beta, running_mean, running_var, training, momentum, e
     cdef double m = momentum, e = eps
     with nogil:
         rc = fo_batchnorm_forward(dtype, px, py, &sh, pg, pb, prm, prv, psm, psi, train, m, e, relu, 0)
-    _raise(rc, "batch_norm_forward")
+    check_rc(rc, "batch_norm_forward")
     return y, save_mean, save_invstd
 
 
@@ -346,7 +340,7 @@ def try_backward(dy, x, gamma, save_mean, save_invstd, axis, training, activatio
     cdef int dtype = 0 if t == cnp.NPY_FLOAT32 else 1
     with nogil:
         rc = fo_batchnorm_backward(dtype, pdy, px, pdx, &sh, pg, pb, psm, psi, pdg, pdb, train, relu, 0)
-    _raise(rc, "batch_norm_backward")
+    check_rc(rc, "batch_norm_backward")
     return dx, dgamma, dbeta
 
 

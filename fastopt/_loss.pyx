@@ -99,11 +99,6 @@ cdef int _typenum(cnp.ndarray x) except -1:
     return t
 
 
-cdef _raise(int rc):
-    if rc == -2:
-        raise MemoryError("fastopt: scratch allocation failed")
-    if rc != 0:
-        raise ValueError(f"internal: kernel rejected its arguments (code {rc})")
 
 
 def elementwise(int kind, cnp.ndarray x, t, int64_t rows, int64_t cols, row_weight, int64_t row_rep, col_weight,
@@ -132,7 +127,7 @@ def elementwise(int kind, cnp.ndarray x, t, int64_t rows, int64_t cols, row_weig
             rc = fo_loss_elementwise_f32(&a, &total, nthreads)
         else:
             rc = fo_loss_elementwise_f64(&a, &total, nthreads)
-    _raise(rc)
+    check_rc(rc, "elementwise kernel")
     return total
 
 
@@ -183,7 +178,7 @@ def rows_loss(bint hinge, cnp.ndarray x, int64_t rows, int64_t classes, labels, 
         else:
             rc = fo_loss_softmax_ce_f32(&a, &total, nthreads) if tn == cnp.NPY_FLOAT32 else \
                 fo_loss_softmax_ce_f64(&a, &total, nthreads)
-    _raise(rc)
+    check_rc(rc, "rows_loss kernel")
     return total
 
 
@@ -213,7 +208,7 @@ def penalty(list grads, list params, double l1, double l2, int nthreads=0):
                 rc = fo_loss_penalty_f64(pairs, n, l1, l2, &value, nthreads)
     finally:
         free(pairs)
-    _raise(rc)
+    check_rc(rc, "penalty kernel")
     return value
 
 
@@ -226,7 +221,7 @@ def max_norm(cnp.ndarray w, int64_t outer, int64_t axis_len, int64_t inner, doub
             rc = fo_loss_max_norm_f32(<float *>p, outer, axis_len, inner, max_norm, nthreads)
         else:
             rc = fo_loss_max_norm_f64(<double *>p, outer, axis_len, inner, max_norm, nthreads)
-    _raise(rc)
+    check_rc(rc, "max_norm kernel")
 
 
 def dropout(cnp.ndarray x, cnp.ndarray y, uint64_t seed, double p, int nthreads=0):
@@ -240,7 +235,7 @@ def dropout(cnp.ndarray x, cnp.ndarray y, uint64_t seed, double p, int nthreads=
             rc = fo_dropout_f32(<const float *>xp, <float *>yp, n, seed, p, nthreads)
         else:
             rc = fo_dropout_f64(<const double *>xp, <double *>yp, n, seed, p, nthreads)
-    _raise(rc)
+    check_rc(rc, "dropout kernel")
 
 
 def dropout_key(uint64_t seed):

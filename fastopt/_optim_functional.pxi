@@ -91,8 +91,7 @@ cdef class FunctionalStep:
         t.fresh = fresh
         with nogil:
             rc = fo_optim_step(h.algo, 0 if typenum == cnp.NPY_FLOAT32 else 1, &t, 1, &h.hp, 0)
-        if rc != 0:
-            raise RuntimeError(f"internal error: optimizer kernel returned {rc}")
+        check_rc(rc, "optimizer kernel")
         return param
 
 

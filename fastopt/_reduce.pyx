@@ -173,8 +173,7 @@ cdef class ArrayBatch:
             if rc == 0 and self.count[1] > 0:
                 rc = fo_reduce_norm_f64(<const double *const *>self.ptrs[1], self.sizes[1], self.count[1], p,
                                         out[1], &totals[1], 0)
-        if rc != 0:
-            raise MemoryError("fastopt: norm kernel failed")
+        check_rc(rc, "norm kernel")
         if self.count[0] == 0 or self.count[1] == 0:
             total = totals[0] if self.count[1] == 0 else totals[1]
         elif isnan(totals[0]) or isnan(totals[1]):
