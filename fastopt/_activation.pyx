@@ -109,18 +109,27 @@ cdef bint _disjoint_or_same(object out, object a, bint same_ok):
         and cnp.PyArray_NBYTES(<cnp.ndarray>out) == cnp.PyArray_NBYTES(<cnp.ndarray>a)
 
 
+cdef int _float_matrix(object a, int64_t *rows, int64_t *cols):
+    """The typenum of `a` if it is a 2-d float32/float64 ndarray (its shape into rows, cols), else -1."""
+    cdef int t
+    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
+        return -1
+    t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        return -1
+    rows[0] = cnp.PyArray_DIM(<cnp.ndarray>a, 0)
+    cols[0] = cnp.PyArray_DIM(<cnp.ndarray>a, 1)
+    return t
+
+
 def try_forward(x, bias, out, activation):
     """bias_activation's fast path: the output array, or None (nothing written)."""
     cdef int relu = _relu_flag(activation)
     cdef int t
     cdef int64_t rows, cols
-    if relu < 0 or not cnp.PyArray_Check(x):
+    t = _float_matrix(x, &rows, &cols) if relu >= 0 else -1
+    if t < 0:
         return None
-    t = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
-        return None
-    rows = cnp.PyArray_DIM(<cnp.ndarray>x, 0)
-    cols = cnp.PyArray_DIM(<cnp.ndarray>x, 1)
     if not _plain_shaped(x, t, rows, cols, False) \
             or (bias is not None and not _plain_shaped(bias, t, -1, cols, False)):
         return None
@@ -139,13 +148,9 @@ def try_backward(dy, y, dx_out, dbias_out, activation):
     cdef int t
     cdef int64_t rows, cols
     cdef cnp.npy_intp nc
-    if relu < 0 or not cnp.PyArray_Check(dy):
+    t = _float_matrix(dy, &rows, &cols) if relu >= 0 else -1
+    if t < 0:
         return None
-    t = cnp.PyArray_TYPE(<cnp.ndarray>dy)
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(<cnp.ndarray>dy) != 2:
-        return None
-    rows = cnp.PyArray_DIM(<cnp.ndarray>dy, 0)
-    cols = cnp.PyArray_DIM(<cnp.ndarray>dy, 1)
     if not _plain_shaped(dy, t, rows, cols, False):
         return None
     if relu:

@@ -62,17 +62,22 @@ cdef inline int _typenum(cnp.ndarray x) except -1:
 
 
 
-def forward(cnp.ndarray x, cnp.ndarray y, int layout, int64_t n, int64_t c, int64_t s, gamma, beta,
-            running_mean, running_var, cnp.ndarray save_mean, cnp.ndarray save_invstd, bint training,
-            double momentum, double eps, bint relu, int nthreads=0):
-    """y <- batch_norm(x) (see csrc/batchnorm.h); x, y: the layout's C-contiguous arrays of n*c*s elements."""
+cdef inline fo_bn_shape _shape(int layout, int64_t n, int64_t c, int64_t s):
     cdef fo_bn_shape sh
-    cdef int t = _typenum(x), rc
-    cdef int64_t total = n * c * s
     sh.layout = layout
     sh.n = n
     sh.c = c
     sh.s = s
+    return sh
+
+
+def forward(cnp.ndarray x, cnp.ndarray y, int layout, int64_t n, int64_t c, int64_t s, gamma, beta,
+            running_mean, running_var, cnp.ndarray save_mean, cnp.ndarray save_invstd, bint training,
+            double momentum, double eps, bint relu, int nthreads=0):
+    """y <- batch_norm(x) (see csrc/batchnorm.h); x, y: the layout's C-contiguous arrays of n*c*s elements."""
+    cdef fo_bn_shape sh = _shape(layout, n, c, s)
+    cdef int t = _typenum(x), rc
+    cdef int64_t total = n * c * s
     cdef const void *px = _ptr(x, t, total, False, "x")
     cdef void *py = _ptr(y, t, total, True, "out")
     cdef const void *pg = _ptr(gamma, t, c, False, "weight")
@@ -94,13 +99,9 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int layout, int64_t 
              beta, cnp.ndarray save_mean, cnp.ndarray save_invstd, dgamma, dbeta, bint training, bint relu,
              int nthreads=0):
     """dx (and dgamma, dbeta unless None) of batch_norm; arrays as in ``forward``."""
-    cdef fo_bn_shape sh
+    cdef fo_bn_shape sh = _shape(layout, n, c, s)
     cdef int t = _typenum(x), rc
     cdef int64_t total = n * c * s
-    sh.layout = layout
-    sh.n = n
-    sh.c = c
-    sh.s = s
     cdef const void *pdy = _ptr(dy, t, total, False, "dy")
     cdef const void *px = _ptr(x, t, total, False, "x")
     cdef void *pdx = _ptr(dx, t, total, True, "dx_out")

@@ -5,10 +5,12 @@ scikit-learn's MLP runs, torch autograd (``F.relu(x + b)``) and a roofline probe
 Bytes per call (B = x.nbytes): the forward reads x and writes y (2 B; b is negligible); the backward reads dy and y
 and writes dx (3 B): 5 B. The probe runs that traffic as ``stream([x], [y])`` + ``stream([dy, y], [dx])``.
 """
+import functools
+
 import numpy as np
 
 from fastopt import _probe
-from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
+from fastopt.bench.core import Case, chosen_sizes, impls_of, optional_import
 from fastopt.functional import bias_activation, bias_activation_backward
 
 SIZES = {"64x256": (64, 256), "4096x1024": (4096, 1024)}
@@ -79,12 +81,9 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=Tr
     out = []
     for size, shape in chosen_sizes(sizes, quick, SIZES, QUICK_SIZES):
         for dtype in dtypes:
-            impls = [Impl("fastopt", lambda s=shape, d=dtype: FastoptBiasRelu(s, d))]
-            if peers:
-                impls.append(Impl("numpy", lambda s=shape, d=dtype: NumpyBiasRelu(s, d)))
-            if torch is not None:
-                impls.append(Impl("torch", lambda s=shape, d=dtype: TorchBiasRelu(torch, s, d)))
-            impls.append(Impl("roofline", lambda s=shape, d=dtype: ProbeBiasRelu(s, d), is_probe=True))
+            impls = impls_of((shape, dtype), [("fastopt", FastoptBiasRelu), ("numpy", peers and NumpyBiasRelu),
+                                              ("torch", torch and functools.partial(TorchBiasRelu, torch))],
+                             ProbeBiasRelu)
             numel = int(np.prod(shape))
             for t in threads:
                 # db: fastopt sums in double, NumPy and torch in float32 (pairwise / blocked): 4096 rows differ

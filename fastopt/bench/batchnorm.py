@@ -9,11 +9,13 @@ last stands in for the sums pass: stream needs an output, so it reads w and dy a
 With NCHW the kernels run each channel's two passes back to back, so the second pass finds the channel in cache
 and the real DRAM traffic is nearer 5 B: the percentage of the probe can pass 100% there.
 """
+import functools
+
 import numpy as np
 
 import fastopt
 from fastopt import _probe
-from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
+from fastopt.bench.core import Case, chosen_sizes, impls_of, optional_import
 
 SIZES = {"256x1024": (256, 1024), "64x64x56x56": (64, 64, 56, 56)}
 QUICK_SIZES = {"64x128": (64, 128), "8x16x8x8": (8, 16, 8, 8)}
@@ -119,17 +121,14 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=Tr
     for size, shape in chosen_sizes(sizes, quick, SIZES, QUICK_SIZES):
         for dtype in dtypes:
             four_d = len(shape) == 4
-            impls = [Impl("fastopt", lambda s=shape, d=dtype: FastoptBN(s, d))]
-            if four_d:
-                impls.append(Impl("fastopt-cl", lambda s=shape, d=dtype: FastoptBN(s, d, channels_last=True)))
-            impls.append(Impl("fastopt-fresh", lambda s=shape, d=dtype: FastoptBN(s, d, reuse_buffers=False)))
-            if peers:
-                impls.append(Impl("numpy", lambda s=shape, d=dtype: NumpyBN(s, d)))
-            if torch is not None:
-                impls.append(Impl("torch", lambda s=shape, d=dtype: TorchBN(torch, s, d, False)))
-                if four_d:
-                    impls.append(Impl("torch-cl", lambda s=shape, d=dtype: TorchBN(torch, s, d, True)))
-            impls.append(Impl("roofline", lambda s=shape, d=dtype: ProbeBN(s, d), is_probe=True))
+            torch_bn = torch and functools.partial(TorchBN, torch)
+            impls = impls_of((shape, dtype), [
+                ("fastopt", FastoptBN),
+                ("fastopt-cl", four_d and functools.partial(FastoptBN, channels_last=True)),
+                ("fastopt-fresh", functools.partial(FastoptBN, reuse_buffers=False)),
+                ("numpy", peers and NumpyBN),
+                ("torch", torch_bn and (lambda s, d: torch_bn(s, d, False))),
+                ("torch-cl", four_d and torch_bn and (lambda s, d: torch_bn(s, d, True)))], ProbeBN)
             numel = int(np.prod(shape))
             for t in threads:
                 out.append(Case("batchnorm", "bn-train", size, numel, dtype, t, 8 * np.dtype(dtype).itemsize * numel,

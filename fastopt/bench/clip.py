@@ -5,11 +5,13 @@ Bytes per call: the norm pass reads every gradient once and the scale pass reads
 3 x itemsize per element. The probe makes the same accesses: ``fastopt._probe.read`` then ``stream([g], [g])``.
 ``max_norm`` is half the initial norm, so the scale pass runs at every call.
 """
+import functools
+
 import numpy as np
 
 import fastopt
 from fastopt import _probe
-from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
+from fastopt.bench.core import Case, chosen_sizes, impls_of, optional_import
 
 SIZES = {"1e5": [100_000], "1e7": [10_000_000], "200x5000": [5000] * 200, "2000x500": [500] * 2000}
 QUICK_SIZES = {"1e4": [10_000], "20x500": [500] * 20}
@@ -71,12 +73,9 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=Tr
     out = []
     for size, shapes in chosen_sizes(sizes, quick, SIZES, QUICK_SIZES):
         for dtype in dtypes:
-            impls = [Impl("fastopt", lambda s=shapes, d=dtype: FastoptClip(s, d))]
-            if peers:
-                impls.append(Impl("numpy", lambda s=shapes, d=dtype: NumpyClip(s, d)))
-            if torch is not None:
-                impls.append(Impl("torch-foreach", lambda s=shapes, d=dtype: TorchClip(torch, s, d)))
-            impls.append(Impl("roofline", lambda s=shapes, d=dtype: ProbeClip(s, d), is_probe=True))
+            impls = impls_of((shapes, dtype), [("fastopt", FastoptClip), ("numpy", peers and NumpyClip),
+                                               ("torch-foreach", torch and functools.partial(TorchClip, torch))],
+                             ProbeClip)
             numel = int(sum(shapes))
             for t in threads:
                 out.append(Case("clip", "clip_grad_norm_", size, numel, dtype, t,

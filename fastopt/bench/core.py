@@ -1,4 +1,5 @@
 """Cases, implementations, correctness check and alternating-round timing."""
+import functools
 import gc
 import statistics
 import time
@@ -15,6 +16,14 @@ class Impl:
     name: str
     make: Callable[[], object]
     is_probe: bool = False
+
+
+def impls_of(args, entries, probe):
+    """A case's implementations: one Impl per (name, factory) of ``entries`` whose factory is set (None or False: a
+    peer that is absent or not wanted), built as ``factory(*args)``, then the roofline probe ``probe(*args)``."""
+    impls = [Impl(name, functools.partial(factory, *args)) for name, factory in entries if factory]
+    impls.append(Impl("roofline", functools.partial(probe, *args), is_probe=True))
+    return impls
 
 
 @dataclass

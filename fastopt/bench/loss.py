@@ -69,21 +69,31 @@ class NumpyCE(CEData):
         g *= g.dtype.type(1.0 / n)
 
 
-class TorchCE(CEData):
-    def __init__(self, torch, shape, dtype):
-        super().__init__(shape, dtype)
+class TorchLoss:
+    """torch.nn.functional.<loss_name>(x, target) and its backward, on tensors sharing the case's NumPy arrays."""
+    loss_name = None
+
+    def _share(self, torch, target):
         self.torch = torch
         self.xt = torch.from_numpy(self.x).requires_grad_()
-        self.yt = torch.from_numpy(self.y)
+        self.target_t = torch.from_numpy(target)
 
     def run(self):
         self.xt.grad = None
-        loss = self.torch.nn.functional.cross_entropy(self.xt, self.yt)
+        loss = getattr(self.torch.nn.functional, self.loss_name)(self.xt, self.target_t)
         loss.backward()
         self.loss = loss.item()
 
     def result(self):
         return [self.xt.grad.numpy(), np.array([self.loss])]
+
+
+class TorchCE(TorchLoss, CEData):
+    loss_name = "cross_entropy"
+
+    def __init__(self, torch, shape, dtype):
+        CEData.__init__(self, shape, dtype)
+        self._share(torch, self.y)
 
 
 # ------------------------------------------------------------------------------------------ MSE
@@ -112,21 +122,12 @@ class NumpyMSE(MSEData):
         g *= g.dtype.type(2.0 / g.size)
 
 
-class TorchMSE(MSEData):
+class TorchMSE(TorchLoss, MSEData):
+    loss_name = "mse_loss"
+
     def __init__(self, torch, n, dtype):
-        super().__init__(n, dtype)
-        self.torch = torch
-        self.xt = torch.from_numpy(self.x).requires_grad_()
-        self.tt = torch.from_numpy(self.t)
-
-    def run(self):
-        self.xt.grad = None
-        loss = self.torch.nn.functional.mse_loss(self.xt, self.tt)
-        loss.backward()
-        self.loss = loss.item()
-
-    def result(self):
-        return [self.xt.grad.numpy(), np.array([self.loss])]
+        MSEData.__init__(self, n, dtype)
+        self._share(torch, self.t)
 
 
 # ------------------------------------------------------------------------------------------ L2 penalty

@@ -100,6 +100,15 @@ def _layout(x, axis):
     return _Layout(_batchnorm.NCS, x.shape[0], C, s, None, x.shape), x
 
 
+def _check_channel_shape(a, name, x, C):
+    """a is a float array of x's dtype and shape (C,)."""
+    check_float_array(a, name)
+    if a.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
+        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {a.dtype}")
+    if a.shape != (C,):
+        raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
+
+
 def _check_channels(a, name, x, C, required=False):
     """A per-channel input: None (allowed unless required) or a 1-d array of C elements of x's dtype; returns a
     contiguous native array (a copy if needed: C elements)."""
@@ -107,11 +116,7 @@ def _check_channels(a, name, x, C, required=False):
         if required:
             raise ValueError(f"{name}: required, got None")
         return None
-    check_float_array(a, name)
-    if a.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
-        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {a.dtype}")
-    if a.shape != (C,):
-        raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
+    _check_channel_shape(a, name, x, C)
     return kernel_input(a)
 
 
@@ -119,11 +124,7 @@ def _check_inplace_channels(a, name, x, C):
     """A per-channel array written in place: shape (C,), x's dtype, writeable, contiguous, aligned, native."""
     if a is None:
         return None
-    check_float_array(a, name)
-    if a.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
-        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {a.dtype}")
-    if a.shape != (C,):
-        raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
+    _check_channel_shape(a, name, x, C)
     _check_writeable(a, name)
     return a
 
