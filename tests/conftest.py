@@ -10,6 +10,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long tests (qemu, demo, model selection, leaks, huge arrays)")
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The fuzzer's long run (tests/test_fuzz.py, FASTOPT_FUZZ_EXAMPLES set): outcome counts per entry point."""
+    outcomes = getattr(config, "fuzz_outcomes", None)
+    if outcomes:
+        terminalreporter.section("fuzz outcomes per entry point")
+        for name, counts in sorted(outcomes.items()):
+            terminalreporter.write_line(f"fuzz {name}: {dict(counts)} (total {sum(counts.values())})")
+
+
 @pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
 def num_threads(request):
     """Runs the test with fastopt limited to 1 and to 2 threads, restoring the setting afterwards."""
