@@ -177,7 +177,8 @@ def test_a_step_interrupted_by_ctrl_c_is_all_or_nothing():
         except KeyboardInterrupt:
             interrupted += 1
         timer.join()
-        steps = [int(opt.state[i]["step"]) for i in range(4)]
+        # no state at all: the very first step was interrupted (and undone), as happens on a slow (sanitized) build
+        steps = [int(opt.state[i]["step"]) if i in opt.state else 0 for i in range(4)]
         assert len(set(steps)) == 1, steps
         for p in params:
             assert p[0] == -steps[0] and p[-1] == -steps[0]
