@@ -2,26 +2,24 @@
 # csrc-families: batchnorm
 """Cython layer of the batch-normalization family: one GIL-free call into csrc/batchnorm.c per pass.
 
-The Python layer (fastopt/functional/batchnorm.py) validates every argument and resolves the layout; this module
-re-checks what memory safety depends on (sizes, dtypes, contiguity, writeability) and raises RuntimeError if the
-Python layer let something through, so a bug there can never make C read or write out of bounds.
-
-``try_forward`` / ``try_backward`` are the fast path the Python layer tries first: they run the kernels only when
-every argument is already exactly what the kernels take (arrays used in place, no copies, nothing aliased, valid
-scalars) and return None otherwise, without writing anything; the Python checks then raise the error, or make the
-copies, as usual. At (256, 1024) they save about 14 us per forward + backward.
+A plan (``ForwardPlan``, ``BackwardPlan``) is one kernel call checked once: ``plan_forward`` / ``plan_backward``
+check every argument in C (the array contract of fastopt/_contract.pxd, the layout rule ``_plain_layout``, the
+scalars) and return None, writing nothing, for anything the kernels do not take as it is; the Python layer
+(fastopt/functional/batchnorm.py) then copies or raises, and builds the plan from what it made. ``run`` calls C
+with the GIL released and no re-check. The functional API builds one plan per call (``try_forward`` /
+``try_backward``); fastopt.nn.BatchNorm keeps its plans from call to call.
 """
 cimport numpy as cnp
 from libc.math cimport INFINITY, isnan
 from libc.stdint cimport int64_t
 import numpy as np
 
+from fastopt._contract cimport any_overlap, data_or_null, kernel_data, plain, plain_vector, relu_flag
 from fastopt._runtime cimport *
 
 cnp.import_array()
 
 include "_runtime_api.pxi"
-include "_arrays.pxi"
 
 cdef extern from "batchnorm.h" nogil:
     int FO_BN_NCS, FO_BN_RC
@@ -41,89 +39,6 @@ cdef extern from "batchnorm.h" nogil:
 
 NCS = FO_BN_NCS
 RC = FO_BN_RC
-
-cdef void *_ptr(object a, int typenum, int64_t size, bint write, str name) except? NULL:
-    """Data pointer of `a` (None -> NULL) after the memory-safety checks."""
-    if a is None:
-        return NULL
-    if not _plain(a, typenum, write) or cnp.PyArray_SIZE(<cnp.ndarray>a) != size:
-        raise RuntimeError(f"internal error: {name} is not a C-contiguous, aligned, native"
-                           f"{', writeable' if write else ''} array of {size} elements of the expected dtype")
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
-cdef inline int _typenum(cnp.ndarray x) except -1:
-    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
-        return cnp.NPY_FLOAT32
-    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64:
-        return cnp.NPY_FLOAT64
-    raise RuntimeError("internal error: x must be float32 or float64")
-
-
-
-
-cdef inline fo_bn_shape _shape(int layout, int64_t n, int64_t c, int64_t s):
-    cdef fo_bn_shape sh
-    sh.layout = layout
-    sh.n = n
-    sh.c = c
-    sh.s = s
-    return sh
-
-
-def forward(cnp.ndarray x, cnp.ndarray y, int layout, int64_t n, int64_t c, int64_t s, gamma, beta,
-            running_mean, running_var, cnp.ndarray save_mean, cnp.ndarray save_invstd, bint training,
-            double momentum, double eps, bint relu, int nthreads=0):
-    """y <- batch_norm(x) (see csrc/batchnorm.h); x, y: the layout's C-contiguous arrays of n*c*s elements."""
-    cdef fo_bn_shape sh = _shape(layout, n, c, s)
-    cdef int t = _typenum(x), rc
-    cdef int64_t total = n * c * s
-    cdef const void *px = _ptr(x, t, total, False, "x")
-    cdef void *py = _ptr(y, t, total, True, "out")
-    cdef const void *pg = _ptr(gamma, t, c, False, "weight")
-    cdef const void *pb = _ptr(beta, t, c, False, "bias")
-    cdef void *prm = _ptr(running_mean, t, c, training, "running_mean")
-    cdef void *prv = _ptr(running_var, t, c, training, "running_var")
-    cdef double *psm = <double *>_ptr(save_mean, cnp.NPY_FLOAT64, c, True, "save_mean")
-    cdef double *psi = <double *>_ptr(save_invstd, cnp.NPY_FLOAT64, c, True, "save_invstd")
-    cdef int dtype = 0 if t == cnp.NPY_FLOAT32 else 1
-    if total > 0 and (px == NULL or py == NULL):
-        raise RuntimeError("internal error: x or out missing")
-    with nogil:
-        rc = fo_batchnorm_forward(dtype, px, py, &sh, pg, pb, prm, prv, psm, psi, training, momentum, eps, relu,
-                                  nthreads)
-    check_rc(rc, "batch_norm_forward")
-
-
-def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int layout, int64_t n, int64_t c, int64_t s, gamma,
-             beta, cnp.ndarray save_mean, cnp.ndarray save_invstd, dgamma, dbeta, bint training, bint relu,
-             int nthreads=0):
-    """dx (and dgamma, dbeta unless None) of batch_norm; arrays as in ``forward``."""
-    cdef fo_bn_shape sh = _shape(layout, n, c, s)
-    cdef int t = _typenum(x), rc
-    cdef int64_t total = n * c * s
-    cdef const void *pdy = _ptr(dy, t, total, False, "dy")
-    cdef const void *px = _ptr(x, t, total, False, "x")
-    cdef void *pdx = _ptr(dx, t, total, True, "dx_out")
-    cdef const void *pg = _ptr(gamma, t, c, False, "weight")
-    cdef const void *pb = _ptr(beta, t, c, False, "bias")
-    cdef const double *psm = <double *>_ptr(save_mean, cnp.NPY_FLOAT64, c, False, "save_mean")
-    cdef const double *psi = <double *>_ptr(save_invstd, cnp.NPY_FLOAT64, c, False, "save_invstd")
-    cdef void *pdg = _ptr(dgamma, t, c, True, "dgamma_out")
-    cdef void *pdb = _ptr(dbeta, t, c, True, "dbeta_out")
-    cdef int dtype = 0 if t == cnp.NPY_FLOAT32 else 1
-    with nogil:
-        rc = fo_batchnorm_backward(dtype, pdy, px, pdx, &sh, pg, pb, psm, psi, pdg, pdb, training, relu, nthreads)
-    check_rc(rc, "batch_norm_backward")
-
-
-cdef bint _plain_channels(object a, int typenum, int64_t c, bint write):
-    """None, or a plain (see _plain) 1-d array of c elements."""
-    if a is None:
-        return True
-    return _plain(a, typenum, write) and cnp.PyArray_NDIM(<cnp.ndarray>a) == 1 \
-        and cnp.PyArray_DIM(<cnp.ndarray>a, 0) == c
-
 
 cdef bint _same_geometry(object a, cnp.ndarray x, int typenum, bint write):
     """a is an aligned, native ndarray of typenum with x's shape and strides (so the kernels read it as x)."""
@@ -189,7 +104,7 @@ cdef int _plain_layout(object xo, object axis, fo_bn_shape *sh) except -2:
         return 0
     C = cnp.PyArray_DIM(x, ax)
     size = cnp.PyArray_SIZE(x)
-    if C < 1 or size == 0:
+    if C < 1:
         return 0
     if cnp.PyArray_IS_C_CONTIGUOUS(x):
         s = 1
@@ -215,22 +130,6 @@ cdef int _plain_layout(object xo, object axis, fo_bn_shape *sh) except -2:
     return t
 
 
-cdef bint _any_overlap(tuple writes, tuple reads):
-    cdef Py_ssize_t i, j
-    for i in range(len(writes)):
-        for j in range(i + 1, len(writes)):
-            if _overlap(writes[i], writes[j]):
-                return True
-        for j in range(len(reads)):
-            if _overlap(writes[i], reads[j]):
-                return True
-    return False
-
-
-cdef inline void *_data(object a):
-    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
 cdef inline bint _unit_real(object v, bint upper):
     """v is a Python float (or subclass) in [0, 1] (upper) or [0, inf) (not upper)."""
     cdef double d
@@ -240,120 +139,217 @@ cdef inline bint _unit_real(object v, bint upper):
     return not isnan(d) and d >= 0.0 and (d <= 1.0 if upper else d < INFINITY)
 
 
-cdef object _kernel_output(object out, cnp.ndarray x):
-    """The array the kernels write: out if it has x's shape and strides and is writeable, else None; a fresh one
-    like x (dense in one of the two layouts) if out is None."""
-    if out is None:
-        out = np.empty_like(x)
-    return out if _same_geometry(out, x, cnp.PyArray_TYPE(x), True) else None
+cdef object _fresh_like(object x):
+    """A new array with x's shape, dtype and memory order (dense in one of the two layouts, as x)."""
+    return np.empty_like(x)
 
 
-def try_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out, activation):
-    """batch_norm_forward's fast path: (y, save_mean, save_invstd), or None (nothing written) unless every
-    argument is already what the kernels take."""
+cdef object _fresh_stats(int64_t c):
+    cdef cnp.npy_intp nc = c
+    return cnp.PyArray_EMPTY(1, &nc, cnp.NPY_FLOAT64, 0)
+
+
+cdef class ForwardPlan:
+    """One checked batch_norm_forward call (everything but y and the saved statistics, made per run unless kept):
+    x, its layout, gamma, beta, running statistics, the output buffer, training, eps, relu. ``run()`` calls the
+    kernel with the GIL released and no check; ``momentum`` may be changed between runs (a float in [0, 1]).
+
+    Built by :func:`plan_forward`, which checks every argument in C and declines (None) for any the kernels do not
+    take as they are. ``keep_stats``: the plan owns one save_mean / save_invstd pair, rewritten by every run
+    (a layer's); otherwise every run returns fresh ones (the functional API's).
+    """
     cdef fo_bn_shape sh
-    cdef int t, rc
-    cdef bint train
-    cdef int relu = _relu_flag(activation)
-    cdef int64_t C
-    t = _plain_layout(x, axis, &sh)
+    cdef int dtype
+    cdef int relu
+    cdef readonly bint training
+    cdef double _momentum
+    cdef double eps
+    cdef readonly object x, gamma, beta, running_mean, running_var, out, save_mean, save_invstd
+
+    @property
+    def momentum(self):
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value):
+        if not _unit_real(value, True):
+            raise ValueError(f"Invalid momentum: {value}")
+        self._momentum = value
+
+    def matches(self, x, out, gamma, beta, running_mean, running_var, bint training):
+        """True if a run of this plan is the call with these arguments: the same x memory (data, shape, strides,
+        dtype) and the same other arrays."""
+        return _same_memory(x, self.x) and out is self.out and gamma is self.gamma and beta is self.beta \
+            and running_mean is self.running_mean and running_var is self.running_var and training == self.training
+
+    def run(self):
+        """(y, save_mean, save_invstd) of one forward pass."""
+        cdef int rc
+        y = _fresh_like(self.x) if self.out is None else self.out
+        sm = _fresh_stats(self.sh.c) if self.save_mean is None else self.save_mean
+        si = _fresh_stats(self.sh.c) if self.save_invstd is None else self.save_invstd
+        cdef const void *px = data_or_null(self.x)
+        cdef void *py = data_or_null(y)
+        cdef const void *pg = data_or_null(self.gamma)
+        cdef const void *pb = data_or_null(self.beta)
+        cdef void *prm = data_or_null(self.running_mean)
+        cdef void *prv = data_or_null(self.running_var)
+        cdef double *psm = <double *>data_or_null(sm)
+        cdef double *psi = <double *>data_or_null(si)
+        with nogil:
+            rc = fo_batchnorm_forward(self.dtype, px, py, &self.sh, pg, pb, prm, prv, psm, psi, self.training,
+                                      self._momentum, self.eps, self.relu, 0)
+        check_rc(rc, "batch_norm_forward")
+        return y, sm, si
+
+
+cdef bint _same_memory(object a, object b):
+    """a and b are ndarrays on the same memory with the same dtype, shape and strides."""
+    if not cnp.PyArray_Check(a):
+        return False
+    return cnp.PyArray_DATA(<cnp.ndarray>a) == cnp.PyArray_DATA(<cnp.ndarray>b) \
+        and _same_geometry(a, <cnp.ndarray>b, cnp.PyArray_TYPE(<cnp.ndarray>b), False)
+
+
+def plan_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out, activation,
+                 bint keep_stats=False):
+    """A :class:`ForwardPlan` of batch_norm_forward's arguments, or None (nothing written) unless every argument
+    is already what the kernels take (then fastopt.functional.batchnorm's checks copy or raise)."""
+    cdef ForwardPlan plan = ForwardPlan.__new__(ForwardPlan)
+    cdef int t = _plain_layout(x, axis, &plan.sh)
+    cdef int relu = relu_flag(activation)
     if t == 0 or relu < 0 or type(training) is not bool or not _unit_real(momentum, True) \
             or not _unit_real(eps, False):
         return None
-    train = training
-    C = sh.c
-    if train and sh.n * sh.s < 2:
+    cdef bint train = training
+    cdef int64_t C = plan.sh.c
+    if train and plan.sh.n * plan.sh.s < 2:
         return None
     if (running_mean is None) != (running_var is None) or (running_mean is None and not train):
         return None
-    if not (_plain_channels(gamma, t, C, False) and _plain_channels(beta, t, C, False)
-            and _plain_channels(running_mean, t, C, train) and _plain_channels(running_var, t, C, train)):
+    if not (plain_vector(gamma, t, C, False) and plain_vector(beta, t, C, False)
+            and plain_vector(running_mean, t, C, train) and plain_vector(running_var, t, C, train)):
         return None
-    y = _kernel_output(out, <cnp.ndarray>x)
-    if y is None:
+    if out is not None and not _same_geometry(out, <cnp.ndarray>x, t, True):
         return None
     if train:
-        if _any_overlap((y, running_mean, running_var), (x, gamma, beta)):
+        if any_overlap((out, running_mean, running_var), (x, gamma, beta)):
             return None
-    elif _any_overlap((y,), (x, gamma, beta, running_mean, running_var)):
+    elif any_overlap((out,), (x, gamma, beta, running_mean, running_var)):
         return None
-    cdef cnp.npy_intp nc = C
-    save_mean = cnp.PyArray_EMPTY(1, &nc, cnp.NPY_FLOAT64, 0)
-    save_invstd = cnp.PyArray_EMPTY(1, &nc, cnp.NPY_FLOAT64, 0)
-    cdef const void *px = _data(x)
-    cdef void *py = _data(y)
-    cdef const void *pg = _data(gamma)
-    cdef const void *pb = _data(beta)
-    cdef void *prm = _data(running_mean)
-    cdef void *prv = _data(running_var)
-    cdef double *psm = <double *>_data(save_mean)
-    cdef double *psi = <double *>_data(save_invstd)
-    cdef int dtype = 0 if t == cnp.NPY_FLOAT32 else 1
-    cdef double m = momentum, e = eps
-    with nogil:
-        rc = fo_batchnorm_forward(dtype, px, py, &sh, pg, pb, prm, prv, psm, psi, train, m, e, relu, 0)
-    check_rc(rc, "batch_norm_forward")
-    return y, save_mean, save_invstd
+    plan.dtype = 0 if t == cnp.NPY_FLOAT32 else 1
+    plan.relu = relu
+    plan.training = train
+    plan._momentum = momentum
+    plan.eps = eps
+    plan.x, plan.gamma, plan.beta, plan.out = x, gamma, beta, out
+    plan.running_mean, plan.running_var = running_mean, running_var
+    if keep_stats:
+        plan.save_mean, plan.save_invstd = _fresh_stats(C), _fresh_stats(C)
+    return plan
+
+
+def try_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out, activation):
+    """batch_norm_forward's fast path: (y, save_mean, save_invstd), or None (nothing written)."""
+    plan = plan_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out, activation)
+    return None if plan is None else (<ForwardPlan>plan).run()
+
+
+cdef class BackwardPlan:
+    """One checked batch_norm_backward call but dy: x, its layout, gamma, beta (read for relu), the forward's
+    saved statistics, the dx / dgamma / dbeta buffers (None: fresh per run), training, relu. ``run(dy)`` checks
+    only dy (x's geometry, no overlap with an output) and calls the kernel with the GIL released."""
+    cdef fo_bn_shape sh
+    cdef int dtype, typenum
+    cdef int relu
+    cdef readonly bint training
+    cdef readonly object x, gamma, beta, save_mean, save_invstd, dx_out, dgamma_out, dbeta_out
+
+    def matches(self, x, gamma, beta, save_mean, save_invstd, dx_out, dgamma_out, dbeta_out):
+        """True if this plan was built from exactly these arrays."""
+        return x is self.x and gamma is self.gamma and beta is self.beta and save_mean is self.save_mean \
+            and save_invstd is self.save_invstd and dx_out is self.dx_out and dgamma_out is self.dgamma_out \
+            and dbeta_out is self.dbeta_out
+
+    def run(self, dy):
+        """(dx, dgamma, dbeta) for dy, or None (nothing written) if dy is not laid out as x or overlaps an
+        output."""
+        cdef int rc
+        if not _same_geometry(dy, <cnp.ndarray>self.x, self.typenum, False) \
+                or any_overlap((self.dx_out, self.dgamma_out, self.dbeta_out), (dy,)):
+            return None
+        dx = _fresh_like(self.x) if self.dx_out is None else self.dx_out
+        dgamma, dbeta = self.dgamma_out, self.dbeta_out
+        if self.gamma is not None:
+            if dgamma is None:
+                dgamma = _fresh_channels(self.sh.c, self.typenum)
+            if dbeta is None:
+                dbeta = _fresh_channels(self.sh.c, self.typenum)
+        cdef const void *pdy = data_or_null(dy)
+        cdef const void *px = data_or_null(self.x)
+        cdef void *pdx = data_or_null(dx)
+        cdef const void *pg = data_or_null(self.gamma)
+        cdef const void *pb = data_or_null(self.beta) if self.relu else NULL
+        cdef const double *psm = <double *>data_or_null(self.save_mean)
+        cdef const double *psi = <double *>data_or_null(self.save_invstd)
+        cdef void *pdg = data_or_null(dgamma)
+        cdef void *pdb = data_or_null(dbeta)
+        with nogil:
+            rc = fo_batchnorm_backward(self.dtype, pdy, px, pdx, &self.sh, pg, pb, psm, psi, pdg, pdb,
+                                       self.training, self.relu, 0)
+        check_rc(rc, "batch_norm_backward")
+        return dx, dgamma, dbeta
+
+
+cdef object _fresh_channels(int64_t c, int typenum):
+    cdef cnp.npy_intp nc = c
+    return cnp.PyArray_EMPTY(1, &nc, typenum, 0)
+
+
+def plan_backward(x, gamma, save_mean, save_invstd, axis, training, activation, beta, dx_out, dgamma_out,
+                  dbeta_out):
+    """A :class:`BackwardPlan` of batch_norm_backward's arguments but dy, or None unless every one is already
+    what the kernels take."""
+    cdef BackwardPlan plan = BackwardPlan.__new__(BackwardPlan)
+    cdef int t = _plain_layout(x, axis, &plan.sh)
+    cdef int relu = relu_flag(activation)
+    if t == 0 or relu < 0 or type(training) is not bool:
+        return None
+    cdef bint train = training
+    cdef int64_t C = plan.sh.c
+    if train and plan.sh.n * plan.sh.s < 2:
+        return None
+    if not (plain_vector(gamma, t, C, False) and plain_vector(beta, t, C, False)
+            and save_mean is not None and plain_vector(save_mean, cnp.NPY_FLOAT64, C, False)
+            and save_invstd is not None and plain_vector(save_invstd, cnp.NPY_FLOAT64, C, False)
+            and plain_vector(dgamma_out, t, C, True) and plain_vector(dbeta_out, t, C, True)):
+        return None
+    if dx_out is not None and not _same_geometry(dx_out, <cnp.ndarray>x, t, True):
+        return None
+    if any_overlap((dx_out, dgamma_out, dbeta_out), (x, gamma, beta, save_mean, save_invstd)):
+        return None
+    plan.dtype = 0 if t == cnp.NPY_FLOAT32 else 1
+    plan.typenum = t
+    plan.relu = relu
+    plan.training = train
+    plan.x, plan.gamma, plan.beta = x, gamma, beta
+    plan.save_mean, plan.save_invstd = save_mean, save_invstd
+    plan.dx_out, plan.dgamma_out, plan.dbeta_out = dx_out, dgamma_out, dbeta_out
+    return plan
 
 
 def try_backward(dy, x, gamma, save_mean, save_invstd, axis, training, activation, beta, dx_out, dgamma_out,
                  dbeta_out):
-    """batch_norm_backward's fast path: (dx, dgamma, dbeta), or None (nothing written) unless every argument is
-    already what the kernels take."""
+    """batch_norm_backward's fast path: (dx, dgamma, dbeta), or None (nothing written)."""
+    plan = plan_backward(x, gamma, save_mean, save_invstd, axis, training, activation, beta, dx_out, dgamma_out,
+                         dbeta_out)
+    return None if plan is None else (<BackwardPlan>plan).run(dy)
+
+
+def kernel_input(x, axis):
+    """x itself if the kernels read it in place for this axis (C-contiguous, or C-contiguous in the other
+    layout), else one C-contiguous, aligned, native copy (x: a float ndarray, axis already checked)."""
     cdef fo_bn_shape sh
-    cdef int t, rc
-    cdef bint train
-    cdef int relu = _relu_flag(activation)
-    cdef int64_t C
-    t = _plain_layout(x, axis, &sh)
-    if t == 0 or relu < 0 or type(training) is not bool or not _same_geometry(dy, <cnp.ndarray>x, t, False):
-        return None
-    train = training
-    C = sh.c
-    if train and sh.n * sh.s < 2:
-        return None
-    if not (_plain_channels(gamma, t, C, False) and _plain_channels(beta, t, C, False)
-            and save_mean is not None and _plain_channels(save_mean, cnp.NPY_FLOAT64, C, False)
-            and save_invstd is not None and _plain_channels(save_invstd, cnp.NPY_FLOAT64, C, False)
-            and _plain_channels(dgamma_out, t, C, True) and _plain_channels(dbeta_out, t, C, True)):
-        return None
-    dx = _kernel_output(dx_out, <cnp.ndarray>x)
-    if dx is None:
-        return None
-    cdef cnp.npy_intp nc = C
-    dgamma, dbeta = dgamma_out, dbeta_out
-    if gamma is not None:
-        if dgamma is None:
-            dgamma = cnp.PyArray_EMPTY(1, &nc, t, 0)
-        if dbeta is None:
-            dbeta = cnp.PyArray_EMPTY(1, &nc, t, 0)
-    if _any_overlap((dx, dgamma, dbeta), (dy, x, gamma, beta, save_mean, save_invstd)):
-        return None
-    cdef const void *pdy = _data(dy)
-    cdef const void *px = _data(x)
-    cdef void *pdx = _data(dx)
-    cdef const void *pg = _data(gamma)
-    cdef const void *pb = _data(beta) if relu else NULL
-    cdef const double *psm = <double *>_data(save_mean)
-    cdef const double *psi = <double *>_data(save_invstd)
-    cdef void *pdg = _data(dgamma)
-    cdef void *pdb = _data(dbeta)
-    cdef int dtype = 0 if t == cnp.NPY_FLOAT32 else 1
-    with nogil:
-        rc = fo_batchnorm_backward(dtype, pdy, px, pdx, &sh, pg, pb, psm, psi, pdg, pdb, train, relu, 0)
-    check_rc(rc, "batch_norm_backward")
-    return dx, dgamma, dbeta
-
-
-def check_disjoint(list writes, list wnames, list reads, list rnames):
-    """ValueError naming the first array of `writes` that shares memory with another array of `writes` or `reads`.
-
-    Every array is C-contiguous (or None, skipped), so its bytes are one interval [data, data + nbytes).
-    """
-    cdef Py_ssize_t i, j, nw = len(writes)
-    allv = writes + reads
-    names = wnames + rnames
-    for i in range(nw):
-        for j in range(len(allv)):
-            if j != i and not (j < nw and j < i) and _overlap(allv[i], allv[j]):
-                raise ValueError(f"{names[i]} and {names[j]} share memory; they must be separate arrays")
+    if _plain_layout(x, axis, &sh) != 0:
+        return x
+    return np.array(x, dtype=x.dtype.newbyteorder("="), order="C", copy=True)

@@ -3,8 +3,12 @@
 """Cython layer of the loss family: one GIL-free call into C per loss, penalty, constraint or dropout.
 
 Arguments are validated by fastopt/losses.py and fastopt/functional/dropout.py (dtype, shape, layout, values);
-this layer re-checks only what memory safety needs (dtype, size, C-contiguity of every array it hands to C) and
-raises ValueError if the caller broke that contract.
+this layer re-checks only what memory safety needs (fastopt/_contract.pxd ``kernel_data``: dtype, size, layout
+of every array it hands to C) and raises RuntimeError if the caller broke that contract.
+
+``try_softmax_ce``, ``try_penalty`` and ``try_dropout`` are the plans of the public functions' common calls:
+every argument checked here in C, the kernel run with the GIL released, or None (nothing written) for anything
+else, which the Python layer then copies or raises about.
 """
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
@@ -12,6 +16,7 @@ from libc.stdlib cimport malloc, free
 
 import numpy as np
 
+from fastopt._contract cimport IntervalSet, kernel_data, overlap, plain, plain_matrix, plain_vector, same_memory
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -74,28 +79,14 @@ cdef extern from "loss.h" nogil:
 MSE, MAE, HUBER, BCE = FO_LOSS_MSE, FO_LOSS_MAE, FO_LOSS_HUBER, FO_LOSS_BCE
 NO_IGNORE = -(2 ** 63)      # an ignore_index no label can equal
 
-cdef int _C_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
-
-
 cdef const void *_ptr(object a, int typenum, int64_t size, str what, bint writeable=False) except? NULL:
-    """Data pointer of `a` (None -> NULL) after the memory-safety checks."""
-    cdef cnp.ndarray arr
-    if a is None:
-        return NULL
-    if not cnp.PyArray_Check(a):
-        raise ValueError(f"internal: {what} is not an ndarray")
-    arr = a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_SIZE(arr) != size \
-            or (cnp.PyArray_FLAGS(arr) & _C_FLAGS) != _C_FLAGS or cnp.PyArray_ISBYTESWAPPED(arr) \
-            or (writeable and not cnp.PyArray_ISWRITEABLE(arr)):
-        raise ValueError(f"internal: {what} does not meet the kernel's layout contract")
-    return cnp.PyArray_DATA(arr)
+    return kernel_data(a, typenum, size, writeable, what)
 
 
 cdef int _typenum(cnp.ndarray x) except -1:
     cdef int t = cnp.PyArray_TYPE(x)
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise ValueError("internal: expected float32 or float64")
+        raise RuntimeError("internal error: expected float32 or float64")
     return t
 
 
@@ -157,9 +148,9 @@ def rows_loss(bint hinge, cnp.ndarray x, int64_t rows, int64_t classes, labels, 
     a.labels = <const int64_t *>_ptr(labels, cnp.NPY_INT64, rows, "labels")
     a.probs = _ptr(probs, tn, rows * classes, "probs")
     if (a.labels == NULL) == (a.probs == NULL):
-        raise ValueError("internal: exactly one of labels and probs")
+        raise RuntimeError("internal error: exactly one of labels and probs")
     if hinge and a.labels == NULL:
-        raise ValueError("internal: hinge needs labels")
+        raise RuntimeError("internal error: hinge needs labels")
     a.class_weight = _ptr(class_weight, tn, classes, "class_weight")
     a.sample_weight = _ptr(sample_weight, tn, rows, "sample_weight")
     a.ignore_index = ignore_index
@@ -259,3 +250,102 @@ def math(cnp.ndarray x, cnp.ndarray y, int which):
             fo_loss_math_f32(<const float *>xp, <float *>yp, n, which)
         else:
             fo_loss_math_f64(<const double *>xp, <double *>yp, n, which)
+
+
+# ---------------------------------------------------------------------------------------------- plans
+cdef int _float_matrix(object a) noexcept:
+    """The typenum of a plain 2-d float32/float64 array, 0 for anything else."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
+        return 0
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not plain(a, t, False):
+        return 0
+    return t
+
+
+def try_softmax_ce(logits, target, grad_out, ignore_index):
+    """softmax_cross_entropy(logits, target, grad_out=grad_out, ignore_index=ignore_index) with no weights, no
+    smoothing and reduction="mean": (loss, grad), or None (nothing written) unless logits (N, C) and grad_out are
+    plain float arrays of one dtype, disjoint, and target N valid int64 labels."""
+    cdef int t = _float_matrix(logits)
+    if t == 0 or type(ignore_index) is not int:
+        return None
+    cdef int64_t rows = cnp.PyArray_DIM(<cnp.ndarray>logits, 0), classes = cnp.PyArray_DIM(<cnp.ndarray>logits, 1)
+    if classes == 0 or not plain_vector(target, cnp.NPY_INT64, rows, False):
+        return None
+    if grad_out is None:
+        grad_out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>logits), t, 0)
+    elif not plain_matrix(grad_out, t, rows, classes, True) or overlap(grad_out, logits) \
+            or overlap(grad_out, target):
+        return None
+    cdef fo_rows_args a
+    cdef int64_t bad, counted = 0
+    cdef double wsum = 0.0, total = 0.0, scale
+    cdef int rc
+    a.labels = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>target)
+    a.ignore_index = ignore_index
+    with nogil:
+        bad = fo_loss_check_labels(a.labels, rows, classes, a.ignore_index, 0 if t == cnp.NPY_FLOAT32 else 1, NULL,
+                                   NULL, &wsum, &counted)
+    if bad >= 0:
+        return None
+    scale = 1.0 / wsum if wsum != 0 else 0.0
+    a.logits = cnp.PyArray_DATA(<cnp.ndarray>logits)
+    a.rows, a.classes = rows, classes
+    a.probs = a.class_weight = a.sample_weight = NULL
+    a.alpha, a.beta, a.smooth_keep, a.smooth_unif = 1.0 * scale, 0.0 * scale, 0.0, 0.0
+    a.class_weight_sum, a.margin = <double>classes, 0.0
+    a.loss_out = NULL
+    a.grad = cnp.PyArray_DATA(<cnp.ndarray>grad_out)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            rc = fo_loss_softmax_ce_f32(&a, &total, 0)
+        else:
+            rc = fo_loss_softmax_ce_f64(&a, &total, 0)
+    check_rc(rc, "softmax_ce kernel")
+    return (float(total) if wsum != 0 else float("nan")), grad_out
+
+
+def try_penalty(grads, params, double l1, double l2):
+    """add_penalty_grad_(grads, params, l1, l2) for lists of plain arrays of one dtype (grads writeable, each
+    param of its grad's shape, no two sharing memory): the penalty, or None (nothing written)."""
+    if type(grads) is not list or type(params) is not list or len(grads) != len(params) or not grads:
+        return None
+    cdef Py_ssize_t k, d, n = len(grads)
+    if not cnp.PyArray_Check(grads[0]):
+        return None
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>grads[0])
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        return None
+    for k in range(n):
+        g, p = grads[k], params[k]
+        if not (plain(g, t, True) and plain(p, t, False)):
+            return None
+        if cnp.PyArray_NDIM(<cnp.ndarray>g) != cnp.PyArray_NDIM(<cnp.ndarray>p):
+            return None
+        for d in range(cnp.PyArray_NDIM(<cnp.ndarray>g)):
+            if cnp.PyArray_DIM(<cnp.ndarray>g, d) != cnp.PyArray_DIM(<cnp.ndarray>p, d):
+                return None
+    try:
+        IntervalSet(grads + params, lambda i: "")
+    except ValueError:
+        return None
+    return penalty(grads, params, l1, l2)
+
+
+def try_dropout(x, out, seed, p):
+    """dropout(x, p, seed, out=out) (training) for a plain float x, out None or plain of x's dtype and shape and
+    either x itself or disjoint from it, seed an int in [0, 2**64), p a float in [0, 1): the output, or None."""
+    cdef int t
+    if not cnp.PyArray_Check(x) or type(seed) is not int or type(p) is not float:
+        return None
+    t = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not plain(x, t, False) or not 0 <= seed < 2 ** 64 \
+            or not 0.0 <= <double>p < 1.0:
+        return None
+    if out is None:
+        out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>x), cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0)
+    elif not plain(out, t, True) or out.shape != x.shape or (overlap(out, x) and not same_memory(out, x)):
+        return None
+    dropout(x, out, seed, p)
+    return out

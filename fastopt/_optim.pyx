@@ -16,6 +16,7 @@ import numpy as np
 
 from fastopt._validation import kernel_input
 
+from fastopt._contract cimport IntervalSet, overlap, plain
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -48,73 +49,6 @@ ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}
 cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
 
-cdef inline uintptr_t _start(cnp.ndarray a):
-    return <uintptr_t>cnp.PyArray_DATA(a)
-
-
-cdef inline uintptr_t _end(cnp.ndarray a):
-    return <uintptr_t>cnp.PyArray_DATA(a) + <uintptr_t>cnp.PyArray_NBYTES(a)
-
-
-cdef class WriteSet:
-    """Address intervals of every array an optimizer writes (params and state), sorted, for O(log n) overlap tests.
-
-    Built from contiguous arrays that must not overlap one another; raises ValueError naming the pair if they do
-    (``names``: a list, or a function of the index, called only then).
-    """
-    cdef uintptr_t *starts
-    cdef uintptr_t *ends
-    cdef Py_ssize_t n
-    cdef list arrays
-
-    def __cinit__(self, list arrays, object names):
-        cdef Py_ssize_t i, k, m = len(arrays)
-        cdef cnp.ndarray a
-        self.arrays = [a for a in arrays if cnp.PyArray_NBYTES(a) > 0]
-        keep = [i for i in range(m) if cnp.PyArray_NBYTES(arrays[i]) > 0]
-        order = sorted(keep, key=lambda j: _start(arrays[j]))
-        self.n = len(order)
-        self.starts = <uintptr_t *>malloc((self.n + 1) * sizeof(uintptr_t))
-        self.ends = <uintptr_t *>malloc((self.n + 1) * sizeof(uintptr_t))
-        if self.starts == NULL or self.ends == NULL:
-            raise MemoryError()
-        for k in range(self.n):
-            a = arrays[order[k]]
-            self.starts[k] = _start(a)
-            self.ends[k] = _end(a)
-            if k > 0 and self.starts[k] < self.ends[k - 1]:
-                first, second = sorted((order[k - 1], order[k]))
-                name = names if callable(names) else names.__getitem__
-                raise ValueError(f"{name(first)} and {name(second)} share memory: every parameter "
-                                 "must be a distinct array (the same array, or views of one buffer, cannot be "
-                                 "updated twice in one step)")
-
-    def __dealloc__(self):
-        free(self.starts)
-        free(self.ends)
-
-    cdef bint overlaps(self, uintptr_t lo, uintptr_t hi):
-        """True if [lo, hi) intersects any interval."""
-        cdef Py_ssize_t a = 0, b = self.n, mid
-        if hi <= lo:
-            return False
-        # first interval whose end > lo
-        while a < b:
-            mid = (a + b) // 2
-            if self.ends[mid] <= lo:
-                a = mid + 1
-            else:
-                b = mid
-        return a < self.n and self.starts[a] < hi
-
-
-def check_no_overlap(list arrays, object names):
-    """Raises ValueError naming two arrays of `arrays` that share memory (contiguous arrays only); ``names`` is a
-    list or a function of the index."""
-    WriteSet(arrays, names)
-
-
-include "_arrays.pxi"
 include "_optim_hparams.pxi"
 include "_optim_functional.pxi"
 
@@ -209,7 +143,7 @@ cdef class StepPlan:
                     return False
         return True
 
-    def bind(self, list grads, WriteSet written not None):
+    def bind(self, list grads, IntervalSet written not None):
         """Checks grads[index[k]] against params[k] for every tensor and records its pointer; writes nothing.
 
         Returns False (binding nothing) if a param with a gradient has no state yet: the caller creates it,
@@ -244,7 +178,7 @@ cdef class StepPlan:
                     raise ValueError(f"grads[{i}]: shape {(<object>g).shape} does not match params[{i}] shape {(<object>p).shape}")
             if (cnp.PyArray_FLAGS(g) & _REQUIRED_FLAGS) != _REQUIRED_FLAGS or cnp.PyArray_ISBYTESWAPPED(g):
                 g = kernel_input(g, p.dtype)         # one aligned, native, C-contiguous copy
-            elif written.overlaps(_start(g), _end(g)):
+            elif written.overlaps_array(g):
                 raise ValueError(f"grads[{i}] shares memory with a parameter or optimizer state: a gradient "
                                  "must be a separate array")
             self.bound[k] = g

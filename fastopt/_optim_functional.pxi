@@ -7,7 +7,7 @@ DEF _MAX_STEP = 9007199254740992     # 2**53: a step count a double holds exactl
 
 cdef int _check_inplace(object a, str name, int typenum, object param) except -1:
     """a: a writeable dense array of the param's dtype and shape (state updated in place)."""
-    if _plain(a, typenum, True) and _same_shape(<cnp.ndarray>a, <cnp.ndarray>param):
+    if plain(a, typenum, True) and _same_shape(<cnp.ndarray>a, <cnp.ndarray>param):
         return 0
     _v.check_inplace_array(a, name)
     _v.check_same_dtype(param, a, "param", name)
@@ -57,7 +57,7 @@ cdef class FunctionalStep:
         cdef int64_t counter = 0 if step is None else _step_index(step) - 1
         cdef list written
         cdef object g = grad, a
-        if not _plain(param, cnp.NPY_FLOAT32, True) and not _plain(param, cnp.NPY_FLOAT64, True):
+        if not plain(param, cnp.NPY_FLOAT32, True) and not plain(param, cnp.NPY_FLOAT64, True):
             _v.check_inplace_array(param, "param")
         typenum = cnp.PyArray_TYPE(<cnp.ndarray>param)
         if not cnp.PyArray_Check(grad) or cnp.PyArray_TYPE(<cnp.ndarray>grad) != typenum \
@@ -77,10 +77,10 @@ cdef class FunctionalStep:
             t.state[s] = cnp.PyArray_DATA(<cnp.ndarray>a)
             written.append(a)
         _check_disjoint(g, written, self.names, req)
-        if not _plain(g, typenum, False):
+        if not plain(g, typenum, False):
             g = kernel_input(g, (<cnp.ndarray>param).dtype)
         if req & FO_NEEDS_AUX:
-            if not (_plain(aux, cnp.NPY_FLOAT64, True) and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
+            if not (plain(aux, cnp.NPY_FLOAT64, True) and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
                 raise TypeError(f"{self.aux_name}: expected a writeable 0-d float64 numpy array (1.0 before the "
                                 "first step)")
             t.aux = <double *>cnp.PyArray_DATA(<cnp.ndarray>aux)
@@ -100,10 +100,10 @@ cdef int _check_disjoint(object grad, list written, tuple names, int req) except
     cdef list arrays = [written[0], grad] + written[1:]
     cdef list labels = ["param", "grad"] + [names[s] for s in range(len(names)) if (req >> s) & 1]
     cdef Py_ssize_t i, j
-    cdef bint dense = _plain(grad, cnp.PyArray_TYPE(<cnp.ndarray>grad), False)
+    cdef bint dense = plain(grad, cnp.PyArray_TYPE(<cnp.ndarray>grad), False)
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            if (_overlap(arrays[i], arrays[j]) if dense or (i != 1 and j != 1)
+            if (overlap(arrays[i], arrays[j]) if dense or (i != 1 and j != 1)
                     else np.shares_memory(arrays[i], arrays[j])):
                 raise ValueError(f"{labels[i]} and {labels[j]} share memory; they must be separate arrays")
     return 0

@@ -9,13 +9,12 @@ writes nothing.
 """
 cimport numpy as cnp
 from libc.math cimport INFINITY, NAN, isinf, isnan, pow, sqrt
-from libc.stdint cimport int64_t, uintptr_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-from fastopt._validation import kernel_input
-
+from fastopt._contract cimport IntervalSet, as_input, check_inplace
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -34,20 +33,6 @@ cdef extern from "reduce.h" nogil:
     void fo_reduce_clamp_f64(double *const *xs, const int64_t *ns, int64_t narrays, double lo, double hi,
                              int nthreads)
 
-cdef int _INPLACE_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_WRITEABLE
-cdef int _READ_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
-
-ctypedef struct _interval:
-    uintptr_t start
-    uintptr_t end
-    Py_ssize_t index
-
-
-cdef int _cmp_interval(const void *a, const void *b) noexcept nogil:
-    cdef uintptr_t x = (<const _interval *>a).start, y = (<const _interval *>b).start
-    return -1 if x < y else (1 if x > y else 0)
-
-
 cdef class ArrayBatch:
     """The arrays of ``arrays`` (a list or tuple; ``None`` entries skipped) as C pointer lists, one per dtype.
 
@@ -64,11 +49,9 @@ cdef class ArrayBatch:
     cdef list keep
 
     def __cinit__(self, arrays, str name="arrays", bint inplace=True):
-        cdef Py_ssize_t i, n, k, d
+        cdef Py_ssize_t i, n, d
         cdef cnp.ndarray a
         cdef object obj
-        cdef int t, flags
-        cdef _interval *iv = NULL
         self.ptrs[0] = self.ptrs[1] = NULL
         self.sizes[0] = self.sizes[1] = NULL
         self.count[0] = self.count[1] = 0
@@ -78,35 +61,15 @@ cdef class ArrayBatch:
         self.length = n
         self.index32, self.index64 = [], []
         self.keep = []
+        names = []
         for i in range(n):
             obj = arrays[i]
             if obj is None:
                 continue
-            if not cnp.PyArray_Check(obj):
-                raise TypeError(f"{name}[{i}]: expected a numpy.ndarray of float32 or float64, "
-                                f"got {type(obj).__name__}")
-            a = obj
-            t = cnp.PyArray_TYPE(a)
-            if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-                raise TypeError(f"{name}[{i}]: expected dtype float32 or float64, got {a.dtype}")
-            flags = cnp.PyArray_FLAGS(a)
-            if inplace:
-                if (flags & _INPLACE_FLAGS) != _INPLACE_FLAGS or cnp.PyArray_ISBYTESWAPPED(a):
-                    problems = []
-                    if not flags & cnp.NPY_ARRAY_C_CONTIGUOUS:
-                        problems.append("not C-contiguous")
-                    if not flags & cnp.NPY_ARRAY_ALIGNED:
-                        problems.append("not aligned")
-                    if cnp.PyArray_ISBYTESWAPPED(a):
-                        problems.append("not in native byte order")
-                    if not flags & cnp.NPY_ARRAY_WRITEABLE:
-                        problems.append("read-only")
-                    raise ValueError(f"{name}[{i}] is updated in place and must be a writeable, C-contiguous, "
-                                     f"aligned, native byte-order array; it is {', '.join(problems)}")
-            elif (flags & _READ_FLAGS) != _READ_FLAGS or cnp.PyArray_ISBYTESWAPPED(a):
-                a = kernel_input(a)
+            a = check_inplace(obj, f"{name}[{i}]") if inplace else as_input(obj, f"{name}[{i}]")
             self.keep.append(a)
-            (self.index32 if t == cnp.NPY_FLOAT32 else self.index64).append(i)
+            names.append(f"{name}[{i}]")
+            (self.index32 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 else self.index64).append(i)
         for d in range(2):
             m = len(self.index32) if d == 0 else len(self.index64)
             self.ptrs[d] = <void **>malloc((m + 1) * sizeof(void *))
@@ -119,30 +82,7 @@ cdef class ArrayBatch:
             self.sizes[d][self.count[d]] = cnp.PyArray_SIZE(a)
             self.count[d] += 1
         if inplace and len(self.keep) > 1:
-            m = len(self.keep)
-            iv = <_interval *>malloc(m * sizeof(_interval))
-            if iv == NULL:
-                raise MemoryError()
-            try:
-                k = 0
-                for i in range(n):
-                    if arrays[i] is None:
-                        continue
-                    a = arrays[i]
-                    if cnp.PyArray_NBYTES(a) == 0:
-                        continue
-                    iv[k].start = <uintptr_t>cnp.PyArray_DATA(a)
-                    iv[k].end = iv[k].start + <uintptr_t>cnp.PyArray_NBYTES(a)
-                    iv[k].index = i
-                    k += 1
-                qsort(iv, k, sizeof(_interval), _cmp_interval)
-                for i in range(1, k):
-                    if iv[i].start < iv[i - 1].end:
-                        lo, hi = sorted((iv[i - 1].index, iv[i].index))
-                        raise ValueError(f"{name}[{lo}] and {name}[{hi}] share memory: each array is updated "
-                                         "in place once, so they must be separate arrays")
-            finally:
-                free(iv)
+            IntervalSet(self.keep, names)       # each array is written once: no two may share memory
 
     def __dealloc__(self):
         free(self.ptrs[0])

@@ -169,7 +169,7 @@ class EarlyStopping:
         for name in ("best_step", "num_bad_steps", "steps"):
             v = state_dict[name]
             if not is_integer(v):
-                raise TypeError(f"state_dict[{name!r}]: expected an integer, got {v!r}")
+                raise TypeError(f"state_dict[{name!r}]: expected an integer, got {type(v).__name__} {v!r}")
             if v < (-1 if name == "best_step" else 0):
                 raise ValueError(f"state_dict[{name!r}]: invalid value {v!r}")
             setattr(new, name, int(v))

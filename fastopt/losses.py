@@ -10,7 +10,7 @@ returns ``(loss, grad)``:
   (the gradient for an upstream gradient of ones, as torch's backward of ``loss.sum()``).
 * ``grad_out=`` writes the gradient into a preallocated writeable C-contiguous array (no allocation, no page
   faults; reuse it across steps). It must not share memory with any input.
-* Inputs that are not C-contiguous or not in native byte order are copied once.
+* Inputs that are not C-contiguous, aligned and in native byte order are copied once (shape kept, 0-d too).
 
 Weights. ``sample_weight`` (shape ``(N,)``, one weight per sample along the first axis) multiplies every loss
 term of its sample, and ``"mean"`` becomes the weighted average ``sum(w l) / sum(w)`` over the terms (each of the
@@ -28,9 +28,9 @@ Gradients are bit-identical at any thread count; loss values too (fixed-block re
 """
 import numpy as np
 
-from fastopt import _loss, _optim
-from fastopt._validation import (as_real, check_float_array, check_inplace_array, check_range, check_same_dtype,
-                                 check_same_shape, kernel_input)
+from fastopt import _loss
+from fastopt._validation import (as_real, check_disjoint, check_inplace_array, check_no_overlap, check_range,
+                                 check_same_dtype, check_same_shape, input_array, kernel_array)
 
 __all__ = ["mse", "mae", "huber", "softmax_cross_entropy", "binary_cross_entropy_with_logits", "hinge",
            "add_penalty_grad_", "max_norm_"]
@@ -46,8 +46,8 @@ def _reduction(reduction):
 
 
 def _input(a, name):
-    """A float32/float64 array, as a C-contiguous native-order array (copied once if needed)."""
-    return kernel_input(check_float_array(a, name))
+    """A float32/float64 array the kernels read: itself, or one C-contiguous, aligned, native copy (same shape)."""
+    return input_array(a, name)
 
 
 def _like(a, ref, name_ref, name):
@@ -82,9 +82,7 @@ def _grad_out(grad_out, x, name_x, inputs, names):
     check_inplace_array(grad_out, "grad_out")
     check_same_dtype(x, grad_out, name_x, "grad_out")
     check_same_shape(x, grad_out, name_x, "grad_out")
-    for a, n in zip(inputs, names):
-        if a is not None and np.shares_memory(grad_out, a):
-            raise ValueError(f"grad_out and {n} share memory; the gradient must be written to a separate array")
+    check_disjoint([grad_out], ["grad_out"], list(inputs), list(names))
     return grad_out
 
 
@@ -204,7 +202,7 @@ def _logits_and_target(logits, target, allow_probs=True):
         if t.shape != want:
             raise ValueError(f"target: class labels of shape {want} expected for logits of shape "
                              f"{tuple(logits.shape)}, got {t.shape}")
-        return x, kernel_input(t.reshape(-1), np.int64), None, squeeze
+        return x, kernel_array(t.reshape(-1), np.int64), None, squeeze
     if t.dtype.kind == "f" and allow_probs:
         if t.dtype.newbyteorder("=") != x.dtype:
             raise TypeError(f"target: probabilities must have the dtype of logits ({x.dtype}), got {t.dtype}")
@@ -241,6 +239,11 @@ def softmax_cross_entropy(logits, target, *, class_weight=None, sample_weight=No
     With a_c the weighted q of the row and A = sum_c a_c:  l = A log s - sum_c a_c z_c,  dl/dx_c = p_c A - a_c.
     Returns ``(loss, grad)``; grad has the shape of logits. Labels out of range raise ValueError.
     """
+    if class_weight is None and sample_weight is None and type(label_smoothing) in (int, float) \
+            and label_smoothing == 0 and reduction == "mean":
+        fast = _loss.try_softmax_ce(logits, target, grad_out, ignore_index)     # checked in C; None: see below
+        if fast is not None:
+            return fast
     reduction = _reduction(reduction)
     eps = check_range(label_smoothing, "label_smoothing", 0.0, 1.0)
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
@@ -316,6 +319,9 @@ def add_penalty_grad_(grads, params, l1=0.0, l2=0.0):
     ``grads``/``params``: one array or matching lists; one dtype per call. One C call covers every pair."""
     l1 = check_range(l1, "l1", 0.0, np.inf, high_open=True)
     l2 = check_range(l2, "l2", 0.0, np.inf, high_open=True)
+    fast = _loss.try_penalty(grads, params, l1, l2)      # lists of arrays taken as they are, checked in C
+    if fast is not None:
+        return fast
     gl, _ = _array_list(grads, "grads")
     pl, _ = _array_list(params, "params")
     if len(gl) != len(pl):
@@ -335,7 +341,7 @@ def add_penalty_grad_(grads, params, l1=0.0, l2=0.0):
         check_same_shape(g, p, f"grads[{i}]", f"params[{i}]")
         cparams.append(p)
     n = len(gl)
-    _optim.check_no_overlap(gl + cparams, lambda i: f"grads[{i}]" if i < n else f"params[{i - n}]")
+    check_no_overlap(gl + cparams, lambda i: f"grads[{i}]" if i < n else f"params[{i - n}]")
     return _loss.penalty(gl, cparams, l1, l2)
 
 
@@ -363,7 +369,7 @@ def max_norm_(params, max_norm, axis=0):
         a = int(axis) % p.ndim
         shapes.append((int(np.prod(p.shape[:a], dtype=np.int64)), p.shape[a],
                        int(np.prod(p.shape[a + 1:], dtype=np.int64))))
-    _optim.check_no_overlap(pl, lambda i: f"params[{i}]")
+    check_no_overlap(pl, lambda i: f"params[{i}]")
     for p, shp in zip(pl, shapes):
         if p.size == 0:
             continue

@@ -11,8 +11,9 @@ import numbers
 
 import numpy as np
 
+from fastopt._contract import check_activation
 from fastopt._validation import check_flag, check_nonnegative, check_range, is_integer, kernel_ready
-from fastopt.functional.batchnorm import _check_activation, batch_norm_backward, batch_norm_forward
+from fastopt.functional.batchnorm import backward_plan, forward_plan, run_backward
 
 __all__ = ["BatchNorm"]
 
@@ -56,7 +57,7 @@ class BatchNorm:
         self.momentum = None if momentum is None else check_range(momentum, "momentum", 0.0, 1.0)
         self.affine = check_flag(affine, "affine")
         self.track_running_stats = check_flag(track_running_stats, "track_running_stats")
-        _check_activation(activation)
+        check_activation(activation)
         self.activation = activation
         self.dtype = dtype
         self.reuse_buffers = check_flag(reuse_buffers, "reuse_buffers")
@@ -72,8 +73,8 @@ class BatchNorm:
         else:
             self.running_mean = self.running_var = None
         self.num_batches_tracked = 0
-        self._saved = None
         self._buffers = {}
+        self._plans = (None, None)      # (forward, backward) plans of the last call, reused while they match
 
     # ------------------------------------------------------------------ modes
     def train(self, mode=True):
@@ -128,30 +129,43 @@ class BatchNorm:
         momentum = self.momentum
         if update and momentum is None:
             momentum = 1.0 / (self.num_batches_tracked + 1)
+        momentum = 0.0 if momentum is None else momentum
+        stats = update or not batch_stats
+        rm, rv = (self.running_mean, self.running_var) if stats else (None, None)
         out = self._buffer("y", x) if isinstance(x, np.ndarray) else None
-        y, save_mean, save_invstd = batch_norm_forward(
-            x, self.gamma, self.beta,
-            self.running_mean if (update or not batch_stats) else None,
-            self.running_var if (update or not batch_stats) else None,
-            training=batch_stats, momentum=0.0 if momentum is None else momentum, eps=self.eps, axis=self.axis,
-            out=out, activation=self.activation)
+        plan = self._plans[0]
+        if plan is not None and plan.matches(x, out, self.gamma, self.beta, rm, rv, batch_stats):
+            plan.momentum = momentum
+        else:
+            plan = forward_plan(x, self.gamma, self.beta, rm, rv, training=batch_stats, momentum=momentum,
+                                eps=self.eps, axis=self.axis, out=out, activation=self.activation, keep_stats=True)
+            self._plans = (plan, None)
+        y = plan.run()[0]
         if update:
             self.num_batches_tracked += 1
-        self._saved = (x, save_mean, save_invstd, batch_stats)
         return y
 
     __call__ = forward
 
     def backward(self, dy):
         """dx for the last :meth:`forward`; writes grad_gamma / grad_beta in place (overwriting, not adding)."""
-        if self._saved is None:
+        fwd, plan = self._plans
+        if fwd is None:
             raise RuntimeError("backward() called before forward()")
-        x, save_mean, save_invstd, batch_stats = self._saved
-        dx, _, _ = batch_norm_backward(
-            dy, x, self.gamma, save_mean, save_invstd, axis=self.axis, training=batch_stats,
-            activation=self.activation, beta=self.beta, dx_out=self._buffer("dx", x),
-            dgamma_out=self.grad_gamma, dbeta_out=self.grad_beta)
-        return dx
+        dx_out = self._buffer("dx", fwd.x)
+        if plan is None or not plan.matches(fwd.x, self.gamma, self.beta, fwd.save_mean, fwd.save_invstd, dx_out,
+                                            self.grad_gamma, self.grad_beta):
+            plan = backward_plan(fwd.x, self.gamma, fwd.save_mean, fwd.save_invstd, axis=self.axis,
+                                 training=fwd.training, activation=self.activation, beta=self.beta, dx_out=dx_out,
+                                 dgamma_out=self.grad_gamma, dbeta_out=self.grad_beta)
+            self._plans = (fwd, plan)
+        return run_backward(plan, dy)[0]
+
+    def __getstate__(self):
+        """Arrays and settings; plans and buffers are rebuilt at the next call."""
+        state = dict(self.__dict__)
+        state["_plans"], state["_buffers"] = (None, None), {}
+        return state
 
     # ------------------------------------------------------------------ state
     def state_dict(self):

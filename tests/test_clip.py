@@ -174,7 +174,7 @@ BAD = [
     (lambda: [_arr(), [1.0, 2.0]], {}, TypeError, r"grads\[1\]: expected a numpy.ndarray"),
     (lambda: [_arr(), np.arange(3)], {}, TypeError, r"grads\[1\]: expected dtype float32 or float64, got int64"),
     (lambda: [_arr(), _arr(dtype=np.float16)], {}, TypeError, r"grads\[1\].*float16"),
-    (lambda: [_arr(), _arr(20)[::2]], {}, ValueError, r"grads\[1\] is updated in place.*not C-contiguous"),
+    (lambda: [_arr(), _arr(20)[::2]], {}, ValueError, r"grads\[1\] is written in place.*not C-contiguous"),
     (lambda: [_ro()], {}, ValueError, r"grads\[0\].*read-only"),
     (lambda: [_arr().astype(">f8")], {}, ValueError, r"grads\[0\].*byte order"),
     (lambda: [_shared[:10], _arr(), _shared[5:]], {}, ValueError, r"grads\[0\] and grads\[2\] share memory"),

@@ -17,14 +17,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from fastopt import _loss, optim, schedules
+from fastopt import optim, schedules
 from fastopt._validation import kernel_input
 from fastopt.callbacks import EarlyStopping
 from fastopt.clip import clip_grad_norm_
 from fastopt.estimators._interrupt import deferred_interrupt
 from fastopt.estimators._network import Network
 from fastopt.estimators._threads import training_threads
-from fastopt.losses import mse
+from fastopt.losses import add_penalty_grad_, mse, softmax_cross_entropy
 
 OPTIMIZERS = dict(optim.OPTIMIZERS)
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
@@ -244,9 +244,7 @@ class _BaseMLP(BaseEstimator):
             loss, d_out = self._loss(out, Yb, grad_buf[:m])
             net.backward(d_out, seed=seed)
             if l1 or l2:
-                # add_penalty_grad_'s kernel on the network's own arrays, without the public function's
-                # per-call checks (a fifth of a digits batch); the C layer still checks sizes and dtypes
-                loss += _loss.penalty(net.weight_grads, net.weights, l1, l2)
+                loss += add_penalty_grad_(net.weight_grads, net.weights, l1, l2)
             if self.clip_norm is not None:
                 clip_grad_norm_(net.grads, self.clip_norm)
             opt.step(net.grads)
@@ -318,13 +316,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return len(self.classes_)
 
     def _loss(self, logits, y, grad_out):
-        """softmax_cross_entropy(logits, y, grad_out=grad_out) (mean over rows) without the public function's
-        per-call checks, which cost more than the kernel at digits' batch size: y holds the encoder's labels,
-        0 <= y < n_classes by construction, and the C layer still checks sizes and dtypes."""
-        m, c = logits.shape
-        total = _loss.rows_loss(False, logits, m, c, y, None, None, None, -100, 1.0 / m, 0.0, 0.0, 0.0, float(c),
-                                0.0, None, grad_out)
-        return float(total), grad_out
+        """Softmax cross-entropy, the mean over rows (y: the encoder's labels, int64)."""
+        return softmax_cross_entropy(logits, y, grad_out=grad_out)
 
     def _score_array(self, X, y):
         return float(np.mean(np.argmax(self._net.forward(X, training=False), axis=1) == y))

@@ -5,14 +5,13 @@ Forward, for each hidden layer l (h_0 = X):
 
     z_l = h_{l-1} W_l,   a_l = BN_l(z_l) or z_l + b_l,   h_l = dropout(relu(a_l))
 
-with bias + ReLU fused (fastopt.functional.bias_activation's kernel, or batch norm's fused ReLU).
+with bias + ReLU fused (fastopt.functional.bias_activation, or batch norm's fused ReLU).
 and the output layer o = h_L W_out + b_out. Backward applies the chain rule in reverse, filling ``grads`` (aligned
 with ``params``) in place.
 """
 import numpy as np
 
-from fastopt import _activation
-from fastopt.functional import dropout, dropout_backward
+from fastopt.functional import bias_activation, bias_activation_backward, dropout, dropout_backward
 from fastopt.nn import BatchNorm
 
 
@@ -85,7 +84,7 @@ class Network:
                 for name in ("gamma", "beta", "grad_gamma", "grad_beta", "running_mean", "running_var"):
                     setattr(bn, name, own(getattr(bn, name)))
                 bn._buffers = {}
-                bn._saved = None
+                bn._plans = (None, None)
         self.params, self.grads = [], []
         for W, gW, b, gb, bn in zip(self.weights, self.weight_grads, self.biases, self.bias_grads, self.bns):
             self.params.append(W)
@@ -126,14 +125,14 @@ class Network:
                 # of a float32 rounding boundary, so a sample's output almost never depends on its batch
                 np.matmul(h, self.weights[l], out=z, dtype=np.float64)
             if l == n_layers - 1:
-                _activation.bias_forward(z, self.biases[l], z, False)
+                bias_activation(z, self.biases[l], activation=None, out=z)
                 return z
             out = self._h[l][:m]
             bn = self.bns[l]
             if bn is not None:
                 out[...] = bn.forward(z, training=training)
             else:
-                _activation.bias_forward(z, self.biases[l], out, True)     # relu(z + b), one fused pass
+                bias_activation(z, self.biases[l], out=out)     # relu(z + b), one fused pass
             if training and self.dropout_p > 0:
                 dropout(out, p=self.dropout_p, seed=seed * 1_000_003 + l, out=out)
             h = out
@@ -144,7 +143,7 @@ class Network:
         m = d_out.shape[0]
         n_layers = len(self.weights)
         d = d_out
-        _activation.bias_backward(d, None, d, self.bias_grads[-1], False)         # the output bias: column sums
+        bias_activation_backward(d, activation=None, dx_out=d, dbias_out=self.bias_grads[-1])  # output bias: sums
         for l in range(n_layers - 1, -1, -1):
             h_prev = self._x if l == 0 else self._h[l - 1][:m]
             gW = self.weight_grads[l]
@@ -160,5 +159,5 @@ class Network:
                 dh[...] = bn.backward(dh)
             else:
                 # dh <- dh [h > 0] and the bias gradient, one fused pass (h: the layer's output, after dropout)
-                _activation.bias_backward(dh, self._h[l - 1][:m], dh, self.bias_grads[l - 1], True)
+                bias_activation_backward(dh, self._h[l - 1][:m], dx_out=dh, dbias_out=self.bias_grads[l - 1])
             d = dh

@@ -12,61 +12,58 @@ threshold. Implementation: csrc/activation.c.
 
 Arrays are used in place: ``out=x`` and ``dx_out=dy`` are allowed (element for element), any other overlap between
 an output and an input is an error. A non-contiguous x / y / dy is copied once; outputs are never copied.
-Calls whose arguments are all already what the kernels take are checked in C (``_activation.try_forward`` /
-``try_backward``, about 1 us); anything else takes the Python checks below, which copy or raise.
+A call is one plan (``fastopt._activation.Plan``): checked in C when every argument is already what the kernels
+take (about 1 us), else built after the checks below, which copy or raise.
 """
 import numpy as np
 
 from fastopt import _activation
-from fastopt._validation import (check_float_array, check_inplace_array, check_same_dtype, check_same_shape,
-                                 kernel_input)
+from fastopt._contract import check_activation
+from fastopt._validation import (check_disjoint, check_float_array, check_inplace_array, check_same_dtype,
+                                 check_same_shape, input_array)
 
 __all__ = ["bias_activation", "bias_activation_backward"]
-
-_ACTIVATIONS = (None, "relu")
-
-
-def _check_activation(activation):
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"Invalid activation: expected None or 'relu', got {activation!r}")
-    return activation == "relu"
 
 
 def _matrix(a, name):
     check_float_array(a, name)
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a 2-d (samples, units) array, got shape {a.shape}")
-    return kernel_input(a)
+    return input_array(a, name)
 
 
-def _vector(a, name, like, write):
+def _vector(a, name, like, like_name, write):
     if a is None:
         return None
     (check_inplace_array if write else check_float_array)(a, name)
-    check_same_dtype(like, a, "x" if not write else "dy", name)
+    check_same_dtype(like, a, like_name, name)
     if a.shape != (like.shape[1],):
         raise ValueError(f"{name}: expected shape ({like.shape[1]},) (one per column), got {a.shape}")
-    return a if write else kernel_input(a)
+    return a if write else input_array(a, name)
 
 
-def _output(out, name, src, inputs):
-    """The caller's output (checked: same dtype and shape as src, writeable, C-contiguous; the same array as the
-    element-for-element input or disjoint from every input) or a fresh array."""
+def _output(out, name, src, src_name, orig, others, other_names):
+    """The caller's output checked (src's dtype and shape, written in place, the very memory of the element-for-
+    element input orig or disjoint from it and from others)."""
     if out is None:
-        return np.empty(src.shape, src.dtype)
+        return None
     check_inplace_array(out, name)
-    check_same_dtype(src, out, "x" if name == "out" else "dy", name)
-    check_same_shape(src, out, "x" if name == "out" else "dy", name)
-    for arr, aname, same_ok in inputs:
-        if arr is None:
-            continue
-        if same_ok and out.__array_interface__["data"][0] == arr.__array_interface__["data"][0] \
-                and out.shape == arr.shape and out.strides == arr.strides:
-            continue
-        if np.shares_memory(out, arr):
-            raise ValueError(f"{name} and {aname} share memory; they must be separate arrays"
-                             + (f" (or {name} may be {aname} itself)" if same_ok else ""))
+    check_same_dtype(src, out, src_name, name)
+    check_same_shape(src, out, src_name, name)
+    if not (out.__array_interface__["data"][0] == orig.__array_interface__["data"][0]
+            and out.shape == orig.shape and out.strides == orig.strides):
+        try:
+            check_disjoint([out], [name], [orig], [src_name])
+        except ValueError as e:
+            raise ValueError(f"{e} (or {name} may be {src_name} itself)") from None
+    check_disjoint([out], [name], others, other_names)
     return out
+
+
+def _run(plan, what):
+    if plan is None:
+        raise RuntimeError(f"internal error: {what}'s checks passed arguments its kernels do not take")
+    return plan.run()
 
 
 def bias_activation(x, bias, *, activation="relu", out=None):
@@ -74,13 +71,12 @@ def bias_activation(x, bias, *, activation="relu", out=None):
     fast = _activation.try_forward(x, bias, out, activation)
     if fast is not None:
         return fast
-    relu = _check_activation(activation)
+    check_activation(activation)
     orig = x
     x = _matrix(x, "x")
-    bias = _vector(bias, "bias", x, False)
-    out = _output(out, "out", x, [(orig, "x", True), (bias, "bias", False)])
-    _activation.bias_forward(x, bias, out, relu)
-    return out
+    b = _vector(bias, "bias", x, "x", False)
+    out = _output(out, "out", x, "x", orig, [bias], ["bias"])
+    return _run(_activation.plan_forward(x, b, out, activation), "bias_activation")
 
 
 def bias_activation_backward(dy, y=None, *, activation="relu", dx_out=None, dbias_out=None):
@@ -91,8 +87,8 @@ def bias_activation_backward(dy, y=None, *, activation="relu", dx_out=None, dbia
     fast = _activation.try_backward(dy, y, dx_out, dbias_out, activation)
     if fast is not None:
         return fast
-    relu = _check_activation(activation)
-    orig = dy
+    relu = check_activation(activation)
+    orig, orig_y = dy, y
     dy = _matrix(dy, "dy")
     if relu:
         if y is None:
@@ -101,14 +97,8 @@ def bias_activation_backward(dy, y=None, *, activation="relu", dx_out=None, dbia
         check_same_dtype(dy, y, "dy", "y")
         check_same_shape(dy, y, "dy", "y")
     else:
-        y = None
-    dx = _output(dx_out, "dx_out", dy, [(orig, "dy", True), (y, "y", False)])
-    dbias = _vector(dbias_out, "dbias_out", dy, True)
-    if dbias is None:
-        dbias = np.empty(dy.shape[1], dy.dtype)
-    else:
-        for arr, aname in ((dy, "dy"), (y, "y"), (dx, "dx_out")):
-            if arr is not None and np.shares_memory(dbias, arr):
-                raise ValueError(f"dbias_out and {aname} share memory; they must be separate arrays")
-    _activation.bias_backward(dy, y, dx, dbias, relu)
-    return dx, dbias
+        y = orig_y = None
+    dx = _output(dx_out, "dx_out", dy, "dy", orig, [orig_y], ["y"])
+    dbias = _vector(dbias_out, "dbias_out", dy, "dy", True)
+    check_disjoint([dbias], ["dbias_out"], [orig, orig_y, dx_out], ["dy", "y", "dx_out"])
+    return _run(_activation.plan_backward(dy, y, dx, dbias, activation), "bias_activation_backward")

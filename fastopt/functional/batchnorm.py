@@ -35,36 +35,21 @@ differ across thread counts in the last bits (tests: 4 float32 ulp, 1e-12 relati
 blocks of channels per thread instead when a thread's share of rows would not fit its cache. Every
 instruction-set path gives the same bits.
 
-Every argument is checked before anything is written; an error leaves every array unchanged. Calls whose
-arguments are all already what the kernels take (the usual case in a training loop) are checked in C
-(``_batchnorm.try_forward`` / ``try_backward``); anything else takes the Python checks below, which raise or copy.
+Every argument is checked before anything is written; an error leaves every array unchanged. A call is one plan
+(``fastopt._batchnorm.ForwardPlan`` / ``BackwardPlan``): checked in C when every argument is already what the
+kernels take (the usual case in a training loop), else built after the checks below, which copy or raise.
 """
-import math
 import numbers
 
 import numpy as np
 
 from fastopt import _batchnorm
-from fastopt._validation import (check_flag, check_float_array, check_nonnegative, check_range, kernel_input,
-                                 kernel_ready)
+from fastopt._contract import check_activation
+from fastopt._validation import (check_disjoint, check_flag, check_float_array, check_inplace_array,
+                                 check_nonnegative, check_range, check_same_dtype, check_same_shape, input_array,
+                                 kernel_array)
 
 __all__ = ["batch_norm_forward", "batch_norm_backward"]
-
-_ACTIVATIONS = (None, "relu")
-
-
-class _Layout:
-    """How x's memory is seen by the kernels: kind (NCS or RC), n, c, s, and the transposition to kernel order."""
-    __slots__ = ("kind", "n", "c", "s", "move", "shape")
-
-    def __init__(self, kind, n, c, s, move, shape):
-        self.kind, self.n, self.c, self.s, self.move, self.shape = kind, n, c, s, move, shape
-
-    def to_kernel(self, a):
-        return a if self.move is None else np.moveaxis(a, *self.move)
-
-    def from_kernel(self, a):
-        return a if self.move is None else np.moveaxis(a, self.move[1], self.move[0])
 
 
 def _check_axis(x, axis):
@@ -81,93 +66,127 @@ def _check_axis(x, axis):
     return ax
 
 
-def _layout(x, axis):
-    """Resolves the layout and returns (layout, x in kernel order: a view of x or a C-contiguous copy)."""
-    ax = _check_axis(x, axis)
-    nd, C, size = x.ndim, x.shape[ax], x.size
-    last = ax == nd - 1
-    if nd > 2 and not kernel_ready(x):
-        move = (nd - 1, 1) if last else (1, nd - 1)
-        view = np.moveaxis(x, *move)
-        if kernel_ready(view):   # memory in the other layout: the kernels run on it in place
-            if last:
-                return _Layout(_batchnorm.NCS, x.shape[0], C, math.prod(x.shape[1:-1]), move, x.shape), view
-            return _Layout(_batchnorm.RC, size // C, C, 1, move, x.shape), view
-    x = kernel_input(x)
-    s = 1 if last else math.prod(x.shape[2:])
-    if s == 1:
-        return _Layout(_batchnorm.RC, size // C, C, 1, None, x.shape), x
-    return _Layout(_batchnorm.NCS, x.shape[0], C, s, None, x.shape), x
-
-
-def _check_channel_shape(a, name, x, C):
-    """a is a float array of x's dtype and shape (C,)."""
-    check_float_array(a, name)
-    if a.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
-        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {a.dtype}")
+def _channels(a, name, x, C, inplace=False):
+    """None, or a per-channel (C,) array of x's dtype: written in place (checked, never copied) or read (copied
+    once if the kernels cannot read it as it is)."""
+    if a is None:
+        return None
+    (check_inplace_array if inplace else check_float_array)(a, name)
+    check_same_dtype(x, a, "x", name)
     if a.shape != (C,):
         raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
+    return a if inplace else input_array(a, name)
 
 
-def _check_channels(a, name, x, C, required=False):
-    """A per-channel input: None (allowed unless required) or a 1-d array of C elements of x's dtype; returns a
-    contiguous native array (a copy if needed: C elements)."""
-    if a is None:
-        if required:
-            raise ValueError(f"{name}: required, got None")
-        return None
-    _check_channel_shape(a, name, x, C)
-    return kernel_input(a)
+def _saved(a, name, C):
+    check_float_array(a, name)
+    if a.shape != (C,):
+        raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
+    return kernel_array(a, np.float64)
 
 
-def _check_inplace_channels(a, name, x, C):
-    """A per-channel array written in place: shape (C,), x's dtype, writeable, contiguous, aligned, native."""
-    if a is None:
-        return None
-    _check_channel_shape(a, name, x, C)
-    _check_writeable(a, name)
-    return a
-
-
-def _check_writeable(a, name):
-    problems = [p for p, bad in (("not C-contiguous", not a.flags.c_contiguous), ("not aligned", not a.flags.aligned),
-                                 ("not in native byte order", not a.dtype.isnative),
-                                 ("read-only", not a.flags.writeable)) if bad]
-    if problems:
-        raise ValueError(f"{name} is written in place and must be a writeable, C-contiguous, aligned, native "
-                         f"byte-order array; it is {', '.join(problems)}")
-
-
-def _output(out, name, x, lay, xk):
-    """The kernel-order view of a caller's output buffer (checked) or a fresh array laid out like xk."""
-    if out is None:
-        return np.empty_like(xk)
+def _check_output(out, name, x, xk):
+    """A caller's buffer for y / dx: x's dtype and shape, written in place, laid out as xk (the array the kernels
+    read: x itself or its C-contiguous copy)."""
     check_float_array(out, name)
-    if out.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
-        raise TypeError(f"{name}: expected dtype {x.dtype} (the dtype of x), got {out.dtype}")
-    if out.shape != x.shape:
-        raise ValueError(f"{name}: shape {out.shape} does not match x shape {x.shape}")
-    ok = lay.to_kernel(out)
-    if not (ok.flags.c_contiguous and ok.flags.aligned and out.dtype.isnative and out.flags.writeable):
-        layout = "C-contiguous" if lay.move is None else "with the strides of x (the other layout's C order)"
+    check_same_dtype(x, out, "x", name)
+    check_same_shape(x, out, "x", name)
+    if xk.flags.c_contiguous:
+        check_inplace_array(out, name)
+    elif not (out.strides == xk.strides and out.flags.aligned and out.dtype.isnative and out.flags.writeable):
         raise ValueError(f"{name} is written in place and must be a writeable, aligned, native byte-order array "
-                         f"{layout}; never copied")
-    return ok
+                         f"with the strides of x {xk.strides} (the other layout's C order); never copied")
 
 
-def _check_not_aliasing(out, name, originals):
-    """Outputs must not share memory with the caller's inputs, even when the kernels read a copy of them."""
-    if out is None:
-        return
-    for arr, aname in originals:
-        if np.shares_memory(out, arr):
-            raise ValueError(f"{aname} and {name} share memory; they must be separate arrays")
+def _internal(what):
+    return RuntimeError(f"internal error: {what}'s checks passed arguments its kernels do not take")
 
 
-def _check_activation(activation):
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"Invalid activation: expected None or 'relu', got {activation!r}")
-    return activation == "relu"
+def forward_plan(x, gamma, beta, running_mean, running_var, *, training, momentum, eps, axis, out, activation,
+                 keep_stats=False):
+    """The checked :class:`fastopt._batchnorm.ForwardPlan` of a batch_norm_forward call (see there)."""
+    plan = _batchnorm.plan_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, axis, out,
+                                   activation, keep_stats)
+    if plan is not None:
+        return plan
+    check_float_array(x, "x")
+    training = check_flag(training, "training")
+    momentum = check_range(momentum, "momentum", 0.0, 1.0)
+    eps = check_nonnegative(eps, "eps")
+    activation = "relu" if check_activation(activation) else None
+    ax = _check_axis(x, axis)
+    C = x.shape[ax]
+    xk = _batchnorm.kernel_input(x, ax)
+    g = _channels(gamma, "weight", x, C)
+    b = _channels(beta, "bias", x, C)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var: pass both or neither (None: statistics not tracked)")
+    if running_mean is None and not training:
+        raise ValueError("training=False needs running_mean and running_var (the statistics to normalize with)")
+    rm = _channels(running_mean, "running_mean", x, C, inplace=training)
+    rv = _channels(running_var, "running_var", x, C, inplace=training)
+    if training and x.size // C < 2:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
+    if out is not None:
+        _check_output(out, "out", x, xk)
+    stats = [running_mean, running_var]
+    check_disjoint([out] + (stats if training else [None, None]), ["out", "running_mean", "running_var"],
+                   [x, gamma, beta] + ([None, None] if training else stats),
+                   ["x", "weight", "bias", "running_mean", "running_var"])
+    plan = _batchnorm.plan_forward(xk, g, b, rm, rv, training, momentum, eps, ax, out, activation, keep_stats)
+    if plan is None:
+        raise _internal("batch_norm_forward")
+    return plan
+
+
+def backward_plan(x, gamma, save_mean, save_invstd, *, axis, training, activation, beta, dx_out, dgamma_out,
+                  dbeta_out):
+    """The checked :class:`fastopt._batchnorm.BackwardPlan` of a batch_norm_backward call (dy aside)."""
+    plan = _batchnorm.plan_backward(x, gamma, save_mean, save_invstd, axis, training, activation, beta, dx_out,
+                                    dgamma_out, dbeta_out)
+    if plan is not None:
+        return plan
+    check_float_array(x, "x")
+    training = check_flag(training, "training")
+    activation = "relu" if check_activation(activation) else None
+    ax = _check_axis(x, axis)
+    C = x.shape[ax]
+    xk = _batchnorm.kernel_input(x, ax)
+    g = _channels(gamma, "weight", x, C)
+    b = _channels(beta, "bias", x, C)
+    sm = _saved(save_mean, "save_mean", C)
+    si = _saved(save_invstd, "save_invstd", C)
+    if training and x.size // C < 2:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
+    if dx_out is not None:
+        _check_output(dx_out, "dx_out", x, xk)
+    dg = _channels(dgamma_out, "dgamma_out", x, C, inplace=True)
+    db = _channels(dbeta_out, "dbeta_out", x, C, inplace=True)
+    check_disjoint([dx_out, dg, db], ["dx_out", "dgamma_out", "dbeta_out"],
+                   [x, gamma, beta, save_mean, save_invstd], ["x", "weight", "bias", "save_mean", "save_invstd"])
+    plan = _batchnorm.plan_backward(xk, g, sm, si, ax, training, activation, b, dx_out, dg, db)
+    if plan is None:
+        raise _internal("batch_norm_backward")
+    return plan
+
+
+def run_backward(plan, dy):
+    """(dx, dgamma, dbeta) of a backward plan for dy: checked (x's dtype and shape, no output sharing its memory)
+    and, unless laid out as the plan's x, copied once into that layout."""
+    result = plan.run(dy)
+    if result is not None:
+        return result
+    check_float_array(dy, "dy")
+    check_same_dtype(plan.x, dy, "x", "dy")
+    check_same_shape(plan.x, dy, "x", "dy")
+    check_disjoint([plan.dx_out, plan.dgamma_out, plan.dbeta_out], ["dx_out", "dgamma_out", "dbeta_out"], [dy],
+                   ["dy"])
+    dyk = np.empty_like(plan.x)
+    dyk[...] = dy
+    result = plan.run(dyk)
+    if result is None:
+        raise _internal("batch_norm_backward")
+    return result
 
 
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, *, training, momentum=0.1, eps=1e-5, axis=1,
@@ -189,47 +208,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, *, training, m
                                   activation)
     if fast is not None:
         return fast
-    check_float_array(x, "x")
-    training = check_flag(training, "training")
-    momentum = check_range(momentum, "momentum", 0.0, 1.0)
-    eps = check_nonnegative(eps, "eps")
-    relu = _check_activation(activation)
-    lay, xk = _layout(x, axis)
-    C = lay.c
-    gamma = _check_channels(gamma, "weight", x, C)
-    beta = _check_channels(beta, "bias", x, C)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var: pass both or neither (None: statistics not tracked)")
-    if running_mean is None and not training:
-        raise ValueError("training=False needs running_mean and running_var (the statistics to normalize with)")
-    if training:
-        running_mean = _check_inplace_channels(running_mean, "running_mean", x, C)
-        running_var = _check_inplace_channels(running_var, "running_var", x, C)
-    else:
-        running_mean = _check_channels(running_mean, "running_mean", x, C)
-        running_var = _check_channels(running_var, "running_var", x, C)
-    if training and x.size // C < 2:
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
-    yk = _output(out, "out", x, lay, xk)
-    if xk.base is not x and xk is not x:
-        _check_not_aliasing(out, "out", [(x, "x")])
-    save_mean = np.empty(C)
-    save_invstd = np.empty(C)
-    _batchnorm.check_disjoint([yk, running_mean if training else None, running_var if training else None],
-                              ["out", "running_mean", "running_var"],
-                              [xk, gamma, beta, running_mean if not training else None,
-                               running_var if not training else None],
-                              ["x", "weight", "bias", "running_mean", "running_var"])
-    _batchnorm.forward(xk, yk, lay.kind, lay.n, lay.c, lay.s, gamma, beta, running_mean, running_var,
-                       save_mean, save_invstd, training, momentum, eps, relu)
-    return (out if out is not None else lay.from_kernel(yk)), save_mean, save_invstd
-
-
-def _check_saved(a, name, C):
-    check_float_array(a, name)
-    if a.shape != (C,):
-        raise ValueError(f"{name}: expected shape ({C},) (the {C} channels of x), got {a.shape}")
-    return kernel_input(a, np.float64)
+    plan = forward_plan(x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps,
+                        axis=axis, out=out, activation=activation)
+    return plan.run()
 
 
 def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, *, axis=1, training=True, activation=None, beta=None,
@@ -248,40 +229,8 @@ def batch_norm_backward(dy, x, gamma, save_mean, save_invstd, *, axis=1, trainin
                                    dgamma_out, dbeta_out)
     if fast is not None:
         return fast
-    check_float_array(x, "x")
-    check_float_array(dy, "dy")
-    training = check_flag(training, "training")
-    relu = _check_activation(activation)
-    lay, xk = _layout(x, axis)
-    C = lay.c
-    if dy.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):
-        raise TypeError(f"dy: expected dtype {x.dtype} (the dtype of x), got {dy.dtype}")
-    if dy.shape != x.shape:
-        raise ValueError(f"dy: shape {dy.shape} does not match x shape {x.shape}")
-    gamma = _check_channels(gamma, "weight", x, C)
-    beta = _check_channels(beta, "bias", x, C)
-    save_mean = _check_saved(save_mean, "save_mean", C)
-    save_invstd = _check_saved(save_invstd, "save_invstd", C)
-    if training and x.size // C < 2:
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
-    dyk = lay.to_kernel(dy)
-    if not kernel_ready(dyk) or dyk.dtype != xk.dtype:
-        dyk = np.empty_like(xk)
-        dyk[...] = lay.to_kernel(dy)
-    dxk = _output(dx_out, "dx_out", x, lay, xk)
-    if dyk.base is not dy and dyk is not dy or xk.base is not x and xk is not x:
-        _check_not_aliasing(dx_out, "dx_out", [(x, "x"), (dy, "dy")])
-    want = gamma is not None
-    dgamma = _check_inplace_channels(dgamma_out, "dgamma_out", x, C)
-    dbeta = _check_inplace_channels(dbeta_out, "dbeta_out", x, C)
-    if dgamma is None and want:
-        dgamma = np.empty(C, dtype=xk.dtype)
-    if dbeta is None and want:
-        dbeta = np.empty(C, dtype=xk.dtype)
-    _batchnorm.check_disjoint([dxk, dgamma, dbeta], ["dx_out", "dgamma_out", "dbeta_out"],
-                              [dyk, xk, gamma, beta, save_mean, save_invstd],
-                              ["dy", "x", "weight", "bias", "save_mean", "save_invstd"])
-    _batchnorm.backward(dyk, xk, dxk, lay.kind, lay.n, lay.c, lay.s, gamma, beta if relu else None, save_mean,
-                        save_invstd, dgamma, dbeta, training, relu)
-    dx = dx_out if dx_out is not None else lay.from_kernel(dxk)
-    return dx, dgamma, dbeta
+    if not isinstance(dy, np.ndarray):
+        check_float_array(dy, "dy")
+    plan = backward_plan(x, gamma, save_mean, save_invstd, axis=axis, training=training, activation=activation,
+                         beta=beta, dx_out=dx_out, dgamma_out=dgamma_out, dbeta_out=dbeta_out)
+    return run_backward(plan, dy)

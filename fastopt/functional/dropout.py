@@ -18,7 +18,7 @@ import numpy as np
 
 from fastopt import _loss
 from fastopt._validation import (as_real, check_float_array, check_inplace_array, check_same_dtype, check_same_shape,
-                                 kernel_input)
+                                 input_array)
 
 __all__ = ["dropout", "dropout_backward"]
 
@@ -39,10 +39,12 @@ def _check_seed(seed):
 
 
 def _apply(x, p, seed, out, name):
-    check_float_array(x, name)
+    fast = _loss.try_dropout(x, out, seed, p)       # every argument as the kernel takes it, checked in C
+    if fast is not None:
+        return fast
+    src = input_array(x, name)
     p = _check_p(p)
     seed = _check_seed(seed)
-    src = kernel_input(x)
     if out is None:
         out = np.empty(src.shape, dtype=src.dtype)
     else:
@@ -51,8 +53,8 @@ def _apply(x, p, seed, out, name):
         check_same_shape(src, out, name, "out")
         same = (out.__array_interface__["data"][0] == src.__array_interface__["data"][0])
         if not same and np.shares_memory(out, src):
-            raise ValueError(f"out and {name} overlap without being the same array; pass out={name} to work in "
-                             "place, or a separate array")
+            raise ValueError(f"out and {name} share memory; they must be separate arrays (or out may be {name} "
+                             "itself)")
     _loss.dropout(src, out, seed, p)
     return out
 

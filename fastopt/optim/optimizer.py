@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastopt import _optim
-from fastopt._validation import check_inplace_array, check_range
+from fastopt._contract import IntervalSet
+from fastopt._validation import check_inplace_array, check_no_overlap, check_range
 
 
 _LIVE = weakref.WeakSet()     # every optimizer of this process, for the fork handler below
@@ -147,7 +148,7 @@ class Optimizer:
                             f"expected {sorted(self.defaults)}")
         self._pack(group, f"param group {len(self.param_groups)}")
         everything = self._params + params
-        _optim.check_no_overlap(everything, lambda i: f"params[{i}]")
+        check_no_overlap(everything, lambda i: f"params[{i}]")
         group["params"] = params
         self.param_groups.append(group)
         self._group_params.append(tuple(params))
@@ -294,7 +295,7 @@ class Optimizer:
                 if st.get(name) is not None:
                     arrays.append(st[name])
                     names.append(f"state of params[{i}] ({name})")
-        return _optim.WriteSet(arrays, names)
+        return IntervalSet(arrays, names)
 
     def _new_state(self, group, p):
         state = {"step": np.zeros((), dtype=np.int64)}
