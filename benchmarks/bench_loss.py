@@ -1,5 +1,4 @@
-"""Losses (forward + backward), the L2 penalty gradient and dropout: fastopt vs NumPy, torch autograd and the
-roofline probe.
+"""Losses (forward + backward): fastopt vs NumPy, torch autograd and the roofline probe.
 
     pytest benchmarks/bench_loss.py --benchmark-only [--quick] [--bench-threads 2]
 

@@ -6,12 +6,13 @@
 >>> opt.step([np.ones_like(W)])          # W updated in place, one fused pass
 
 Modules: ``fastopt.optim`` (optimizers, also exported here), ``fastopt.functional`` (in-place kernels on arrays you
-own), ``fastopt.nn`` (BatchNorm), ``fastopt.losses`` (losses with fused gradients, penalties), ``fastopt.schedules``
-(lr schedules), ``fastopt.callbacks`` (EarlyStopping), ``fastopt.estimators`` (scikit-learn MLPs, imported on use).
+own), ``fastopt.nn`` (BatchNorm), ``fastopt.losses`` (losses with fused gradients), ``fastopt.regularize``
+(penalties, max-norm), ``fastopt.schedules`` (lr schedules), ``fastopt.callbacks`` (EarlyStopping),
+``fastopt.estimators`` (scikit-learn MLPs, imported on use).
 """
 __version__ = "0.1.0"
 
-from fastopt import callbacks, functional, losses, nn, schedules
+from fastopt import callbacks, functional, losses, nn, regularize, schedules
 from fastopt._config import (available_isas, config, get_isa, get_num_threads, parallel_min_elements, set_isa,
                              set_num_threads, show_config)
 from fastopt.clip import clip_grad_norm_, clip_grad_value_, get_total_norm
@@ -20,7 +21,7 @@ from fastopt import optim as _optim_objects
 globals().update({name: getattr(_optim_objects, name) for name in _optim_objects.__all__})
 
 __all__ = list(_optim_objects.__all__) + [
-    "functional", "nn", "losses", "schedules", "callbacks",
+    "functional", "nn", "losses", "regularize", "schedules", "callbacks",
     "clip_grad_norm_", "clip_grad_value_", "get_total_norm",
     "set_num_threads", "get_num_threads", "parallel_min_elements", "show_config", "config",
     "get_isa", "set_isa", "available_isas",

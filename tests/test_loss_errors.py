@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastopt import losses
+from fastopt import losses, regularize
 from fastopt.functional import dropout, dropout_backward
 from _arrays import readonly
 
@@ -103,23 +103,23 @@ def _cases():
         cases.append((name, arrays, fn, exc, rx))
 
     pen("penalty negative l2", ValueError, r"Invalid l2: -0.1",
-        lambda w: losses.add_penalty_grad_(w[0], w[1], l2=-0.1))
-    pen("penalty NaN l1", ValueError, r"Invalid l1: nan", lambda w: losses.add_penalty_grad_(w[0], w[1], l1=np.nan))
+        lambda w: regularize.add_penalty_grad_(w[0], w[1], l2=-0.1))
+    pen("penalty NaN l1", ValueError, r"Invalid l1: nan", lambda w: regularize.add_penalty_grad_(w[0], w[1], l1=np.nan))
     pen("penalty read-only grad", ValueError, r"grads\[0\] is written in place.*read-only",
-        lambda w: losses.add_penalty_grad_(readonly(w[0]), w[1], l2=0.1))
+        lambda w: regularize.add_penalty_grad_(readonly(w[0]), w[1], l2=0.1))
     pen("penalty dtype mix", TypeError, r"params\[0\]: expected dtype float64",
-        lambda w: losses.add_penalty_grad_(w[0], w[1].astype(f32), l2=0.1))
+        lambda w: regularize.add_penalty_grad_(w[0], w[1].astype(f32), l2=0.1))
     pen("penalty second pair of another dtype", TypeError, r"grads\[1\]: expected dtype float64",
-        lambda w: losses.add_penalty_grad_([w[0], w[2]], [w[1], w[2].copy()], l2=0.1))
+        lambda w: regularize.add_penalty_grad_([w[0], w[2]], [w[1], w[2].copy()], l2=0.1))
     pen("penalty shape mismatch", ValueError, r"params\[0\]: shape \(4,\) does not match",
-        lambda w: losses.add_penalty_grad_(w[0], w[1][:4], l2=0.1))
+        lambda w: regularize.add_penalty_grad_(w[0], w[1][:4], l2=0.1))
     pen("penalty grad is the param", ValueError, r"share memory",
-        lambda w: losses.add_penalty_grad_(w[0], w[0], l2=0.1))
+        lambda w: regularize.add_penalty_grad_(w[0], w[0], l2=0.1))
     pen("penalty list lengths", ValueError, r"lists of one length",
-        lambda w: losses.add_penalty_grad_([w[0]], [w[1], w[1]], l2=0.1))
-    pen("max_norm zero", ValueError, r"Invalid max_norm: 0", lambda w: losses.max_norm_(w[0], 0.0))
-    pen("max_norm bad axis", ValueError, r"Invalid axis 1 for params\[0\]", lambda w: losses.max_norm_(w[0], 1.0, 1))
-    pen("max_norm read-only", ValueError, r"read-only", lambda w: losses.max_norm_(readonly(w[0]), 1.0))
+        lambda w: regularize.add_penalty_grad_([w[0]], [w[1], w[1]], l2=0.1))
+    pen("max_norm zero", ValueError, r"Invalid max_norm: 0", lambda w: regularize.max_norm_(w[0], 0.0))
+    pen("max_norm bad axis", ValueError, r"Invalid axis 1 for params\[0\]", lambda w: regularize.max_norm_(w[0], 1.0, 1))
+    pen("max_norm read-only", ValueError, r"read-only", lambda w: regularize.max_norm_(readonly(w[0]), 1.0))
     pen("dropout p = 1", ValueError, r"Invalid dropout probability: 1.0 \(expected 0 <= p < 1\)",
         lambda w: dropout(w[1], p=1.0, seed=0, out=w[0]))
     pen("dropout p < 0", ValueError, r"Invalid dropout probability: -0.1",

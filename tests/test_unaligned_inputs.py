@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import losses
+from fastopt import losses, regularize
 from fastopt._validation import kernel_input
 from fastopt.functional import (batch_norm_backward, batch_norm_forward, bias_activation, bias_activation_backward,
                                 dropout, dropout_backward)
@@ -136,7 +136,7 @@ def test_add_penalty_grad_params(rng, dtype):
 
     def fn(p0, p1):
         g = [a.copy() for a in grads]
-        return losses.add_penalty_grad_(g, [p0, p1], l1=0.01, l2=0.1), g
+        return regularize.add_penalty_grad_(g, [p0, p1], l1=0.01, l2=0.1), g
 
     check_layouts(fn, *params)
 
@@ -248,5 +248,5 @@ def test_unaligned_inplace_targets_raise(rng):
     with pytest.raises(ValueError, match="aligned"):
         fastopt.clip_grad_norm_([out], 1.0)
     with pytest.raises(ValueError, match="aligned"):
-        losses.add_penalty_grad_([out], [x], l2=0.1)
+        regularize.add_penalty_grad_([out], [x], l2=0.1)
     assert not out.any()

@@ -8,6 +8,6 @@ ratio to every peer.
 """
 from fastopt.bench.core import Case, Impl, check_case, measure_case
 
-FAMILIES = ("optim", "batchnorm", "loss", "clip", "activation")
+FAMILIES = ("optim", "batchnorm", "loss", "regularize", "clip", "activation")   # module fastopt.bench.<family>
 
 __all__ = ["Case", "Impl", "check_case", "measure_case", "FAMILIES"]

@@ -5,12 +5,11 @@ import os
 import platform
 import sys
 
+from fastopt.bench import FAMILIES
 from fastopt.bench.core import check_case, measure_case
 from fastopt.bench.report import markdown, plot, table, write_json
 
-FAMILY_MODULES = {"optim": "fastopt.bench.optim", "batchnorm": "fastopt.bench.batchnorm",
-                  "loss": "fastopt.bench.loss", "clip": "fastopt.bench.clip",
-                  "activation": "fastopt.bench.activation"}
+FAMILY_MODULES = {family: f"fastopt.bench.{family}" for family in FAMILIES}
 
 
 def add_arguments(parser):

@@ -8,6 +8,8 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from fastopt import _probe
+
 
 @dataclass
 class Impl:
@@ -24,6 +26,21 @@ def impls_of(args, entries, probe):
     impls = [Impl(name, functools.partial(factory, *args)) for name, factory in entries if factory]
     impls.append(Impl("roofline", functools.partial(probe, *args), is_probe=True))
     return impls
+
+
+class StreamProbe:
+    """The roofline probe of an elementwise kernel: ``fastopt._probe.stream`` over ``reads`` arrays of n elements
+    into one output (the last input itself if ``writes_alias``, an in-place kernel's traffic)."""
+
+    def __init__(self, n, dtype, reads, writes_alias):
+        self.arrays = [np.ones(n, dtype=dtype) for _ in range(reads)]
+        self.out = self.arrays[-1] if writes_alias else np.ones(n, dtype=dtype)
+
+    def run(self):
+        _probe.stream(self.arrays, [self.out])
+
+    def result(self):
+        return None
 
 
 @dataclass

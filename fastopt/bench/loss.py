@@ -1,5 +1,4 @@
-"""Loss-family cases: forward + backward of softmax cross-entropy and MSE, the L2 penalty gradient and dropout,
-fastopt against NumPy, torch autograd and a roofline probe with the same memory traffic.
+"""Loss-family cases: forward + backward of softmax cross-entropy and MSE, fastopt against NumPy, torch autograd and a roofline probe with the same memory traffic.
 
 Every implementation computes the loss value and the gradient. fastopt writes the gradient into a reused
 ``grad_out`` buffer (the intended use); NumPy uses preallocated ``out=`` buffers as well (its best case); torch
@@ -9,19 +8,16 @@ Bytes per call (each array access counted once, no write-allocate traffic -- the
 * softmax_ce (N, C): read logits, write grad: 2 x itemsize x N C, plus 8 N for the int64 labels;
   probe: ``stream([x], [g])`` (labels not read by the probe: it is a slight overestimate of the limit's time).
 * mse n: read x, t, write grad: 3 x itemsize x n; probe ``stream([x, t], [g])``.
-* l2_penalty n (``add_penalty_grad_(g, w, l2=..)``, g += l2 w and the value l2/2 sum w^2): read w and g, write g:
-  3 x itemsize x n; probe ``stream([w, g], [g])``.
-* dropout n (forward, out= reused): read x, write y: 2 x itemsize x n; probe ``stream([x], [y])``.
+
+The L2 penalty and dropout are the regularize family's (fastopt/bench/regularize.py).
 """
 import numpy as np
 
-from fastopt import _probe, losses
-from fastopt.bench.core import Case, Impl, optional_import
-from fastopt.functional import dropout
+from fastopt import losses
+from fastopt.bench.core import Case, Impl, StreamProbe, optional_import
 
-SIZES = {"softmax_ce": ["4096x1000", "65536x10"], "mse": ["1e7"], "l2_penalty": ["1e7"], "dropout": ["1e7"]}
-QUICK_SIZES = {"softmax_ce": ["256x100", "2048x10"], "mse": ["1e5"], "l2_penalty": ["1e5"], "dropout": ["1e5"]}
-L2 = 1e-4
+SIZES = {"softmax_ce": ["4096x1000", "65536x10"], "mse": ["1e7"]}
+QUICK_SIZES = {"softmax_ce": ["256x100", "2048x10"], "mse": ["1e5"]}
 
 
 def _shape(size):
@@ -130,104 +126,6 @@ class TorchMSE(TorchLoss, MSEData):
         self._share(torch, self.t)
 
 
-# ------------------------------------------------------------------------------------------ L2 penalty
-class PenaltyData:
-    def __init__(self, n, dtype):
-        rng = np.random.default_rng(2)
-        self.w = rng.standard_normal(n).astype(dtype)
-        self.g = rng.standard_normal(n).astype(dtype)
-        self.value = None
-
-    def result(self):
-        return [self.g, np.array([self.value])]
-
-
-class FastoptPenalty(PenaltyData):
-    def run(self):
-        self.value = losses.add_penalty_grad_(self.g, self.w, l2=L2)
-
-
-class NumpyPenalty(PenaltyData):
-    def __init__(self, n, dtype):
-        super().__init__(n, dtype)
-        self.tmp = np.empty_like(self.w)
-
-    def run(self):
-        np.multiply(self.w, self.w.dtype.type(L2), out=self.tmp)
-        self.g += self.tmp
-        self.value = 0.5 * L2 * float(np.dot(self.w, self.w))
-
-
-class TorchPenalty(PenaltyData):
-    def __init__(self, torch, n, dtype):
-        super().__init__(n, dtype)
-        self.torch = torch
-        self.wt = torch.from_numpy(self.w)
-        self.gt = torch.from_numpy(self.g)
-
-    def run(self):
-        self.gt.add_(self.wt, alpha=L2)
-        self.value = 0.5 * L2 * float(self.torch.dot(self.wt, self.wt))
-
-
-# ------------------------------------------------------------------------------------------ dropout
-class FastoptDropout:
-    def __init__(self, n, dtype):
-        self.x = np.random.default_rng(3).standard_normal(n).astype(dtype)
-        self.y = np.empty_like(self.x)
-
-    def run(self):
-        dropout(self.x, p=0.5, seed=42, out=self.y)
-
-    def result(self):
-        """Peers draw other masks: compared through the kept fraction (to 2 decimals) and the scale."""
-        y = self._y()
-        kept = y != 0
-        return [np.array([round(float(kept.mean()), 2)]), np.unique(y[kept] / self.x[kept]).round(4)]
-
-    def _y(self):
-        return self.y
-
-
-class TorchDropout(FastoptDropout):
-
-    def __init__(self, torch, n, dtype):
-        super().__init__(n, dtype)
-        self.torch = torch
-        self.xt = torch.from_numpy(self.x)
-        self.out = None
-
-    def run(self):
-        self.out = self.torch.nn.functional.dropout(self.xt, p=0.5, training=True)
-
-    def _y(self):
-        return self.out.numpy()
-
-
-class NumpyDropout(FastoptDropout):
-    def __init__(self, n, dtype):
-        super().__init__(n, dtype)
-        self.rng = np.random.default_rng(4)
-        self.u = np.empty(n, np.float32)
-
-    def run(self):
-        self.rng.random(out=self.u, dtype=np.float32)
-        np.multiply(self.x, (self.u >= 0.5) * self.x.dtype.type(2.0), out=self.y)
-
-
-# ------------------------------------------------------------------------------------------ probe
-class Probe:
-    def __init__(self, n, dtype, reads, writes_alias):
-        self.arrays = [np.ones(n, dtype=dtype) for _ in range(reads)]
-        self.out = self.arrays[-1] if writes_alias else np.ones(n, dtype=dtype)
-
-    def run(self):
-        _probe.stream(self.arrays, [self.out])
-
-    def result(self):
-        return None
-
-
 def _impls(kernel, size, dtype, torch, peers):
     shape = _shape(size)
     n = int(np.prod(shape))
@@ -238,7 +136,7 @@ def _impls(kernel, size, dtype, torch, peers):
             impls.append(Impl("numpy", lambda: NumpyCE(shape, dtype)))
         if torch is not None:
             impls.append(Impl("torch-autograd", lambda: TorchCE(torch, shape, dtype)))
-        impls.append(Impl("roofline", lambda: Probe(n, dtype, 1, False), is_probe=True))
+        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 1, False), is_probe=True))
         return impls, 2 * item * n + 8 * shape[0]
     if kernel == "mse":
         impls = [Impl("fastopt", lambda: FastoptMSE(n, dtype))]
@@ -246,24 +144,8 @@ def _impls(kernel, size, dtype, torch, peers):
             impls.append(Impl("numpy", lambda: NumpyMSE(n, dtype)))
         if torch is not None:
             impls.append(Impl("torch-autograd", lambda: TorchMSE(torch, n, dtype)))
-        impls.append(Impl("roofline", lambda: Probe(n, dtype, 2, False), is_probe=True))
+        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 2, False), is_probe=True))
         return impls, 3 * item * n
-    if kernel == "l2_penalty":
-        impls = [Impl("fastopt", lambda: FastoptPenalty(n, dtype))]
-        if peers:
-            impls.append(Impl("numpy", lambda: NumpyPenalty(n, dtype)))
-        if torch is not None:
-            impls.append(Impl("torch", lambda: TorchPenalty(torch, n, dtype)))
-        impls.append(Impl("roofline", lambda: Probe(n, dtype, 2, True), is_probe=True))
-        return impls, 3 * item * n
-    if kernel == "dropout":
-        impls = [Impl("fastopt", lambda: FastoptDropout(n, dtype))]
-        if peers:
-            impls.append(Impl("numpy", lambda: NumpyDropout(n, dtype)))
-        if torch is not None:
-            impls.append(Impl("torch", lambda: TorchDropout(torch, n, dtype)))
-        impls.append(Impl("roofline", lambda: Probe(n, dtype, 1, False), is_probe=True))
-        return impls, 2 * item * n
     raise ValueError(f"unknown loss kernel {kernel!r}; expected one of {sorted(SIZES)}")
 
 

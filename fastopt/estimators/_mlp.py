@@ -24,7 +24,8 @@ from fastopt.clip import clip_grad_norm_
 from fastopt.estimators._interrupt import deferred_interrupt
 from fastopt.estimators._network import Network
 from fastopt.estimators._threads import training_threads
-from fastopt.losses import add_penalty_grad_, mse, softmax_cross_entropy
+from fastopt.losses import mse, softmax_cross_entropy
+from fastopt.regularize import add_penalty_grad_
 
 OPTIMIZERS = dict(optim.OPTIMIZERS)
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")

@@ -1,0 +1,142 @@
+"""Regularize-family cases: the L2 penalty gradient and dropout, fastopt against NumPy, torch and a roofline probe
+with the same memory traffic.
+
+Bytes per call (each array access counted once, no write-allocate traffic -- the same count for the probe):
+* l2_penalty n (``add_penalty_grad_(g, w, l2=..)``, g += l2 w and the value l2/2 sum w^2): read w and g, write g:
+  3 x itemsize x n; probe ``stream([w, g], [g])``.
+* dropout n (forward, out= reused): read x, write y: 2 x itemsize x n; probe ``stream([x], [y])``.
+"""
+import numpy as np
+
+from fastopt import regularize
+from fastopt.bench.core import Case, Impl, StreamProbe, optional_import
+from fastopt.functional import dropout
+
+SIZES = {"l2_penalty": ["1e7"], "dropout": ["1e7"]}
+QUICK_SIZES = {"l2_penalty": ["1e5"], "dropout": ["1e5"]}
+L2 = 1e-4
+
+
+# ------------------------------------------------------------------------------------------ L2 penalty
+class PenaltyData:
+    def __init__(self, n, dtype):
+        rng = np.random.default_rng(2)
+        self.w = rng.standard_normal(n).astype(dtype)
+        self.g = rng.standard_normal(n).astype(dtype)
+        self.value = None
+
+    def result(self):
+        return [self.g, np.array([self.value])]
+
+
+class FastoptPenalty(PenaltyData):
+    def run(self):
+        self.value = regularize.add_penalty_grad_(self.g, self.w, l2=L2)
+
+
+class NumpyPenalty(PenaltyData):
+    def __init__(self, n, dtype):
+        super().__init__(n, dtype)
+        self.tmp = np.empty_like(self.w)
+
+    def run(self):
+        np.multiply(self.w, self.w.dtype.type(L2), out=self.tmp)
+        self.g += self.tmp
+        self.value = 0.5 * L2 * float(np.dot(self.w, self.w))
+
+
+class TorchPenalty(PenaltyData):
+    def __init__(self, torch, n, dtype):
+        super().__init__(n, dtype)
+        self.torch = torch
+        self.wt = torch.from_numpy(self.w)
+        self.gt = torch.from_numpy(self.g)
+
+    def run(self):
+        self.gt.add_(self.wt, alpha=L2)
+        self.value = 0.5 * L2 * float(self.torch.dot(self.wt, self.wt))
+
+
+# ------------------------------------------------------------------------------------------ dropout
+class FastoptDropout:
+    def __init__(self, n, dtype):
+        self.x = np.random.default_rng(3).standard_normal(n).astype(dtype)
+        self.y = np.empty_like(self.x)
+
+    def run(self):
+        dropout(self.x, p=0.5, seed=42, out=self.y)
+
+    def result(self):
+        """Peers draw other masks: compared through the kept fraction (to 2 decimals) and the scale."""
+        y = self._y()
+        kept = y != 0
+        return [np.array([round(float(kept.mean()), 2)]), np.unique(y[kept] / self.x[kept]).round(4)]
+
+    def _y(self):
+        return self.y
+
+
+class TorchDropout(FastoptDropout):
+
+    def __init__(self, torch, n, dtype):
+        super().__init__(n, dtype)
+        self.torch = torch
+        self.xt = torch.from_numpy(self.x)
+        self.out = None
+
+    def run(self):
+        self.out = self.torch.nn.functional.dropout(self.xt, p=0.5, training=True)
+
+    def _y(self):
+        return self.out.numpy()
+
+
+class NumpyDropout(FastoptDropout):
+    def __init__(self, n, dtype):
+        super().__init__(n, dtype)
+        self.rng = np.random.default_rng(4)
+        self.u = np.empty(n, np.float32)
+
+    def run(self):
+        self.rng.random(out=self.u, dtype=np.float32)
+        np.multiply(self.x, (self.u >= 0.5) * self.x.dtype.type(2.0), out=self.y)
+
+
+def _impls(kernel, size, dtype, torch, peers):
+    n = int(float(size))
+    item = np.dtype(dtype).itemsize
+    if kernel == "l2_penalty":
+        impls = [Impl("fastopt", lambda: FastoptPenalty(n, dtype))]
+        if peers:
+            impls.append(Impl("numpy", lambda: NumpyPenalty(n, dtype)))
+        if torch is not None:
+            impls.append(Impl("torch", lambda: TorchPenalty(torch, n, dtype)))
+        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 2, True), is_probe=True))
+        return impls, 3 * item * n
+    if kernel == "dropout":
+        impls = [Impl("fastopt", lambda: FastoptDropout(n, dtype))]
+        if peers:
+            impls.append(Impl("numpy", lambda: NumpyDropout(n, dtype)))
+        if torch is not None:
+            impls.append(Impl("torch", lambda: TorchDropout(torch, n, dtype)))
+        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 1, False), is_probe=True))
+        return impls, 2 * item * n
+    raise ValueError(f"unknown regularize kernel {kernel!r}; expected one of {sorted(SIZES)}")
+
+
+def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
+    torch = optional_import("torch") if peers else None
+    table = QUICK_SIZES if quick else SIZES
+    out = []
+    for kernel in kernels or list(table):
+        for size in (sizes or table[kernel]):
+            for dtype in dtypes:
+                impls, nbytes = _impls(kernel, size, dtype, torch, peers)
+                numel = int(float(size))
+                tol = dict(rtol=2e-4, atol=1e-7) if dtype == "float32" else dict(rtol=1e-10, atol=1e-14)
+                if dtype == "float32" and numel >= 10**6:
+                    tol["rtol"] = 1e-3      # the penalty value: torch and NumPy sum 1e6+ terms in float32
+                for t in threads:
+                    out.append(Case("regularize", kernel, size, numel, dtype, t, nbytes, impls, check_steps=1,
+                                    **tol))
+    return out
