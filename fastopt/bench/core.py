@@ -29,18 +29,69 @@ def impls_of(args, entries, probe):
 
 
 class StreamProbe:
-    """The roofline probe of an elementwise kernel: ``fastopt._probe.stream`` over ``reads`` arrays of n elements
+    """The roofline probe of an elementwise kernel: ``fastopt._probe.stream`` over ``reads`` arrays of ``shape``
     into one output (the last input itself if ``writes_alias``, an in-place kernel's traffic)."""
 
-    def __init__(self, n, dtype, reads, writes_alias):
-        self.arrays = [np.ones(n, dtype=dtype) for _ in range(reads)]
-        self.out = self.arrays[-1] if writes_alias else np.ones(n, dtype=dtype)
+    def __init__(self, reads, writes_alias, shape, dtype):
+        self.arrays = [np.ones(shape, dtype=dtype).reshape(-1) for _ in range(reads)]
+        self.out = self.arrays[-1] if writes_alias else np.ones(shape, dtype=dtype).reshape(-1)
 
     def run(self):
         _probe.stream(self.arrays, [self.out])
 
     def result(self):
         return None
+
+
+@dataclass
+class StreamKernel:
+    """One kernel of a streaming family (losses, regularizers): its implementations, each built as
+    ``cls(shape, dtype)`` (torch's as ``cls(torch, shape, dtype)``; None: no such peer), and its traffic: the
+    probe streams ``probe_reads`` arrays into one output (the last input itself if ``probe_in_place``), and a call
+    moves ``nbytes(shape, itemsize)`` bytes."""
+    fastopt: type
+    numpy: Optional[type]
+    torch: Optional[type]
+    torch_name: str
+    probe_reads: int
+    probe_in_place: bool
+    nbytes: Callable[[tuple, int], int]
+
+
+def stream_cases(family, kernels, table, sizes=None, threads=(1, 2), dtypes=("float32",), peers=True, only=None):
+    """The Cases of a streaming family: ``kernels`` {name: StreamKernel}, ``table`` {name: [size labels]} (the
+    default sizes; ``sizes``: these labels for every kernel instead).
+
+    Every implementation computes a reduced value (a loss, a penalty) next to its arrays: torch and NumPy sum
+    1e6+ float32 terms in float32 (relative error up to ~1e-3 at 1e7), fastopt in double, so float32 cases of that
+    size compare to rtol 1e-3."""
+    torch = optional_import("torch") if peers else None
+    out = []
+    for name in only or list(table):
+        if name not in kernels:
+            raise ValueError(f"unknown {family} kernel {name!r}; expected one of {sorted(kernels)}")
+        k = kernels[name]
+        for label in sizes or table[name]:
+            shape = parse_shape(label)
+            numel = int(np.prod(shape))
+            for dtype in dtypes:
+                entries = [("fastopt", k.fastopt), ("numpy", peers and k.numpy)]
+                probe = functools.partial(StreamProbe, k.probe_reads, k.probe_in_place)
+                impls = impls_of((shape, dtype), entries, probe)
+                if torch is not None and k.torch is not None:
+                    impls.insert(-1, Impl(k.torch_name, functools.partial(k.torch, torch, shape, dtype)))
+                tol = dict(rtol=2e-4, atol=1e-7) if dtype == "float32" else dict(rtol=1e-10, atol=1e-14)
+                if dtype == "float32" and numel >= 10**6:
+                    tol["rtol"] = 1e-3
+                nbytes = k.nbytes(shape, np.dtype(dtype).itemsize)
+                out.extend(Case(family, name, label, numel, dtype, t, nbytes, impls, check_steps=1, **tol)
+                           for t in threads)
+    return out
+
+
+def parse_shape(label):
+    """A size label as a shape: "4096x1000" -> (4096, 1000), "1e7" -> (10000000,)."""
+    return tuple(int(float(d)) for d in label.split("x"))
 
 
 @dataclass

@@ -14,17 +14,10 @@ The L2 penalty and dropout are the regularize family's (fastopt/bench/regularize
 import numpy as np
 
 from fastopt import losses
-from fastopt.bench.core import Case, Impl, StreamProbe, optional_import
+from fastopt.bench.core import StreamKernel, stream_cases
 
 SIZES = {"softmax_ce": ["4096x1000", "65536x10"], "mse": ["1e7"]}
 QUICK_SIZES = {"softmax_ce": ["256x100", "2048x10"], "mse": ["1e5"]}
-
-
-def _shape(size):
-    if "x" in size:
-        n, c = size.split("x")
-        return int(n), int(c)
-    return (int(float(size)),)
 
 
 # ------------------------------------------------------------------------------------------ softmax cross-entropy
@@ -126,43 +119,13 @@ class TorchMSE(TorchLoss, MSEData):
         self._share(torch, self.t)
 
 
-def _impls(kernel, size, dtype, torch, peers):
-    shape = _shape(size)
-    n = int(np.prod(shape))
-    item = np.dtype(dtype).itemsize
-    if kernel == "softmax_ce":
-        impls = [Impl("fastopt", lambda: FastoptCE(shape, dtype))]
-        if peers:
-            impls.append(Impl("numpy", lambda: NumpyCE(shape, dtype)))
-        if torch is not None:
-            impls.append(Impl("torch-autograd", lambda: TorchCE(torch, shape, dtype)))
-        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 1, False), is_probe=True))
-        return impls, 2 * item * n + 8 * shape[0]
-    if kernel == "mse":
-        impls = [Impl("fastopt", lambda: FastoptMSE(n, dtype))]
-        if peers:
-            impls.append(Impl("numpy", lambda: NumpyMSE(n, dtype)))
-        if torch is not None:
-            impls.append(Impl("torch-autograd", lambda: TorchMSE(torch, n, dtype)))
-        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 2, False), is_probe=True))
-        return impls, 3 * item * n
-    raise ValueError(f"unknown loss kernel {kernel!r}; expected one of {sorted(SIZES)}")
+KERNELS = {
+    "softmax_ce": StreamKernel(FastoptCE, NumpyCE, TorchCE, "torch-autograd", 1, False,
+                               lambda shape, item: 2 * item * shape[0] * shape[1] + 8 * shape[0]),
+    "mse": StreamKernel(FastoptMSE, NumpyMSE, TorchMSE, "torch-autograd", 2, False,
+                        lambda shape, item: 3 * item * shape[0]),
+}
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
-    torch = optional_import("torch") if peers else None
-    table = QUICK_SIZES if quick else SIZES
-    out = []
-    for kernel in kernels or list(table):
-        for size in (sizes or table[kernel]):
-            for dtype in dtypes:
-                impls, nbytes = _impls(kernel, size, dtype, torch, peers)
-                numel = int(np.prod(_shape(size)))
-                tol = dict(rtol=2e-4, atol=1e-7) if dtype == "float32" else dict(rtol=1e-10, atol=1e-14)
-                if dtype == "float32" and numel >= 10**6:
-                    # reduced values (loss, penalty) of 1e6+ float32 terms: torch and NumPy sum in float32 with
-                    # a relative error up to ~1e-3 at 1e7 terms; fastopt sums in double
-                    tol["rtol"] = 1e-3
-                for t in threads:
-                    out.append(Case("loss", kernel, size, numel, dtype, t, nbytes, impls, check_steps=1, **tol))
-    return out
+    return stream_cases("loss", KERNELS, QUICK_SIZES if quick else SIZES, sizes, threads, dtypes, peers, kernels)

@@ -9,7 +9,7 @@ Bytes per call (each array access counted once, no write-allocate traffic -- the
 import numpy as np
 
 from fastopt import regularize
-from fastopt.bench.core import Case, Impl, StreamProbe, optional_import
+from fastopt.bench.core import StreamKernel, stream_cases
 from fastopt.functional import dropout
 
 SIZES = {"l2_penalty": ["1e7"], "dropout": ["1e7"]}
@@ -102,41 +102,13 @@ class NumpyDropout(FastoptDropout):
         np.multiply(self.x, (self.u >= 0.5) * self.x.dtype.type(2.0), out=self.y)
 
 
-def _impls(kernel, size, dtype, torch, peers):
-    n = int(float(size))
-    item = np.dtype(dtype).itemsize
-    if kernel == "l2_penalty":
-        impls = [Impl("fastopt", lambda: FastoptPenalty(n, dtype))]
-        if peers:
-            impls.append(Impl("numpy", lambda: NumpyPenalty(n, dtype)))
-        if torch is not None:
-            impls.append(Impl("torch", lambda: TorchPenalty(torch, n, dtype)))
-        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 2, True), is_probe=True))
-        return impls, 3 * item * n
-    if kernel == "dropout":
-        impls = [Impl("fastopt", lambda: FastoptDropout(n, dtype))]
-        if peers:
-            impls.append(Impl("numpy", lambda: NumpyDropout(n, dtype)))
-        if torch is not None:
-            impls.append(Impl("torch", lambda: TorchDropout(torch, n, dtype)))
-        impls.append(Impl("roofline", lambda: StreamProbe(n, dtype, 1, False), is_probe=True))
-        return impls, 2 * item * n
-    raise ValueError(f"unknown regularize kernel {kernel!r}; expected one of {sorted(SIZES)}")
+KERNELS = {
+    "l2_penalty": StreamKernel(FastoptPenalty, NumpyPenalty, TorchPenalty, "torch", 2, True,
+                               lambda shape, item: 3 * item * shape[0]),
+    "dropout": StreamKernel(FastoptDropout, NumpyDropout, TorchDropout, "torch", 1, False,
+                            lambda shape, item: 2 * item * shape[0]),
+}
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):
-    torch = optional_import("torch") if peers else None
-    table = QUICK_SIZES if quick else SIZES
-    out = []
-    for kernel in kernels or list(table):
-        for size in (sizes or table[kernel]):
-            for dtype in dtypes:
-                impls, nbytes = _impls(kernel, size, dtype, torch, peers)
-                numel = int(float(size))
-                tol = dict(rtol=2e-4, atol=1e-7) if dtype == "float32" else dict(rtol=1e-10, atol=1e-14)
-                if dtype == "float32" and numel >= 10**6:
-                    tol["rtol"] = 1e-3      # the penalty value: torch and NumPy sum 1e6+ terms in float32
-                for t in threads:
-                    out.append(Case("regularize", kernel, size, numel, dtype, t, nbytes, impls, check_steps=1,
-                                    **tol))
-    return out
+    return stream_cases("regularize", KERNELS, QUICK_SIZES if quick else SIZES, sizes, threads, dtypes, peers, kernels)
