@@ -76,6 +76,18 @@ cdef Plan _plan(object src, int relu, bint backward):
     return p
 
 
+cdef object _matrix_out(Plan p, object out, object src, object other):
+    """The plan's (rows, cols) output: a fresh array if out is None, out if it is plain and writeable, exactly src's
+    memory or disjoint from it, and disjoint from other (None: none); None if out is anything else."""
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>src)
+    if out is None:
+        return cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>src), t, 0)
+    if plain_matrix(out, t, p.rows, p.cols, True) and _disjoint_or_same(out, src, True) \
+            and _disjoint_or_same(out, other, False):
+        return out
+    return None
+
+
 def plan_forward(x, bias, out, activation):
     """The plan of bias_activation(x, bias, out=out, activation=activation), or None (see the module)."""
     cdef Plan p = _plan(x, relu_flag(activation), False)
@@ -84,10 +96,8 @@ def plan_forward(x, bias, out, activation):
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
     if not plain_vector(bias, t, p.cols, False):
         return None
+    out = _matrix_out(p, out, x, bias)
     if out is None:
-        out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0)
-    elif not (plain_matrix(out, t, p.rows, p.cols, True) and _disjoint_or_same(out, x, True)
-              and _disjoint_or_same(out, bias, False)):
         return None
     p.out, p.vec = out, bias
     return p
@@ -104,10 +114,8 @@ def plan_backward(dy, y, dx_out, dbias_out, activation):
         y = None
     elif y is None or not plain_matrix(y, t, p.rows, p.cols, False):
         return None
+    dx_out = _matrix_out(p, dx_out, dy, y)
     if dx_out is None:
-        dx_out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>dy), t, 0)
-    elif not (plain_matrix(dx_out, t, p.rows, p.cols, True) and _disjoint_or_same(dx_out, dy, True)
-              and _disjoint_or_same(dx_out, y, False)):
         return None
     if dbias_out is None:
         nc = p.cols

@@ -85,6 +85,13 @@ def _saved(a, name, C):
     return kernel_array(a, np.float64)
 
 
+def _checked_x_and_affine(x, axis, gamma, beta):
+    """(axis index, channels C, x as the kernels read it, gamma, beta as inputs), after their checks."""
+    ax = _check_axis(x, axis)
+    C = x.shape[ax]
+    return ax, C, _batchnorm.kernel_input(x, ax), _channels(gamma, "weight", x, C), _channels(beta, "bias", x, C)
+
+
 def _check_output(out, name, x, xk):
     """A caller's buffer for y / dx: x's dtype and shape, written in place, laid out as xk (the array the kernels
     read: x itself or its C-contiguous copy)."""
@@ -114,11 +121,7 @@ def forward_plan(x, gamma, beta, running_mean, running_var, *, training, momentu
     momentum = check_range(momentum, "momentum", 0.0, 1.0)
     eps = check_nonnegative(eps, "eps")
     activation = "relu" if check_activation(activation) else None
-    ax = _check_axis(x, axis)
-    C = x.shape[ax]
-    xk = _batchnorm.kernel_input(x, ax)
-    g = _channels(gamma, "weight", x, C)
-    b = _channels(beta, "bias", x, C)
+    ax, C, xk, g, b = _checked_x_and_affine(x, axis, gamma, beta)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var: pass both or neither (None: statistics not tracked)")
     if running_mean is None and not training:
@@ -149,11 +152,7 @@ def backward_plan(x, gamma, save_mean, save_invstd, *, axis, training, activatio
     check_float_array(x, "x")
     training = check_flag(training, "training")
     activation = "relu" if check_activation(activation) else None
-    ax = _check_axis(x, axis)
-    C = x.shape[ax]
-    xk = _batchnorm.kernel_input(x, ax)
-    g = _channels(gamma, "weight", x, C)
-    b = _channels(beta, "bias", x, C)
+    ax, C, xk, g, b = _checked_x_and_affine(x, axis, gamma, beta)
     sm = _saved(save_mean, "save_mean", C)
     si = _saved(save_invstd, "save_invstd", C)
     if training and x.size // C < 2:
