@@ -1,8 +1,6 @@
-/* Loss-family drivers: thread teams, deterministic blocked reductions, label checks, dispatch to the ISA kernels.
- *
- * Reductions: the work is cut into fixed blocks (FO_LOSS_BLOCK elements, or the rows holding about that many);
- * each block's partial sum is computed by one thread and stored; the partials are added in block order. Block
- * boundaries do not depend on the thread count, so neither does the result. */
+/* Loss-family drivers: thread teams, label checks, dispatch to the ISA kernels. Every loss sum is a blocked sum
+ * (fo_blocked_sum, blocked_sum.h) over blocks of FO_BLOCK_ELEMENTS elements or of the rows holding about that
+ * many: the same bits at any thread count. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -10,57 +8,9 @@
 #include "dispatch.h"
 #include "loss_math.inc"
 
-#define FO_LOSS_BLOCK 8192
-
 static const fo_loss_kernels *fo_loss_table(void)
 {
     return FO_KERNELS(FO_FAM_LOSS, fo_loss_kernels);
-}
-
-/* Computes block b's `nparts` partial sums into part[0..nparts). */
-typedef void (*fo_block_fn)(const void *ctx, int64_t b, double *part);
-
-/* out[k] = sum over blocks b (in order) of block b's partial k; blocks shared statically among nth threads. */
-static int fo_blocked_sum(const void *ctx, fo_block_fn fn, int64_t nblocks, int nparts, int nth, double *out)
-{
-    double local[128];
-    double *part = local;
-    int64_t b;
-    int k;
-    if (nblocks * nparts > 128) {
-        part = (double *)malloc((size_t)(nblocks * nparts) * sizeof(double));
-        if (part == NULL)
-            return FO_ENOMEM;
-    }
-    if (nth > nblocks)
-        nth = (int)nblocks;
-    if (nth <= 1) {
-        for (b = 0; b < nblocks; ++b)
-            fn(ctx, b, part + b * nparts);
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-        {
-            const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-            const int64_t b0 = nblocks * tid / team, b1 = nblocks * (tid + 1) / team;
-            int64_t i;
-            for (i = b0; i < b1; ++i)
-                fn(ctx, i, part + i * nparts);
-        }
-#else
-        for (b = 0; b < nblocks; ++b)
-            fn(ctx, b, part + b * nparts);
-#endif
-    }
-    for (k = 0; k < nparts; ++k) {
-        double s = 0.0;
-        for (b = 0; b < nblocks; ++b)
-            s += part[b * nparts + k];
-        out[k] = s;
-    }
-    if (part != local)
-        free(part);
-    return FO_LOSS_OK;
 }
 
 /* ---------------------------------------------------------------- elementwise losses */
@@ -69,7 +19,8 @@ typedef struct { const fo_ew_args *a; fo_ew_range_fn fn; int64_t n; } fo_ew_ctx;
 static void fo_ew_block(const void *vctx, int64_t b, double *part)
 {
     const fo_ew_ctx *ctx = (const fo_ew_ctx *)vctx;
-    const int64_t lo = b * FO_LOSS_BLOCK, hi = lo + FO_LOSS_BLOCK < ctx->n ? lo + FO_LOSS_BLOCK : ctx->n;
+    const int64_t lo = b * FO_BLOCK_ELEMENTS;
+    const int64_t hi = lo + FO_BLOCK_ELEMENTS < ctx->n ? lo + FO_BLOCK_ELEMENTS : ctx->n;
     part[0] = ctx->fn(ctx->a, lo, hi);
 }
 
@@ -84,7 +35,7 @@ static int fo_loss_elementwise(int dtype, const fo_ew_args *a, double *total, in
     *total = 0.0;
     if (ctx.n <= 0)
         return FO_LOSS_OK;
-    return fo_blocked_sum(&ctx, fo_ew_block, (ctx.n + FO_LOSS_BLOCK - 1) / FO_LOSS_BLOCK, 1,
+    return fo_blocked_sum(&ctx, fo_ew_block, fo_block_count(ctx.n), 1,
                           fo_threads_for(ctx.n, nthreads), total);
 }
 
@@ -114,7 +65,7 @@ static int fo_loss_rows(fo_rows_range_fn fn, const fo_rows_args *a, double *tota
         return FO_LOSS_OK;
     ctx.a = a;
     ctx.fn = fn;
-    ctx.rows_per_block = a->classes >= FO_LOSS_BLOCK ? 1 : FO_LOSS_BLOCK / a->classes;
+    ctx.rows_per_block = a->classes >= FO_BLOCK_ELEMENTS ? 1 : FO_BLOCK_ELEMENTS / a->classes;
     return fo_blocked_sum(&ctx, fo_rows_block, (a->rows + ctx.rows_per_block - 1) / ctx.rows_per_block, 1,
                           fo_threads_for(a->rows * a->classes, nthreads), total);
 }
@@ -165,7 +116,8 @@ typedef struct {
 static void fo_penalty_block(const void *vctx, int64_t b, double *part)
 {
     const fo_penalty_ctx *ctx = (const fo_penalty_ctx *)vctx;
-    const int64_t lo = b * FO_LOSS_BLOCK, hi = lo + FO_LOSS_BLOCK < ctx->total ? lo + FO_LOSS_BLOCK : ctx->total;
+    const int64_t lo = b * FO_BLOCK_ELEMENTS;
+    const int64_t hi = lo + FO_BLOCK_ELEMENTS < ctx->total ? lo + FO_BLOCK_ELEMENTS : ctx->total;
     int64_t a = 0, z = ctx->npairs, k;
     part[0] = part[1] = 0.0;
     while (a < z) {            /* first pair whose end is past lo */
@@ -206,7 +158,7 @@ static int fo_loss_penalty(int dtype, fo_penalty_pair *pairs, int64_t npairs, do
     ctx.l1 = l1;
     ctx.l2 = l2;
     ctx.fn = fo_loss_table()->penalty[dtype];
-    rc = fo_blocked_sum(&ctx, fo_penalty_block, (ctx.total + FO_LOSS_BLOCK - 1) / FO_LOSS_BLOCK, 2,
+    rc = fo_blocked_sum(&ctx, fo_penalty_block, fo_block_count(ctx.total), 2,
                         fo_threads_for(ctx.total, nthreads), sums);
     free(off);
     if (rc == FO_LOSS_OK)
