@@ -5,9 +5,9 @@ Every fastopt/_<name>.pyx is one extension module. The build rule, one line each
   is the only extension compiled with csrc/runtime.c and with the kernels: it owns the one runtime state
   (instruction-set path and its kernel tables, serial threshold, fork rule) and exports it in a capsule.
   csrc/kernels_<isa>.c sets one target pragma and instantiates every family's kernels (csrc/<family>_isa.inc).
-- Every other module names the kernel families whose drivers it owns (`# csrc-families: optim`) and is compiled
-  with csrc/<family>*.c of each, plus csrc/runtime_client.c (the pointer to the runtime state, set at import);
-  its drivers reach their kernels through the runtime's tables.
+- Every other module names the kernel families whose drivers it owns (`# csrc-families: optim`, or several:
+  `# csrc-families: loss regularize`) and is compiled with csrc/<family>*.c of each, plus csrc/runtime_client.c
+  (the pointer to the runtime state, set at import); its drivers reach their kernels through the runtime's tables.
 - Each family is owned by exactly one module (a family named twice is a build error): no C is compiled twice.
 OpenMP is used when the compiler has it (FASTOPT_NO_OPENMP=1 forces a single-threaded build). Kernels are
 compiled for the baseline target and, with target pragmas, for AVX2 and AVX-512, chosen at run time — never

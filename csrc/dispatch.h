@@ -1,5 +1,6 @@
 /* Shared plumbing of the family drivers: the active instruction-set table of a family, the thread team, the
- * even split of whole items. (The element split and the segment overlap rule are in runtime.h.) */
+ * even split of whole items, and the deterministic blocked reduction (blocked_sum.h). (The element split and the
+ * segment overlap rule are in runtime.h.) */
 #ifndef FO_DISPATCH_H
 #define FO_DISPATCH_H
 
@@ -22,5 +23,7 @@ FO_INLINE int64_t fo_split_even(int64_t total, int tid, int team)
 {
     return tid >= team ? total : (int64_t)((double)total * tid / team);
 }
+
+#include "blocked_sum.h"
 
 #endif

@@ -1,66 +1,12 @@
-/* Loss-family drivers: thread teams, deterministic blocked reductions, label checks, dispatch to the ISA kernels.
- *
- * Reductions: the work is cut into fixed blocks (FO_LOSS_BLOCK elements, or the rows holding about that many);
- * each block's partial sum is computed by one thread and stored; the partials are added in block order. Block
- * boundaries do not depend on the thread count, so neither does the result. */
-#include <math.h>
-#include <stdlib.h>
-
+/* Loss-family drivers: thread teams, label checks, dispatch to the ISA kernels. Every loss sum is a blocked sum
+ * (fo_blocked_sum, blocked_sum.h) over blocks of FO_BLOCK_ELEMENTS elements or of the rows holding about that
+ * many: the same bits at any thread count. */
 #include "loss.h"
 #include "dispatch.h"
-#include "loss_math.inc"
-
-#define FO_LOSS_BLOCK 8192
 
 static const fo_loss_kernels *fo_loss_table(void)
 {
     return FO_KERNELS(FO_FAM_LOSS, fo_loss_kernels);
-}
-
-/* Computes block b's `nparts` partial sums into part[0..nparts). */
-typedef void (*fo_block_fn)(const void *ctx, int64_t b, double *part);
-
-/* out[k] = sum over blocks b (in order) of block b's partial k; blocks shared statically among nth threads. */
-static int fo_blocked_sum(const void *ctx, fo_block_fn fn, int64_t nblocks, int nparts, int nth, double *out)
-{
-    double local[128];
-    double *part = local;
-    int64_t b;
-    int k;
-    if (nblocks * nparts > 128) {
-        part = (double *)malloc((size_t)(nblocks * nparts) * sizeof(double));
-        if (part == NULL)
-            return FO_ENOMEM;
-    }
-    if (nth > nblocks)
-        nth = (int)nblocks;
-    if (nth <= 1) {
-        for (b = 0; b < nblocks; ++b)
-            fn(ctx, b, part + b * nparts);
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-        {
-            const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-            const int64_t b0 = nblocks * tid / team, b1 = nblocks * (tid + 1) / team;
-            int64_t i;
-            for (i = b0; i < b1; ++i)
-                fn(ctx, i, part + i * nparts);
-        }
-#else
-        for (b = 0; b < nblocks; ++b)
-            fn(ctx, b, part + b * nparts);
-#endif
-    }
-    for (k = 0; k < nparts; ++k) {
-        double s = 0.0;
-        for (b = 0; b < nblocks; ++b)
-            s += part[b * nparts + k];
-        out[k] = s;
-    }
-    if (part != local)
-        free(part);
-    return FO_LOSS_OK;
 }
 
 /* ---------------------------------------------------------------- elementwise losses */
@@ -69,7 +15,8 @@ typedef struct { const fo_ew_args *a; fo_ew_range_fn fn; int64_t n; } fo_ew_ctx;
 static void fo_ew_block(const void *vctx, int64_t b, double *part)
 {
     const fo_ew_ctx *ctx = (const fo_ew_ctx *)vctx;
-    const int64_t lo = b * FO_LOSS_BLOCK, hi = lo + FO_LOSS_BLOCK < ctx->n ? lo + FO_LOSS_BLOCK : ctx->n;
+    const int64_t lo = b * FO_BLOCK_ELEMENTS;
+    const int64_t hi = lo + FO_BLOCK_ELEMENTS < ctx->n ? lo + FO_BLOCK_ELEMENTS : ctx->n;
     part[0] = ctx->fn(ctx->a, lo, hi);
 }
 
@@ -77,14 +24,14 @@ static int fo_loss_elementwise(int dtype, const fo_ew_args *a, double *total, in
 {
     fo_ew_ctx ctx;
     if (a->kind < 0 || a->kind >= FO_LOSS_KIND_COUNT || a->cols <= 0 || a->row_rep <= 0)
-        return FO_LOSS_EINVAL;
+        return FO_EINVAL;
     ctx.a = a;
     ctx.fn = fo_loss_table()->elementwise[dtype];
     ctx.n = a->rows * a->cols;
     *total = 0.0;
     if (ctx.n <= 0)
-        return FO_LOSS_OK;
-    return fo_blocked_sum(&ctx, fo_ew_block, (ctx.n + FO_LOSS_BLOCK - 1) / FO_LOSS_BLOCK, 1,
+        return FO_OK;
+    return fo_blocked_sum(&ctx, fo_ew_block, fo_block_count(ctx.n), 1,
                           fo_threads_for(ctx.n, nthreads), total);
 }
 
@@ -109,12 +56,12 @@ static int fo_loss_rows(fo_rows_range_fn fn, const fo_rows_args *a, double *tota
     fo_rows_ctx ctx;
     *total = 0.0;
     if (a->classes <= 0 || a->rows < 0)
-        return FO_LOSS_EINVAL;
+        return FO_EINVAL;
     if (a->rows == 0)
-        return FO_LOSS_OK;
+        return FO_OK;
     ctx.a = a;
     ctx.fn = fn;
-    ctx.rows_per_block = a->classes >= FO_LOSS_BLOCK ? 1 : FO_LOSS_BLOCK / a->classes;
+    ctx.rows_per_block = a->classes >= FO_BLOCK_ELEMENTS ? 1 : FO_BLOCK_ELEMENTS / a->classes;
     return fo_blocked_sum(&ctx, fo_rows_block, (a->rows + ctx.rows_per_block - 1) / ctx.rows_per_block, 1,
                           fo_threads_for(a->rows * a->classes, nthreads), total);
 }
@@ -153,149 +100,14 @@ int64_t fo_loss_check_labels(const int64_t *labels, int64_t rows, int64_t classe
     return -1;
 }
 
-/* ---------------------------------------------------------------- elastic-net penalty */
-typedef struct {
-    fo_penalty_pair *pairs;
-    const int64_t *off;        /* npairs + 1 prefix offsets */
-    int64_t npairs, total;
-    double l1, l2;
-    fo_penalty_range_fn fn;
-} fo_penalty_ctx;
-
-static void fo_penalty_block(const void *vctx, int64_t b, double *part)
-{
-    const fo_penalty_ctx *ctx = (const fo_penalty_ctx *)vctx;
-    const int64_t lo = b * FO_LOSS_BLOCK, hi = lo + FO_LOSS_BLOCK < ctx->total ? lo + FO_LOSS_BLOCK : ctx->total;
-    int64_t a = 0, z = ctx->npairs, k;
-    part[0] = part[1] = 0.0;
-    while (a < z) {            /* first pair whose end is past lo */
-        const int64_t mid = (a + z) / 2;
-        if (ctx->off[mid + 1] <= lo)
-            a = mid + 1;
-        else
-            z = mid;
-    }
-    for (k = a; k < ctx->npairs && ctx->off[k] < hi; ++k) {
-        const int64_t s = lo > ctx->off[k] ? lo - ctx->off[k] : 0;
-        const int64_t e = (hi < ctx->off[k + 1] ? hi : ctx->off[k + 1]) - ctx->off[k];
-        if (e > s)
-            ctx->fn(ctx->pairs[k].grad, ctx->pairs[k].param, s, e, ctx->l1, ctx->l2, &part[0], &part[1]);
-    }
-}
-
-static int fo_loss_penalty(int dtype, fo_penalty_pair *pairs, int64_t npairs, double l1, double l2,
-                           double *penalty, int nthreads)
-{
-    fo_penalty_ctx ctx;
-    int64_t *off, k;
-    double sums[2];
-    int rc;
-    *penalty = 0.0;
-    if (l1 == 0.0 && l2 == 0.0)
-        return FO_LOSS_OK;
-    off = (int64_t *)malloc((size_t)(npairs + 1) * sizeof(int64_t));
-    if (off == NULL)
-        return FO_ENOMEM;
-    off[0] = 0;
-    for (k = 0; k < npairs; ++k)
-        off[k + 1] = off[k] + pairs[k].numel;
-    ctx.pairs = pairs;
-    ctx.off = off;
-    ctx.npairs = npairs;
-    ctx.total = off[npairs];
-    ctx.l1 = l1;
-    ctx.l2 = l2;
-    ctx.fn = fo_loss_table()->penalty[dtype];
-    rc = fo_blocked_sum(&ctx, fo_penalty_block, (ctx.total + FO_LOSS_BLOCK - 1) / FO_LOSS_BLOCK, 2,
-                        fo_threads_for(ctx.total, nthreads), sums);
-    free(off);
-    if (rc == FO_LOSS_OK)
-        *penalty = l1 * sums[0] + 0.5 * l2 * sums[1];
-    return rc;
-}
-
-int fo_loss_penalty_f32(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty, int nthreads)
-{ return fo_loss_penalty(FO_F32, pairs, npairs, l1, l2, penalty, nthreads); }
-int fo_loss_penalty_f64(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty, int nthreads)
-{ return fo_loss_penalty(FO_F64, pairs, npairs, l1, l2, penalty, nthreads); }
-
-/* ---------------------------------------------------------------- max-norm constraint */
-#define FO_MAX_NORM_COLS 256
-
-static int fo_loss_max_norm(int dtype, void *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
-                            int nthreads)
-{
-    const fo_max_norm_block_fn fn = fo_loss_table()->max_norm[dtype];
-    const size_t item = dtype == FO_F32 ? sizeof(float) : sizeof(double);
-    const int64_t chunks = (inner + FO_MAX_NORM_COLS - 1) / FO_MAX_NORM_COLS, items = outer * chunks;
-    const int nth = fo_threads_for(outer * axis_len * inner, nthreads);
-    int64_t it;
-    (void)nth;
-    if (outer <= 0 || axis_len <= 0 || inner <= 0)
-        return FO_LOSS_OK;
-#pragma omp parallel for schedule(static) num_threads(nth) if(nth > 1 && items > 1)
-    for (it = 0; it < items; ++it) {
-        const int64_t o = it / chunks, i0 = (it - o * chunks) * FO_MAX_NORM_COLS;
-        const int64_t i1 = i0 + FO_MAX_NORM_COLS < inner ? i0 + FO_MAX_NORM_COLS : inner;
-        fn((char *)w + (size_t)(o * axis_len * inner) * item, axis_len, inner, i0, i1, max_norm);
-    }
-    return FO_LOSS_OK;
-}
-
-int fo_loss_max_norm_f32(float *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm, int nthreads)
-{ return fo_loss_max_norm(FO_F32, w, outer, axis_len, inner, max_norm, nthreads); }
-int fo_loss_max_norm_f64(double *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm, int nthreads)
-{ return fo_loss_max_norm(FO_F64, w, outer, axis_len, inner, max_norm, nthreads); }
-
-/* ---------------------------------------------------------------- dropout */
-uint64_t fo_dropout_key(uint64_t seed)
-{
-    return fo_mix64(seed + FO_GOLDEN_GAMMA);
-}
-
-uint64_t fo_dropout_threshold(double p)
-{
-    const double t = ceil(p * 4294967296.0);
-    return t <= 0.0 ? 0 : (t >= 4294967296.0 ? UINT64_C(4294967296) : (uint64_t)t);
-}
-
-static int fo_dropout(int dtype, const void *x, void *y, int64_t n, uint64_t seed, double p, int nthreads)
-{
-    const fo_dropout_range_fn fn = fo_loss_table()->dropout[dtype];
-    const uint64_t key = fo_dropout_key(seed), thr = fo_dropout_threshold(p);
-    const double scale = 1.0 / (1.0 - p);
-    const int nth = fo_threads_for(n, nthreads);
-    if (!(p >= 0.0 && p < 1.0))
-        return FO_LOSS_EINVAL;
-    if (nth <= 1) {
-        fn(x, y, 0, n, key, thr, scale);
-        return FO_LOSS_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-    {
-        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        fn(x, y, fo_split(n, tid, team), fo_split(n, tid + 1, team), key, thr, scale);
-    }
-#else
-    fn(x, y, 0, n, key, thr, scale);
-#endif
-    return FO_LOSS_OK;
-}
-
-int fo_dropout_f32(const float *x, float *y, int64_t n, uint64_t seed, double p, int nthreads)
-{ return fo_dropout(FO_F32, x, y, n, seed, p, nthreads); }
-int fo_dropout_f64(const double *x, double *y, int64_t n, uint64_t seed, double p, int nthreads)
-{ return fo_dropout(FO_F64, x, y, n, seed, p, nthreads); }
-
 /* ---------------------------------------------------------------- test hook */
 int fo_loss_math_f32(const float *x, float *y, int64_t n, int which)
 {
     fo_loss_table()->math[FO_F32](x, y, n, which);
-    return FO_LOSS_OK;
+    return FO_OK;
 }
 int fo_loss_math_f64(const double *x, double *y, int64_t n, int which)
 {
     fo_loss_table()->math[FO_F64](x, y, n, which);
-    return FO_LOSS_OK;
+    return FO_OK;
 }

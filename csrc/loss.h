@@ -1,12 +1,13 @@
-/* fastopt loss family: losses that return the loss and its gradient from one fused pass, elastic-net penalty
- * gradients, the max-norm constraint, and dropout with a counter-based (storage-free) mask.
+/* fastopt loss family: losses that return the loss and its gradient from one fused pass (MSE, MAE, Huber, binary
+ * cross-entropy with logits, softmax cross-entropy, multi-class hinge). The penalty, max-norm and dropout are the
+ * regularize family's (regularize.h).
  *
- * Every reduction is accumulated in double over fixed blocks whose partial sums are added in block order, so a
- * loss or penalty value is bit-identical at any thread count (it may differ in the last bits between instruction
- * set paths, whose SIMD widths order the additions inside a block differently). Every output array is
- * bit-identical at any thread count; those with neither a reduction nor exp/log (MSE, MAE, Huber and penalty
- * gradients, max-norm, dropout) also on every path, while softmax and BCE outputs agree across paths to rounding
- * (the AVX2 / AVX-512 exp and log use fused multiply-adds). */
+ * Every loss value is a blocked sum (blocked_sum.h) accumulated in double, so it is bit-identical at any thread
+ * count (it may differ in the last bits between instruction-set paths, whose SIMD widths order the additions inside
+ * a block differently). Every output array is bit-identical at any thread count; those without exp/log (MSE, MAE,
+ * Huber gradients) also on every path, while softmax and BCE outputs agree across paths to rounding (the AVX2 /
+ * AVX-512 exp and log use fused multiply-adds). Entry points return FO_OK or FO_EINVAL (fo_common.h: unknown kind,
+ * bad size; nothing written) or FO_ENOMEM. */
 #ifndef FO_LOSS_H
 #define FO_LOSS_H
 
@@ -63,17 +64,6 @@ typedef struct fo_rows_args {
     void *grad;                        /* out: rows * classes */
 } fo_rows_args;
 
-/* One (grad, param) pair of an elastic-net penalty call. */
-typedef struct fo_penalty_pair {
-    void *grad;                        /* inout */
-    const void *param;
-    int64_t numel;
-} fo_penalty_pair;
-
-/* Return codes. */
-#define FO_LOSS_OK 0
-#define FO_LOSS_EINVAL -1              /* unknown kind or dtype: nothing written */
-
 /* Elementwise losses (fo_ew_args). *total receives sum(w * l). */
 int fo_loss_elementwise_f32(const fo_ew_args *a, double *total, int nthreads);
 int fo_loss_elementwise_f64(const fo_ew_args *a, double *total, int nthreads);
@@ -92,50 +82,18 @@ int64_t fo_loss_check_labels(const int64_t *labels, int64_t rows, int64_t classe
                              int dtype, const void *class_weight, const void *sample_weight,
                              double *weight_sum /* out */, int64_t *counted /* out */);
 
-/* Elastic net over npairs (grad, param) pairs: grad += l1 sign(param) + l2 param (sign(0) = 0);
- * *penalty = l1 sum |param| + l2 / 2 sum param^2. */
-int fo_loss_penalty_f32(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty,
-                        int nthreads);
-int fo_loss_penalty_f64(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty,
-                        int nthreads);
-
-/* Max-norm constraint on w viewed as outer x axis_len x inner: for each (o, i), the vector v = w[o, :, i] with
- * norm n = ||v||_2 > max_norm is scaled by max_norm / (n + 1e-7) (torch.renorm's rule). */
-int fo_loss_max_norm_f32(float *w /* inout */, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
-                         int nthreads);
-int fo_loss_max_norm_f64(double *w /* inout */, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
-                         int nthreads);
-
-/* Dropout with a counter-based mask: y_i = x_i * keep_i * scale, keep_i = (u_i >= threshold) where
- * u_i = fo_dropout_bits(key, i) (32 bits), key = fo_dropout_key(seed), threshold = ceil(p 2^32) and
- * scale = 1 / (1 - p) rounded to the dtype. The mask depends only on (seed, i): no storage, any thread count,
- * and the backward pass applies the same function to dy. x and y may be the same array (not partial overlaps). */
-uint64_t fo_dropout_key(uint64_t seed);
-uint64_t fo_dropout_threshold(double p);
-int fo_dropout_f32(const float *x, float *y /* out */, int64_t n, uint64_t seed, double p, int nthreads);
-int fo_dropout_f64(const double *x, double *y /* out */, int64_t n, uint64_t seed, double p, int nthreads);
-
 /* Test hook: y = exp(x) (which 0), log(x) (1) or log1p(x) (2) with the vectorized functions the kernels use. */
 int fo_loss_math_f32(const float *x, float *y /* out */, int64_t n, int which);
 int fo_loss_math_f64(const double *x, double *y /* out */, int64_t n, int which);
 
-/* ---- Per-instruction-set kernels (loss_<isa>.c), chosen at run time by loss.c. */
+/* ---- Per-instruction-set kernels (loss_kernels.inc), chosen at run time by loss.c. */
 typedef double (*fo_ew_range_fn)(const fo_ew_args *a, int64_t lo, int64_t hi);
 typedef double (*fo_rows_range_fn)(const fo_rows_args *a, int64_t r0, int64_t r1);
-typedef void (*fo_penalty_range_fn)(void *grad, const void *param, int64_t lo, int64_t hi, double l1, double l2,
-                                    double *sum_abs /* inout */, double *sum_sq /* inout */);
-typedef void (*fo_max_norm_block_fn)(void *w, int64_t axis_len, int64_t inner, int64_t i0, int64_t i1,
-                                     double max_norm);
-typedef void (*fo_dropout_range_fn)(const void *x, void *y, int64_t lo, int64_t hi, uint64_t key,
-                                    uint64_t threshold, double scale);
 typedef void (*fo_math_fn)(const void *x, void *y /* out */, int64_t n, int which);
 typedef struct fo_loss_kernels {
     fo_ew_range_fn elementwise[2];     /* [dtype]: elements [lo, hi), returns sum(w * l) */
     fo_rows_range_fn softmax_ce[2];    /* rows [r0, r1), returns the sum of row losses in row order */
     fo_rows_range_fn hinge[2];
-    fo_penalty_range_fn penalty[2];
-    fo_max_norm_block_fn max_norm[2];  /* one outer slice, inner columns [i0, i1) */
-    fo_dropout_range_fn dropout[2];
     fo_math_fn math[2];                /* test hook: the kernels' exp (which 0), log (1), log1p (2) */
 } fo_loss_kernels;
 

@@ -20,7 +20,7 @@
 #define FO_PARALLEL_MIN_ELEMENTS 32768
 
 /* Version of the fo_runtime layout; an extension attached to a runtime of another version refuses to load. */
-#define FO_RUNTIME_ABI 2
+#define FO_RUNTIME_ABI 3
 
 /* Kernel families with per-ISA kernel tables (their kernels are compiled once per path, in csrc/kernels_<isa>.c). */
 enum fo_family {
@@ -29,7 +29,8 @@ enum fo_family {
     FO_FAM_LOSS = 2,
     FO_FAM_REDUCE = 3,
     FO_FAM_ACTIVATION = 4,
-    FO_FAM_COUNT = 5
+    FO_FAM_REGULARIZE = 5,
+    FO_FAM_COUNT = 6
 };
 
 /* The kernel tables of one instruction-set path, indexed by fo_family (defined by csrc/kernels_<isa>.c). */

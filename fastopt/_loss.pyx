@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# csrc-families: loss
-"""Cython layer of the loss family: one GIL-free call into C per loss, penalty, constraint or dropout.
+# csrc-families: loss regularize
+"""Cython layer of the loss and regularize C families (csrc/loss.h, csrc/regularize.h): one GIL-free call into C
+per loss, penalty, constraint or dropout.
 
 Arguments are validated by fastopt/losses.py and fastopt/functional/dropout.py (dtype, shape, layout, values);
 this layer re-checks only what memory safety needs (fastopt/_contract.pxd ``kernel_data``: dtype, size, layout
@@ -48,10 +49,6 @@ cdef extern from "loss.h" nogil:
         double alpha, beta, smooth_keep, smooth_unif, class_weight_sum, margin
         void *loss_out
         void *grad
-    ctypedef struct fo_penalty_pair:
-        void *grad
-        const void *param
-        int64_t numel
     int fo_loss_elementwise_f32(const fo_ew_args *a, double *total, int nthreads)
     int fo_loss_elementwise_f64(const fo_ew_args *a, double *total, int nthreads)
     int fo_loss_softmax_ce_f32(const fo_rows_args *a, double *total, int nthreads)
@@ -61,20 +58,22 @@ cdef extern from "loss.h" nogil:
     int64_t fo_loss_check_labels(const int64_t *labels, int64_t rows, int64_t classes, int64_t ignore_index,
                                  int dtype, const void *class_weight, const void *sample_weight,
                                  double *weight_sum, int64_t *counted)
-    int fo_loss_penalty_f32(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty,
-                            int nthreads)
-    int fo_loss_penalty_f64(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty,
-                            int nthreads)
-    int fo_loss_max_norm_f32(float *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
-                             int nthreads)
-    int fo_loss_max_norm_f64(double *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm,
-                             int nthreads)
+    int fo_loss_math_f32(const float *x, float *y, int64_t n, int which)
+    int fo_loss_math_f64(const double *x, double *y, int64_t n, int which)
+
+cdef extern from "regularize.h" nogil:
+    ctypedef struct fo_penalty_pair:
+        void *grad
+        const void *param
+        int64_t numel
+    int fo_penalty_f32(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty, int nthreads)
+    int fo_penalty_f64(fo_penalty_pair *pairs, int64_t npairs, double l1, double l2, double *penalty, int nthreads)
+    int fo_max_norm_f32(float *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm, int nthreads)
+    int fo_max_norm_f64(double *w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm, int nthreads)
     uint64_t fo_dropout_key(uint64_t seed)
     uint64_t fo_dropout_threshold(double p)
     int fo_dropout_f32(const float *x, float *y, int64_t n, uint64_t seed, double p, int nthreads)
     int fo_dropout_f64(const double *x, double *y, int64_t n, uint64_t seed, double p, int nthreads)
-    int fo_loss_math_f32(const float *x, float *y, int64_t n, int which)
-    int fo_loss_math_f64(const double *x, double *y, int64_t n, int which)
 
 MSE, MAE, HUBER, BCE = FO_LOSS_MSE, FO_LOSS_MAE, FO_LOSS_HUBER, FO_LOSS_BCE
 NO_IGNORE = -(2 ** 63)      # an ignore_index no label can equal
@@ -194,9 +193,9 @@ def penalty(list grads, list params, double l1, double l2, int nthreads=0):
             pairs[k].grad = <void *>_ptr(grads[k], tn, pairs[k].numel, f"grads[{k}]", True)
         with nogil:
             if tn == cnp.NPY_FLOAT32:
-                rc = fo_loss_penalty_f32(pairs, n, l1, l2, &value, nthreads)
+                rc = fo_penalty_f32(pairs, n, l1, l2, &value, nthreads)
             else:
-                rc = fo_loss_penalty_f64(pairs, n, l1, l2, &value, nthreads)
+                rc = fo_penalty_f64(pairs, n, l1, l2, &value, nthreads)
     finally:
         free(pairs)
     check_rc(rc, "penalty kernel")
@@ -209,9 +208,9 @@ def max_norm(cnp.ndarray w, int64_t outer, int64_t axis_len, int64_t inner, doub
     cdef void *p = <void *>_ptr(w, tn, outer * axis_len * inner, "w", True)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            rc = fo_loss_max_norm_f32(<float *>p, outer, axis_len, inner, max_norm, nthreads)
+            rc = fo_max_norm_f32(<float *>p, outer, axis_len, inner, max_norm, nthreads)
         else:
-            rc = fo_loss_max_norm_f64(<double *>p, outer, axis_len, inner, max_norm, nthreads)
+            rc = fo_max_norm_f64(<double *>p, outer, axis_len, inner, max_norm, nthreads)
     check_rc(rc, "max_norm kernel")
 
 
@@ -230,7 +229,7 @@ def dropout(cnp.ndarray x, cnp.ndarray y, uint64_t seed, double p, int nthreads=
 
 
 def dropout_key(uint64_t seed):
-    """The splitmix64 key of a seed (csrc/loss.h fo_dropout_key), for reproducing the mask elsewhere."""
+    """The splitmix64 key of a seed (csrc/regularize.h fo_dropout_key), for reproducing the mask elsewhere."""
     return fo_dropout_key(seed)
 
 
