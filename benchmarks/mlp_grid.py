@@ -114,6 +114,7 @@ def profile_fit(cell, data, epochs):
     minibatch gathers, hand-offs between the pools). Timers wrap each call, so a pool's spin-down after a call is
     counted where it happens: in the next call's bucket or in "rest"."""
     from fastopt.estimators import _mlp, _network
+    from fastopt.nn import BatchNorm
     dataset, hidden, batch, dtype = cell
     X_train, _, y_train, _ = data
     X_train = X_train.astype(dtype)
@@ -128,14 +129,19 @@ def profile_fit(cell, data, epochs):
 
     model._make_optimizer = timed_optimizer
     model._loss = _Timed._wrap(model._loss, "other kernels", seconds)
-    saved = _network.np, _network._activation, _mlp._loss
+    kernels = [(_network, name) for name in ("bias_activation", "bias_activation_backward", "dropout",
+                                             "dropout_backward")] + \
+        [(_mlp, "add_penalty_grad_"), (_mlp, "clip_grad_norm_"), (BatchNorm, "forward"), (BatchNorm, "backward")]
+    saved_np, saved_kernels = _network.np, [getattr(mod, name) for mod, name in kernels]
     _network.np = _Timed(np, ["matmul"], "blas", seconds)
-    _network._activation = _Timed(saved[1], ["bias_forward", "bias_backward"], "other kernels", seconds)
-    _mlp._loss = _Timed(saved[2], ["penalty"], "other kernels", seconds)
+    for (mod, name), fn in zip(kernels, saved_kernels):
+        setattr(mod, name, _Timed._wrap(fn, "other kernels", seconds))
     try:
         total = fit_seconds(model, X_train, y_train)
     finally:
-        _network.np, _network._activation, _mlp._loss = saved
+        _network.np = saved_np
+        for (mod, name), fn in zip(kernels, saved_kernels):
+            setattr(mod, name, fn)
     seconds["rest"] = total - sum(seconds.values())
     return total, {k: v / total for k, v in seconds.items()}
 

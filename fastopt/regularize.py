@@ -8,7 +8,7 @@ anything is written. Results are bit-identical at any thread count (the penalty 
 """
 import numpy as np
 
-from fastopt import _loss
+from fastopt import _regularize
 from fastopt._validation import (check_inplace_array, check_no_overlap, check_range, check_same_dtype,
                                  check_same_shape, input_array)
 
@@ -34,7 +34,7 @@ def add_penalty_grad_(grads, params, l1=0.0, l2=0.0):
     ``grads``/``params``: one array or matching lists; one dtype per call. One C call covers every pair."""
     l1 = check_range(l1, "l1", 0.0, np.inf, high_open=True)
     l2 = check_range(l2, "l2", 0.0, np.inf, high_open=True)
-    fast = _loss.try_penalty(grads, params, l1, l2)      # lists of arrays taken as they are, checked in C
+    fast = _regularize.try_penalty(grads, params, l1, l2)      # lists of arrays taken as they are, checked in C
     if fast is not None:
         return fast
     gl, _ = _array_list(grads, "grads")
@@ -57,7 +57,7 @@ def add_penalty_grad_(grads, params, l1=0.0, l2=0.0):
         cparams.append(p)
     n = len(gl)
     check_no_overlap(gl + cparams, lambda i: f"grads[{i}]" if i < n else f"params[{i - n}]")
-    return _loss.penalty(gl, cparams, l1, l2)
+    return _regularize.penalty(gl, cparams, l1, l2)
 
 
 def max_norm_(params, max_norm, axis=0):
@@ -94,5 +94,5 @@ def max_norm_(params, max_norm, axis=0):
             if norm > max_norm:
                 np.multiply(p, p.dtype.type(max_norm / (norm + 1e-7)), out=p)
         else:
-            _loss.max_norm(p, shp[0], shp[1], shp[2], max_norm)
+            _regularize.max_norm(p, shp[0], shp[1], shp[2], max_norm)
     return params

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from fastopt import _loss
+from fastopt import _regularize
 from fastopt._validation import (as_real, check_float_array, check_inplace_array, check_same_dtype, check_same_shape,
                                  input_array)
 
@@ -39,7 +39,7 @@ def _check_seed(seed):
 
 
 def _apply(x, p, seed, out, name):
-    fast = _loss.try_dropout(x, out, seed, p)       # every argument as the kernel takes it, checked in C
+    fast = _regularize.try_dropout(x, out, seed, p)       # every argument as the kernel takes it, checked in C
     if fast is not None:
         return fast
     src = input_array(x, name)
@@ -55,7 +55,7 @@ def _apply(x, p, seed, out, name):
         if not same and np.shares_memory(out, src):
             raise ValueError(f"out and {name} share memory; they must be separate arrays (or out may be {name} "
                              "itself)")
-    _loss.dropout(src, out, seed, p)
+    _regularize.dropout(src, out, seed, p)
     return out
 
 
