@@ -546,36 +546,3 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
     free(run.scratch);
     return 0;
 }
-
-int fo_batchnorm_forward_f32(const float *x, float *y, const fo_bn_shape *sh, const float *gamma, const float *beta,
-                             float *running_mean, float *running_var, double *save_mean, double *save_invstd,
-                             int training, double momentum, double eps, int relu, int nthreads)
-{
-    return fo_batchnorm_forward(FO_F32, x, y, sh, gamma, beta, running_mean, running_var, save_mean, save_invstd,
-                                training, momentum, eps, relu, nthreads);
-}
-
-int fo_batchnorm_forward_f64(const double *x, double *y, const fo_bn_shape *sh, const double *gamma,
-                             const double *beta, double *running_mean, double *running_var, double *save_mean,
-                             double *save_invstd, int training, double momentum, double eps, int relu, int nthreads)
-{
-    return fo_batchnorm_forward(FO_F64, x, y, sh, gamma, beta, running_mean, running_var, save_mean, save_invstd,
-                                training, momentum, eps, relu, nthreads);
-}
-
-int fo_batchnorm_backward_f32(const float *dy, const float *x, float *dx, const fo_bn_shape *sh, const float *gamma,
-                              const float *beta, const double *save_mean, const double *save_invstd, float *dgamma,
-                              float *dbeta, int training, int relu, int nthreads)
-{
-    return fo_batchnorm_backward(FO_F32, dy, x, dx, sh, gamma, beta, save_mean, save_invstd, dgamma, dbeta,
-                                 training, relu, nthreads);
-}
-
-int fo_batchnorm_backward_f64(const double *dy, const double *x, double *dx, const fo_bn_shape *sh,
-                              const double *gamma, const double *beta, const double *save_mean,
-                              const double *save_invstd, double *dgamma, double *dbeta, int training, int relu,
-                              int nthreads)
-{
-    return fo_batchnorm_backward(FO_F64, dy, x, dx, sh, gamma, beta, save_mean, save_invstd, dgamma, dbeta,
-                                 training, relu, nthreads);
-}

@@ -61,24 +61,6 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx /* 
                           const void *gamma, const void *beta, const double *save_mean, const double *save_invstd,
                           void *dgamma /* out */, void *dbeta /* out */, int training, int relu, int nthreads);
 
-/* Named entry points, same contracts. */
-int fo_batchnorm_forward_f32(const float *x, float *y /* out */, const fo_bn_shape *sh, const float *gamma,
-                             const float *beta, float *running_mean /* inout */, float *running_var /* inout */,
-                             double *save_mean /* out */, double *save_invstd /* out */, int training,
-                             double momentum, double eps, int relu, int nthreads);
-int fo_batchnorm_forward_f64(const double *x, double *y /* out */, const fo_bn_shape *sh, const double *gamma,
-                             const double *beta, double *running_mean /* inout */, double *running_var /* inout */,
-                             double *save_mean /* out */, double *save_invstd /* out */, int training,
-                             double momentum, double eps, int relu, int nthreads);
-int fo_batchnorm_backward_f32(const float *dy, const float *x, float *dx /* out */, const fo_bn_shape *sh,
-                              const float *gamma, const float *beta, const double *save_mean,
-                              const double *save_invstd, float *dgamma /* out */, float *dbeta /* out */,
-                              int training, int relu, int nthreads);
-int fo_batchnorm_backward_f64(const double *dy, const double *x, double *dx /* out */, const fo_bn_shape *sh,
-                              const double *gamma, const double *beta, const double *save_mean,
-                              const double *save_invstd, double *dgamma /* out */, double *dbeta /* out */,
-                              int training, int relu, int nthreads);
-
 /* Per-channel coefficient table handed to the element kernels: REAL coef[FO_BN_NCOEF][C], row k = one of: */
 enum { FO_BN_MHI = 0, FO_BN_SCALE = 1, FO_BN_SHIFT = 2, FO_BN_K1 = 3, FO_BN_K2 = 4, FO_BN_K3 = 5, FO_BN_NCOEF = 6 };
 /* With MHI = (REAL)mean and lo = mean - MHI (0 for double; the bits float32 cannot hold), x - mean = (x - MHI) - lo
