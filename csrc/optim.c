@@ -77,6 +77,46 @@ const char *fo_optim_algo_name(int algo)
     return algo >= 0 && algo < FO_ALGO_COUNT ? names[algo] : NULL;
 }
 
+/* Field table of fo_hparams, from the one list (FO_HPARAM_FIELDS): name, byte offset, flag or real. */
+#define FO_HP_REAL(name) { #name, offsetof(fo_hparams, name), 0 },
+#define FO_HP_FLAG(name) { #name, offsetof(fo_hparams, name), 1 },
+static const struct { const char *name; size_t offset; int flag; } fo_hparam_table[FO_HPARAM_COUNT] = {
+    FO_HPARAM_FIELDS(FO_HP_REAL, FO_HP_FLAG)
+};
+#undef FO_HP_REAL
+#undef FO_HP_FLAG
+
+const char *fo_optim_hparam_name(int f)
+{
+    return f >= 0 && f < FO_HPARAM_COUNT ? fo_hparam_table[f].name : NULL;
+}
+
+int fo_optim_hparam_is_flag(int f)
+{
+    return f >= 0 && f < FO_HPARAM_COUNT && fo_hparam_table[f].flag;
+}
+
+void fo_optim_hparam_set(fo_hparams *hp, int f, double v)
+{
+    char *at;
+    if (f < 0 || f >= FO_HPARAM_COUNT)
+        return;
+    at = (char *)hp + fo_hparam_table[f].offset;
+    if (fo_hparam_table[f].flag)
+        *(int *)at = v != 0.0;
+    else
+        *(double *)at = v;
+}
+
+double fo_optim_hparam_get(const fo_hparams *hp, int f)
+{
+    const char *at;
+    if (f < 0 || f >= FO_HPARAM_COUNT)
+        return 0.0;
+    at = (const char *)hp + fo_hparam_table[f].offset;
+    return fo_hparam_table[f].flag ? (double)*(const int *)at : *(const double *)at;
+}
+
 /* 1 if every tensor with a gradient has its step counter and the state that `need` (fo_optim_required_slots) names. */
 static int fo_optim_has_state(const fo_tensor *ts, int64_t ntensors, int need)
 {

@@ -33,16 +33,37 @@ typedef struct fo_tensor {
     double coef[6];       /* scratch: per-step scalars, computed by the driver */
 } fo_tensor;
 
+/* The one list of hyperparameter fields: R(name) a real, F(name) a flag, in field-index order (the index Python
+ * fills them by: fo_optim_hparam_set). Adding a hyperparameter: one entry here; its spec names it (specs.py). */
+#define FO_HPARAM_FIELDS(R, F)                                                                           \
+    R(lr) R(weight_decay) R(eps)                                                                         \
+    R(beta1) R(beta2)                 /* Adam family, Lion */                                            \
+    R(momentum) R(dampening)          /* SGD, RMSprop (momentum only) */                                 \
+    R(alpha)                          /* RMSprop, ASGD (the eta decay power) */                          \
+    R(lr_decay)                       /* Adagrad */                                                      \
+    R(momentum_decay)                 /* NAdam */                                                        \
+    R(rho)                            /* Adadelta */                                                     \
+    R(etaminus) R(etaplus) R(step_size_min) R(step_size_max)   /* Rprop */                               \
+    R(lambd) R(t0)                    /* ASGD */                                                         \
+    F(maximize) F(amsgrad) F(nesterov) F(centered) F(decoupled_weight_decay)
+
 /* Hyperparameters of a group, read at call time. Each algorithm uses the fields it names. */
-typedef struct fo_hparams {
-    double lr, weight_decay, eps;
-    double beta1, beta2;              /* Adam family, Lion */
-    double momentum, dampening;       /* SGD, RMSprop (momentum only) */
-    double alpha;                     /* RMSprop */
-    double lr_decay;                  /* Adagrad */
-    double momentum_decay;            /* NAdam */
-    int maximize, amsgrad, nesterov, centered, decoupled_weight_decay;
-} fo_hparams;
+#define FO_HP_REAL(name) double name;
+#define FO_HP_FLAG(name) int name;
+typedef struct fo_hparams { FO_HPARAM_FIELDS(FO_HP_REAL, FO_HP_FLAG) } fo_hparams;
+#undef FO_HP_REAL
+#undef FO_HP_FLAG
+
+#define FO_HP_ONE(name) +1
+enum { FO_HPARAM_COUNT = 0 FO_HPARAM_FIELDS(FO_HP_ONE, FO_HP_ONE) };
+#undef FO_HP_ONE
+
+/* Name of field `f` ("lr"), or NULL outside [0, FO_HPARAM_COUNT); 1 if it is a flag (int), else 0. */
+const char *fo_optim_hparam_name(int f);
+int fo_optim_hparam_is_flag(int f);
+/* hp's field f <- v (a flag: v != 0), or its value as a double; nothing for f out of range (get: 0). */
+void fo_optim_hparam_set(fo_hparams *hp, int f, double v);
+double fo_optim_hparam_get(const fo_hparams *hp, int f);
 
 /* Runs one step of `algo` on `ntensors` tensors of `dtype` (FO_F32 / FO_F64) with at most `nthreads` threads
  * (<= 0: fo_max_threads()). Returns FO_OK; FO_EINVAL for an unknown algorithm or dtype, FO_ESTATE if a tensor with

@@ -33,15 +33,18 @@ cdef extern from "optim.h" nogil:
         double *aux
         int fresh
         double coef[6]
-    ctypedef struct fo_hparams:
-        double lr, weight_decay, eps, beta1, beta2, momentum, dampening, alpha, lr_decay, momentum_decay
-        int maximize, amsgrad, nesterov, centered, decoupled_weight_decay
+    ctypedef struct fo_hparams:       # the fields: FO_HPARAM_FIELDS, reached by index (fo_optim_hparam_set)
+        pass
     int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
     int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads)
     int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads)
     int fo_optim_required_slots(int algo, const fo_hparams *hp)
     const char *fo_optim_algo_name(int algo)
-    enum: FO_ALGO_COUNT, FO_NEEDS_AUX
+    const char *fo_optim_hparam_name(int f)
+    int fo_optim_hparam_is_flag(int f)
+    void fo_optim_hparam_set(fo_hparams *hp, int f, double v)
+    double fo_optim_hparam_get(const fo_hparams *hp, int f)
+    enum: FO_ALGO_COUNT, FO_NEEDS_AUX, FO_HPARAM_COUNT
 
 # Algorithm ids by name, from csrc/optim.h's one list (FO_OPTIM_ALGOS): {"sgd": 0, "adam": 1, ...}.
 ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}

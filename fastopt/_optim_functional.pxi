@@ -81,8 +81,8 @@ cdef class FunctionalStep:
             g = kernel_input(g, (<cnp.ndarray>param).dtype)
         if req & FO_NEEDS_AUX:
             if not (plain(aux, cnp.NPY_FLOAT64, True) and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
-                raise TypeError(f"{self.aux_name}: expected a writeable 0-d float64 numpy array (1.0 before the "
-                                "first step)")
+                raise TypeError(f"{self.aux_name}: expected a writeable 0-d float64 numpy array (the scalar state "
+                                "the step updates in place)")
             t.aux = <double *>cnp.PyArray_DATA(<cnp.ndarray>aux)
         t.param = cnp.PyArray_DATA(<cnp.ndarray>param)
         t.grad = cnp.PyArray_DATA(<cnp.ndarray>g)

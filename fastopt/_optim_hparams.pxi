@@ -10,32 +10,18 @@ from libc.math cimport INFINITY
 from fastopt import _validation as _v
 
 # Checks of one value (the spec's Hyper.check): >= 0 and finite; finite; in [0, 1]; in [0, 1); a pair of values
-# in [0, 1) filling two fields; a bool.
+# in [0, 1) filling two fields; a bool; a pair of finite values filling two fields.
 cdef enum:
-    _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG
-NONNEG, FINITE, UNIT, BETA, BETAS, FLAG = _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG
-# fo_hparams fields, by name, in the order of _set_field.
-FIELDS = ("lr", "weight_decay", "eps", "beta1", "beta2", "momentum", "dampening", "alpha", "lr_decay",
-          "momentum_decay", "maximize", "amsgrad", "nesterov", "centered", "decoupled_weight_decay")
+    _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG, _PAIR
+NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR = _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG, _PAIR
+# fo_hparams fields, by name, in csrc/optim.h's order (FO_HPARAM_FIELDS: the one list).
+FIELDS = tuple(fo_optim_hparam_name(f).decode() for f in range(FO_HPARAM_COUNT))
+_FLAGS = frozenset(f for f in range(FO_HPARAM_COUNT) if fo_optim_hparam_is_flag(f))
 DEF _MAXH = 16
 
 
-cdef void _set_field(fo_hparams *hp, int f, double v) noexcept nogil:
-    if f == 0: hp.lr = v
-    elif f == 1: hp.weight_decay = v
-    elif f == 2: hp.eps = v
-    elif f == 3: hp.beta1 = v
-    elif f == 4: hp.beta2 = v
-    elif f == 5: hp.momentum = v
-    elif f == 6: hp.dampening = v
-    elif f == 7: hp.alpha = v
-    elif f == 8: hp.lr_decay = v
-    elif f == 9: hp.momentum_decay = v
-    elif f == 10: hp.maximize = v != 0.0
-    elif f == 11: hp.amsgrad = v != 0.0
-    elif f == 12: hp.nesterov = v != 0.0
-    elif f == 13: hp.centered = v != 0.0
-    elif f == 14: hp.decoupled_weight_decay = v != 0.0
+cdef inline void _set_field(fo_hparams *hp, int f, double v) noexcept nogil:
+    fo_optim_hparam_set(hp, f, v)
 
 
 cdef inline bint _in_range(int kind, double d) noexcept nogil:
@@ -46,6 +32,12 @@ cdef inline bint _in_range(int kind, double d) noexcept nogil:
     if kind == _UNIT:
         return 0.0 <= d <= 1.0
     return 0.0 <= d < 1.0
+
+
+cdef bint _fast_pair(object v, int kind):
+    """v is a tuple of two floats, each passing the check `kind`."""
+    return type(v) is tuple and len(<tuple>v) == 2 and type(v[0]) is float and type(v[1]) is float \
+        and _in_range(kind, <double>v[0]) and _in_range(kind, <double>v[1])
 
 
 cdef double _slow_check(int kind, object v, str what) except? -1.0:
@@ -87,12 +79,8 @@ cdef class HParams:
 
     def as_dict(self):
         """{field: value} of every fo_hparams field (flags as bools)."""
-        h = self.hp
-        return dict(lr=h.lr, weight_decay=h.weight_decay, eps=h.eps, beta1=h.beta1, beta2=h.beta2,
-                    momentum=h.momentum, dampening=h.dampening, alpha=h.alpha, lr_decay=h.lr_decay,
-                    momentum_decay=h.momentum_decay, maximize=bool(h.maximize), amsgrad=bool(h.amsgrad),
-                    nesterov=bool(h.nesterov), centered=bool(h.centered),
-                    decoupled_weight_decay=bool(h.decoupled_weight_decay))
+        return {name: bool(fo_optim_hparam_get(&self.hp, f)) if f in _FLAGS else fo_optim_hparam_get(&self.hp, f)
+                for f, name in enumerate(FIELDS)}
 
 
 cdef inline bint _immutable_scalar(object v):
@@ -163,11 +151,9 @@ cdef class HyperLayout:
         hp[0] = self.fixed
         for k in range(self.n):
             kind, v, what = self.kind[k], values[k], self.whats[k]
-            if kind == _BETAS:
-                if type(v) is not tuple or len(<tuple>v) != 2 or type(v[0]) is not float or \
-                        type(v[1]) is not float or not _in_range(_BETA, <double>v[0]) or \
-                        not _in_range(_BETA, <double>v[1]):
-                    v = _v.check_betas(v)
+            if kind == _BETAS or kind == _PAIR:
+                if not _fast_pair(v, _BETA if kind == _BETAS else _FINITE):
+                    v = _v.check_betas(v) if kind == _BETAS else _v.check_pair(v, what)
                 _set_field(hp, self.field[k], <double>v[0])
                 _set_field(hp, self.field[k] + 1, <double>v[1])
             elif self.field[k] >= 0:

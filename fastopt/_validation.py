@@ -71,6 +71,13 @@ def check_betas(betas, n=2):
                  for i, b in enumerate(betas))
 
 
+def check_pair(pair, what):
+    """A pair of finite floats (``what``: e.g. "eta values"); TypeError for anything but a tuple or list of two."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"Invalid {what}: expected a tuple of 2 floats, got {pair!r}")
+    return tuple(check_range(v, f"{what} (element {i})", -1e300, 1e300) for i, v in enumerate(pair))
+
+
 def is_integer(value):
     """True for a Python or NumPy integer (bools excluded)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))

@@ -12,14 +12,15 @@ from typing import Any, Callable, Optional
 
 from fastopt import _optim
 
-NONNEG, FINITE, UNIT, BETA, BETAS, FLAG = (_optim.NONNEG, _optim.FINITE, _optim.UNIT, _optim.BETA, _optim.BETAS,
-                                            _optim.FLAG)
+NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR = (_optim.NONNEG, _optim.FINITE, _optim.UNIT, _optim.BETA,
+                                                  _optim.BETAS, _optim.FLAG, _optim.PAIR)
 
 
 @dataclass(frozen=True)
 class Hyper:
-    """A hyperparameter: group key ``name`` (torch's), default, check (one of NONNEG, FINITE, UNIT, BETAS, FLAG),
-    the fo_hparams field it fills (None: checked only; BETAS fill ``beta1``, ``beta2``), ``what`` for messages
+    """A hyperparameter: group key ``name`` (torch's), default, check (one of NONNEG, FINITE, UNIT, BETAS, FLAG,
+    PAIR), the fo_hparams field it fills (None: checked only; a pair, BETAS or PAIR, fills ``field`` and the next
+    field of csrc/optim.h's list: ``beta1``, ``beta2``), ``what`` for messages
     ("Invalid {what}: {value}"), keyword-only in the class signature, and required (no default) in the functional
     form."""
     name: str
@@ -54,8 +55,9 @@ class Slot:
 @dataclass(frozen=True)
 class OptimizerSpec:
     """One optimizer. ``algo``: the kernel's name in csrc/optim.h; ``fixed``: fo_hparams fields set for every step
-    (AdamW: decoupled decay); ``aux``: the name of a per-param float64 scalar state (a running product, 1.0 at
-    first); ``fresh_slot0``: slot 0 takes the gradient itself at its first step (SGD); ``uses_step``: the
+    (AdamW: decoupled decay); ``aux``: the name of a per-param float64 scalar state (NAdam's running product),
+    ``aux_initial`` its value before the first step (a number, or the name of the hyperparameter holding it);
+    ``fresh_slot0``: slot 0 takes the gradient itself at its first step (SGD); ``uses_step``: the
     functional form takes ``step``; ``cross_check(hparams)``: raises on an invalid combination; ``parent``: the
     class this one's derives from (AdamW from Adam); ``doc``: the update rule as formulas; ``functional_doc``:
     notes of the functional form; ``bench``: the hyperparameters ``fastopt bench`` steps it with (defaults
@@ -67,6 +69,7 @@ class OptimizerSpec:
     doc: str
     fixed: dict = field(default_factory=dict)
     aux: Optional[str] = None
+    aux_initial: Any = 1.0
     fresh_slot0: bool = False
     uses_step: bool = True
     cross_check: Optional[Callable] = None
@@ -91,16 +94,18 @@ class OptimizerSpec:
                                   dict(self.fixed), self.cross_check)
 
     def functional_hypers(self):
-        """(argument name, default or None if required, check, field, what) of the functional form: betas split
-        into beta1, beta2."""
+        """(argument name, default or None if required, check, field, what) of the functional form: a pair split
+        into its two fields (betas into beta1, beta2)."""
         out = []
         for h in self.hypers:
             if h.field is None:
                 continue
-            if h.check == BETAS:
-                for i, arg in enumerate(("beta1", "beta2")):
-                    out.append((arg, None if h.functional_required else h.default[i], BETA, arg,
-                                f"beta parameter at index {i}"))
+            if h.check in (BETAS, PAIR):
+                first = _optim.FIELDS.index(h.field)
+                for i, arg in enumerate(_optim.FIELDS[first:first + 2]):
+                    what = f"beta parameter at index {i}" if h.check == BETAS else f"{h.message_name} (element {i})"
+                    out.append((arg, None if h.functional_required else h.default[i],
+                                BETA if h.check == BETAS else FINITE, arg, what))
             else:
                 out.append((h.name, None if h.functional_required else h.default, h.check, h.field,
                             h.message_name))

@@ -300,7 +300,8 @@ class Optimizer:
     def _new_state(self, group, p):
         state = {"step": np.zeros((), dtype=np.int64)}
         if self.uses_aux:
-            state[self.spec.aux] = np.ones((), dtype=np.float64)
+            initial = self.spec.aux_initial
+            state[self.spec.aux] = np.array(group[initial] if isinstance(initial, str) else initial, np.float64)
         return state
 
     def _allocate_slots(self, group, missing):
