@@ -1,5 +1,5 @@
 /* Reduce family drivers: norms as one blocked reduction (blocked_sum.h) over blocks that never straddle two
- * arrays; scale and clamp as element-wise passes with threads splitting the concatenated element range. */
+ * arrays; scale and clamp as element-wise segment sweeps (dispatch.h) of the concatenated element range. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -160,41 +160,42 @@ int fo_reduce_norm_f64(const double *const *xs, const int64_t *ns, int64_t narra
                           nthreads);
 }
 
+/* The segment sweep (dispatch.h) of an element-wise pass: scale when clamp_fn is NULL, else clamp. */
+typedef struct {
+    void *const *xs;
+    const int64_t *ns;
+    fo_reduce_scale_fn scale_fn;
+    fo_reduce_clamp_fn clamp_fn;
+    double c0, c1;
+} fo_map_ctx;
+
+static int64_t fo_map_size(const void *vctx, int64_t k)
+{
+    return ((const fo_map_ctx *)vctx)->ns[k];
+}
+
+static void fo_map_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
+{
+    const fo_map_ctx *ctx = (const fo_map_ctx *)vctx;
+    if (ctx->clamp_fn != NULL)
+        ctx->clamp_fn(ctx->xs[k], a, b, ctx->c0, ctx->c1);
+    else
+        ctx->scale_fn(ctx->xs[k], a, b, ctx->c0);
+}
+
 /* Runs an element-wise kernel (scale when clamp_fn is NULL, else clamp) over every array. */
 static void fo_reduce_map(void *const *xs, const int64_t *ns, int64_t narrays, fo_reduce_scale_fn scale_fn,
                           fo_reduce_clamp_fn clamp_fn, double c0, double c1, int nthreads)
 {
     const int64_t n_all = fo_total(ns, narrays);
-    const int nth = fo_threads_for(n_all, nthreads);
-    int64_t k;
-    if (nth <= 1) {
-        for (k = 0; k < narrays; ++k) {
-            if (ns[k] <= 0)
-                continue;
-            if (clamp_fn != NULL)
-                clamp_fn(xs[k], 0, ns[k], c0, c1);
-            else
-                scale_fn(xs[k], 0, ns[k], c0);
-        }
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-    {
-        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        const int64_t lo = fo_split(n_all, tid, team), hi = fo_split(n_all, tid + 1, team);
-        int64_t j, a, b, off = 0;
-        for (j = 0; j < narrays && off < hi; ++j) {
-            if (fo_range_overlap(off, ns[j], lo, hi, &a, &b)) {
-                if (clamp_fn != NULL)
-                    clamp_fn(xs[j], a, b, c0, c1);
-                else
-                    scale_fn(xs[j], a, b, c0);
-            }
-            off += ns[j];
-        }
-    }
-#endif
+    fo_map_ctx ctx;
+    ctx.xs = xs;
+    ctx.ns = ns;
+    ctx.scale_fn = scale_fn;
+    ctx.clamp_fn = clamp_fn;
+    ctx.c0 = c0;
+    ctx.c1 = c1;
+    fo_segment_sweep(&ctx, narrays, n_all, fo_threads_for(n_all, nthreads), fo_map_size, fo_map_segment);
 }
 
 void fo_reduce_scale_f32(float *const *xs, const int64_t *ns, int64_t narrays, double coef, int nthreads)
