@@ -134,8 +134,24 @@ static int fo_optim_has_state(const fo_tensor *ts, int64_t ntensors, int need)
     return 1;
 }
 
+/* The segment sweep of a step (dispatch.h): a tensor without a gradient takes no part. */
+typedef struct { fo_tensor *ts; const fo_hparams *hp; fo_optim_chunk_fn chunk; } fo_optim_sweep_ctx;
+
+static int64_t fo_optim_segment_size(const void *vctx, int64_t k)
+{
+    const fo_tensor *t = &((const fo_optim_sweep_ctx *)vctx)->ts[k];
+    return t->grad != NULL ? t->numel : 0;
+}
+
+static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
+{
+    const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
+    ctx->chunk(&ctx->ts[k], ctx->hp, a, b);
+}
+
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
 {
+    fo_optim_sweep_ctx ctx;
     fo_optim_chunk_fn chunk;
     int64_t i, total = 0;
     int nth;
@@ -153,27 +169,11 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
         total += ts[i].numel;
     }
 
+    ctx.ts = ts;
+    ctx.hp = hp;
+    ctx.chunk = chunk;
     nth = fo_threads_for(total, nthreads);
-    if (nth <= 1) {
-        for (i = 0; i < ntensors; ++i)
-            if (ts[i].grad != NULL && ts[i].numel > 0)
-                chunk(&ts[i], hp, 0, ts[i].numel);
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-        {
-            const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-            const int64_t lo = fo_split(total, tid, team), hi = fo_split(total, tid + 1, team);
-            int64_t k, a, b, off = 0;
-            for (k = 0; k < ntensors && off < hi; ++k) {
-                const int64_t n = ts[k].grad != NULL ? ts[k].numel : 0;
-                if (fo_range_overlap(off, n, lo, hi, &a, &b))
-                    chunk(&ts[k], hp, a, b);
-                off += n;
-            }
-        }
-#endif
-    }
+    fo_segment_sweep(&ctx, ntensors, total, nth, fo_optim_segment_size, fo_optim_segment);
 
     for (i = 0; i < ntensors; ++i)
         if (ts[i].grad != NULL)

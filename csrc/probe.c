@@ -1,5 +1,5 @@
 #include "probe.h"
-#include "runtime.h"
+#include "dispatch.h"
 
 /* The probes use the widest vectors the CPU has, like the kernels they stand in for (gcc picks the clone at load
  * time through an ifunc; the probes are benchmark-only code, so the kernels' explicit dispatch is not needed). */
@@ -7,10 +7,6 @@
 #define FO_PROBE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define FO_PROBE_CLONES
-#endif
-
-#ifdef _OPENMP
-#include <omp.h>
 #endif
 
 /* One fused loop over up to 6 input and 4 output streams, like a real kernel (a blocked loop over one stream at a
@@ -68,12 +64,6 @@
     case NIN * 8 + NOUT: fo_stream_fixed_##SUFFIX(in, out, lo, hi, NIN, NOUT); break;
 #define FO_CASES(SUFFIX, NIN) \
     FO_CASE(SUFFIX, NIN, 1) FO_CASE(SUFFIX, NIN, 2) FO_CASE(SUFFIX, NIN, 3) FO_CASE(SUFFIX, NIN, 4)
-
-#ifdef _OPENMP
-#define FO_TEAM(tid, team) (tid = omp_get_thread_num(), team = omp_get_num_threads())
-#else
-#define FO_TEAM(tid, team) ((void)0)
-#endif
 
 FO_STREAM(float, f32)
 FO_STREAM(double, f64)

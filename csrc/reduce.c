@@ -1,4 +1,5 @@
-/* Reduce family drivers: multi-array passes with threads splitting the concatenated element range (as optim.c). */
+/* Reduce family drivers: norms as one blocked reduction (blocked_sum.h) over blocks that never straddle two
+ * arrays; scale and clamp as element-wise segment sweeps (dispatch.h) of the concatenated element range. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -36,83 +37,113 @@ static double fo_norm_root(int kind, double s, double p)
     }
 }
 
-/* The norm pass. acc[k] receives the value of array k: arrays lying whole inside one thread's range are written
- * by that thread; the (at most two) arrays a thread covers only partly go to its head/tail slots, added afterwards
- * in thread order, so a given thread count always gives the same bits. */
+/* The blocks of a norm pass: array k is cut into fo_block_count(ns[k]) blocks of FO_BLOCK_ELEMENTS of its own
+ * elements, blocks numbered in array order, first[k] being array k's first block (first[narrays] = nblocks). No
+ * block straddles two arrays and an array's blocks depend only on its size, never on the thread count. */
+typedef struct {
+    fo_reduce_norm_fn fn;
+    const void *const *xs;
+    const int64_t *ns;
+    const int64_t *first;      /* narrays + 1 */
+    const int64_t *owner;      /* nblocks: the array holding block b */
+    int64_t narrays;
+    double p;
+} fo_norm_ctx;
+
+/* part[0] = the kernel's value (sum of |x|^p, or max |x|) over block b. */
+static void fo_norm_block(const void *vctx, int64_t b, double *part)
+{
+    const fo_norm_ctx *ctx = (const fo_norm_ctx *)vctx;
+    const int64_t k = ctx->owner[b], lo = (b - ctx->first[k]) * FO_BLOCK_ELEMENTS;
+    const int64_t hi = lo + FO_BLOCK_ELEMENTS < ctx->ns[k] ? lo + FO_BLOCK_ELEMENTS : ctx->ns[k];
+    part[0] = ctx->fn(ctx->xs[k], lo, hi, ctx->p);
+}
+
+/* first[0..narrays] and owner[0..nblocks) (see fo_norm_ctx) and, if work is not NULL, work[b] = the elements
+ * before block b in the concatenation (nblocks + 1 values: threads take runs of about equal work). */
+static void fo_norm_layout(const int64_t *ns, int64_t narrays, int64_t *first, int64_t *owner, int64_t *work)
+{
+    int64_t k, j, off = 0;
+    first[0] = 0;
+    for (k = 0; k < narrays; ++k) {
+        const int64_t n = ns[k] > 0 ? ns[k] : 0, nb = fo_block_count(n);
+        first[k + 1] = first[k] + nb;
+        for (j = 0; j < nb; ++j)
+            owner[first[k] + j] = k;
+        if (work != NULL)
+            for (j = 0; j < nb; ++j)
+                work[first[k] + j] = off + j * FO_BLOCK_ELEMENTS;
+        off += n;
+    }
+    if (work != NULL)
+        work[first[narrays]] = off;
+}
+
+/* The norm pass, one blocked reduction (blocked_sum.h) over the blocks of fo_norm_ctx: acc[k] = array k's block
+ * values combined in block order (fo_norm_combine), the same bits at any thread count. */
+static int fo_reduce_norm_blocks(fo_norm_ctx *ctx, int kind, int nth, double *acc)
+{
+    const int64_t narrays = ctx->narrays;
+    int64_t nblocks = 0, k, b;
+    int64_t *first, *work = NULL;
+    double *part = NULL;
+    for (k = 0; k < narrays; ++k)
+        nblocks += fo_block_count(ctx->ns[k] > 0 ? ctx->ns[k] : 0);
+    /* one index buffer: first (narrays + 1), owner (nblocks), work (nblocks + 1, threaded runs only) */
+    first = (int64_t *)malloc(sizeof(int64_t) * (size_t)(narrays + 1 + nblocks + (nth > 1 ? nblocks + 1 : 0)));
+    if (nblocks > 0)
+        part = (double *)malloc(sizeof(double) * (size_t)nblocks);
+    if (first == NULL || (nblocks > 0 && part == NULL)) {
+        free(first);
+        free(part);
+        return FO_ENOMEM;
+    }
+    if (nth > 1)
+        work = first + narrays + 1 + nblocks;
+    fo_norm_layout(ctx->ns, narrays, first, first + narrays + 1, work);
+    ctx->first = first;
+    ctx->owner = first + narrays + 1;
+    fo_blocked_partials(ctx, fo_norm_block, nblocks, 1, nth, work, part);
+    for (k = 0; k < narrays; ++k) {
+        double v = 0.0;
+        for (b = first[k]; b < first[k + 1]; ++b)
+            v = fo_norm_combine(kind, v, part[b]);
+        acc[k] = v;
+    }
+    free(first);
+    free(part);
+    return FO_OK;
+}
+
+/* Global and per-array norms (reduce.h): the blocked pass, then the per-array values combined in array order and
+ * their roots. */
 static int fo_reduce_norm(int dtype, const void *const *xs, const int64_t *ns, int64_t narrays,
                           double p, double *acc, double *total, int nthreads)
 {
-    fo_reduce_norm_fn fn;
-    int kind, nth;
-    int64_t k, n_all;
+    fo_norm_ctx ctx;
+    int kind, rc;
+    int64_t k;
     double s;
 
     if (!(p > 0.0))
         return FO_EINVAL;
     kind = p == 1.0 ? FO_NORM_L1 : p == 2.0 ? FO_NORM_L2 : isinf(p) ? FO_NORM_LINF : FO_NORM_LP;
-    fn = fo_reduce_table()->norm[kind][dtype];
-    n_all = fo_total(ns, narrays);
-    for (k = 0; k < narrays; ++k)
-        acc[k] = 0.0;
-
-    nth = fo_threads_for(n_all, nthreads);
-    if (nth <= 1) {
-        for (k = 0; k < narrays; ++k)
-            if (ns[k] > 0)
-                acc[k] = fn(xs[k], 0, ns[k], p);
-    } else {
-#ifdef _OPENMP
-        /* slot 2*tid: head segment, 2*tid+1: tail segment (array index in seg_k, -1 if unused) */
-        double *seg_v = (double *)malloc(sizeof(double) * 2 * (size_t)nth);
-        int64_t *seg_k = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)nth);
-        int team_used = nth, t;
-        if (seg_v == NULL || seg_k == NULL) {
-            free(seg_v);
-            free(seg_k);
-            return FO_ENOMEM;
-        }
-        for (t = 0; t < 2 * nth; ++t)
-            seg_k[t] = -1;
-#pragma omp parallel num_threads(nth)
-        {
-            const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-            const int64_t lo = fo_split(n_all, tid, team), hi = fo_split(n_all, tid + 1, team);
-            int64_t j, a, b, off = 0;
-            int slot = 0;
-            if (tid == 0)
-                team_used = team;
-            for (j = 0; j < narrays && off < hi; ++j) {
-                const int64_t n = ns[j];
-                if (fo_range_overlap(off, n, lo, hi, &a, &b)) {
-                    const double v = fn(xs[j], a, b, p);
-                    if (a == 0 && b == n) {
-                        acc[j] = v;
-                    } else {
-                        seg_k[2 * tid + slot] = j;
-                        seg_v[2 * tid + slot] = v;
-                        slot = 1;
-                    }
-                }
-                off += n;
-                if (off > lo)
-                    slot = 1;     /* later partial segments of this thread are its tail */
-            }
-        }
-        for (t = 0; t < 2 * team_used; ++t)
-            if (seg_k[t] >= 0)
-                acc[seg_k[t]] = fo_norm_combine(kind, acc[seg_k[t]], seg_v[t]);
-        free(seg_v);
-        free(seg_k);
-#endif
-    }
-
+    ctx.fn = fo_reduce_table()->norm[kind][dtype];
+    ctx.xs = xs;
+    ctx.ns = ns;
+    ctx.first = ctx.owner = NULL;
+    ctx.narrays = narrays;
+    ctx.p = p;
+    rc = fo_reduce_norm_blocks(&ctx, kind, fo_threads_for(fo_total(ns, narrays), nthreads), acc);
+    if (rc != FO_OK)
+        return rc;
     s = 0.0;
     for (k = 0; k < narrays; ++k) {
         s = fo_norm_combine(kind, s, acc[k]);
         acc[k] = fo_norm_root(kind, acc[k], p);
     }
     *total = fo_norm_root(kind, s, p);
-    return 0;
+    return FO_OK;
 }
 
 int fo_reduce_norm_f32(const float *const *xs, const int64_t *ns, int64_t narrays, double p,
@@ -129,41 +160,42 @@ int fo_reduce_norm_f64(const double *const *xs, const int64_t *ns, int64_t narra
                           nthreads);
 }
 
+/* The segment sweep (dispatch.h) of an element-wise pass: scale when clamp_fn is NULL, else clamp. */
+typedef struct {
+    void *const *xs;
+    const int64_t *ns;
+    fo_reduce_scale_fn scale_fn;
+    fo_reduce_clamp_fn clamp_fn;
+    double c0, c1;
+} fo_map_ctx;
+
+static int64_t fo_map_size(const void *vctx, int64_t k)
+{
+    return ((const fo_map_ctx *)vctx)->ns[k];
+}
+
+static void fo_map_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
+{
+    const fo_map_ctx *ctx = (const fo_map_ctx *)vctx;
+    if (ctx->clamp_fn != NULL)
+        ctx->clamp_fn(ctx->xs[k], a, b, ctx->c0, ctx->c1);
+    else
+        ctx->scale_fn(ctx->xs[k], a, b, ctx->c0);
+}
+
 /* Runs an element-wise kernel (scale when clamp_fn is NULL, else clamp) over every array. */
 static void fo_reduce_map(void *const *xs, const int64_t *ns, int64_t narrays, fo_reduce_scale_fn scale_fn,
                           fo_reduce_clamp_fn clamp_fn, double c0, double c1, int nthreads)
 {
     const int64_t n_all = fo_total(ns, narrays);
-    const int nth = fo_threads_for(n_all, nthreads);
-    int64_t k;
-    if (nth <= 1) {
-        for (k = 0; k < narrays; ++k) {
-            if (ns[k] <= 0)
-                continue;
-            if (clamp_fn != NULL)
-                clamp_fn(xs[k], 0, ns[k], c0, c1);
-            else
-                scale_fn(xs[k], 0, ns[k], c0);
-        }
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-    {
-        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        const int64_t lo = fo_split(n_all, tid, team), hi = fo_split(n_all, tid + 1, team);
-        int64_t j, a, b, off = 0;
-        for (j = 0; j < narrays && off < hi; ++j) {
-            if (fo_range_overlap(off, ns[j], lo, hi, &a, &b)) {
-                if (clamp_fn != NULL)
-                    clamp_fn(xs[j], a, b, c0, c1);
-                else
-                    scale_fn(xs[j], a, b, c0);
-            }
-            off += ns[j];
-        }
-    }
-#endif
+    fo_map_ctx ctx;
+    ctx.xs = xs;
+    ctx.ns = ns;
+    ctx.scale_fn = scale_fn;
+    ctx.clamp_fn = clamp_fn;
+    ctx.c0 = c0;
+    ctx.c1 = c1;
+    fo_segment_sweep(&ctx, narrays, n_all, fo_threads_for(n_all, nthreads), fo_map_size, fo_map_segment);
 }
 
 void fo_reduce_scale_f32(float *const *xs, const int64_t *ns, int64_t narrays, double coef, int nthreads)

@@ -5,15 +5,18 @@
 
 #include "fo_common.h"
 
-/* Global p-norm of `narrays` arrays xs[k][0..ns[k]) in one pass (threads split the concatenated element range).
+/* Global p-norm of `narrays` arrays xs[k][0..ns[k]) in one pass.
  *
  *   p finite > 0:  s_k = sum_i |x_ki|^p (in double),  per_array[k] = s_k^(1/p),  *total = (sum_k s_k)^(1/p)
  *   p = +inf:      per_array[k] = max_i |x_ki|,       *total = max_k per_array[k]
  *
- * NaN anywhere gives NaN (inf gives inf). p = 1 and p = 2 take fast paths (no pow). Results do not depend on the
- * instruction-set path beyond summation order: the sum of a thread's range is a vector of partial sums, so values
- * agree across thread counts and ISA paths to a relative ~1e-15 (exactly for p = inf). Same thread count and
- * path: identical bits. Returns FO_OK, FO_EINVAL for p <= 0 / NaN, FO_ENOMEM on allocation failure. */
+ * NaN anywhere gives NaN (inf gives inf). p = 1 and p = 2 take fast paths (no pow). The pass is a blocked
+ * reduction (blocked_sum.h): array k is cut into blocks of FO_BLOCK_ELEMENTS of its own elements, s_k is the sum
+ * of its block sums in block order and the s_k are added in array order, so every value has the same bits at any
+ * thread count (threads only share out the blocks) and, on one instruction-set path, per_array[k] depends only on
+ * array k. Across paths the SIMD width orders the additions inside a block differently: values agree to a
+ * relative ~1e-15 (exactly for p = inf). Returns FO_OK, FO_EINVAL for p <= 0 / NaN, FO_ENOMEM on allocation
+ * failure. */
 int fo_reduce_norm_f32(const float *const *xs, const int64_t *ns, int64_t narrays, double p,
                        double *per_array /* out: narrays */, double *total /* out */, int nthreads);
 int fo_reduce_norm_f64(const double *const *xs, const int64_t *ns, int64_t narrays, double p,
@@ -33,7 +36,7 @@ void fo_reduce_clamp_f64(double *const *xs /* inout */, const int64_t *ns, int64
 /* ---- internal: per-ISA chunk kernels (reduce_kernels.inc), chosen at run time -------------------------------- */
 enum { FO_NORM_L1 = 0, FO_NORM_L2 = 1, FO_NORM_LINF = 2, FO_NORM_LP = 3, FO_NORM_KINDS = 4 };
 
-/* Sum of |x|^p (or max |x| for FO_NORM_LINF, NaN if any NaN) over x[a..b). */
+/* Sum of |x|^p (or max |x| for FO_NORM_LINF, NaN if any NaN) over x[a..b), one block of a norm pass. */
 typedef double (*fo_reduce_norm_fn)(const void *x, int64_t a, int64_t b, double p);
 typedef void (*fo_reduce_scale_fn)(void *x /* inout */, int64_t a, int64_t b, double coef);
 typedef void (*fo_reduce_clamp_fn)(void *x /* inout */, int64_t a, int64_t b, double lo, double hi);

@@ -47,20 +47,27 @@ def test_clip_norm_reference(rng, num_threads, p, dtype, max_norm):
         np.testing.assert_array_equal(g, b * dtype(coef) if coef < 1 else b)
 
 
-def test_thread_counts_agree(rng):
-    grads = make_grads(rng, np.float32, sizes=(40000, 3, 90001, 17, 65536))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_counts_agree(rng, dtype):
+    """The norm is a blocked reduction (csrc/blocked_sum.h): the same bits at any thread count, norm and clipped
+    gradients alike."""
+    grads = make_grads(rng, dtype, sizes=(40000, 3, 90001, 17, 65536, 0, 8192, 8193))
     results = {}
     before = fastopt.get_num_threads()
     try:
-        for nt in (1, 2):
+        for nt in (1, 2, 3):
             fastopt.set_num_threads(nt)
-            results[nt] = [get_total_norm(grads, p) for p in NORMS]
-            again = [get_total_norm(grads, p) for p in NORMS]
-            assert again == results[nt]                        # same thread count: same bits
+            norms = [get_total_norm(grads, p) for p in NORMS]
+            work = [g.copy() for g in grads]
+            results[nt] = norms, clip_grad_norm_(work, 0.5), work
+            assert [get_total_norm(grads, p) for p in NORMS] == norms          # same thread count: same bits
     finally:
         fastopt.set_num_threads(before)
-    np.testing.assert_allclose(results[1], results[2], rtol=1e-13)
-    assert results[1][2] == results[2][2]                      # inf norm: exact
+    for nt in (2, 3):
+        assert results[nt][0] == results[1][0], nt                              # every p, inf included: exact
+        assert results[nt][1] == results[1][1], nt
+        for a, b in zip(results[nt][2], results[1][2]):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, math.inf, 3.0])
