@@ -16,6 +16,7 @@ one gradient None at one step).
 """
 import hashlib
 import itertools
+import os
 import sys
 
 import numpy as np
@@ -153,7 +154,7 @@ def bn_cases(dt):
 
 
 def optim_cases(dt):
-    sys.path.insert(0, "tests")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
     from _cases_optim import CASES, IDS
     for (name, kw), cid in zip(CASES, IDS):
         def run(name=name, kw=kw):
