@@ -52,6 +52,12 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     case FO_ALGO_adagrad:
         t->coef[0] = lr / (1.0 + (step - 1.0) * hp->lr_decay);
         break;
+    case FO_ALGO_asgd:                   /* torch: this step uses the eta and mu the last step left */
+        t->coef[0] = 1.0 - hp->lambd * *t->aux;
+        t->coef[1] = *t->aux;
+        t->coef[2] = step == 1.0 ? 1.0 : 1.0 / fmax(1.0, step - 1.0 - hp->t0);
+        *t->aux = lr / pow(1.0 + hp->lambd * lr * step, hp->alpha);
+        break;
     default:
         break;
     }
@@ -62,7 +68,8 @@ int fo_optim_required_slots(int algo, const fo_hparams *hp)
     switch (algo) {
     case FO_ALGO_sgd: return hp->momentum != 0.0 ? 1 : 0;
     case FO_ALGO_adam: return hp->amsgrad ? 7 : 3;
-    case FO_ALGO_adamax: case FO_ALGO_radam: return 3;
+    case FO_ALGO_adamax: case FO_ALGO_radam: case FO_ALGO_adadelta: case FO_ALGO_rprop: return 3;
+    case FO_ALGO_asgd: return 1 | FO_NEEDS_AUX;
     case FO_ALGO_nadam: return 3 | FO_NEEDS_AUX;
     case FO_ALGO_rmsprop: return 1 | (hp->momentum > 0.0 ? 2 : 0) | (hp->centered ? 4 : 0);
     default: return algo >= 0 && algo < FO_ALGO_COUNT ? 1 : -1;

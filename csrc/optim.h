@@ -12,7 +12,8 @@
  * (<name>_chunk in optim_kernels.inc), its per-step scalars and state slots (optim.c). The enum ids, the named
  * entry points, the kernel tables of every instruction set and fo_optim_algo_name() all expand from it.
  * AdamW is FO_ADAM with decoupled_weight_decay. */
-#define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion)
+#define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion) \
+    X(adadelta) X(rprop) X(asgd)
 
 #define FO_ALGO_ID(name) FO_ALGO_##name,
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };

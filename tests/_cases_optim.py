@@ -38,6 +38,15 @@ def optimizer_cases():
         cases.append(("Adagrad", dict(lr=0.05, **kw)))
     for kw in _grid(weight_decay=[0.0, 0.1], maximize=[False, True]):
         cases.append(("Lion", dict(lr=0.01, **kw)))
+    for kw in _grid(weight_decay=[0.0, 0.1], maximize=[False, True]):
+        cases.append(("Adadelta", dict(lr=1.0, **kw)))
+    cases.append(("Adadelta", dict(lr=0.5, rho=0.3, eps=1e-3)))
+    for kw in _grid(maximize=[False, True]):
+        cases.append(("Rprop", dict(lr=0.01, **kw)))
+    cases.append(("Rprop", dict(lr=0.01, etas=(0.3, 1.5), step_sizes=(1e-3, 0.02))))   # both clamps bind
+    for kw in _grid(weight_decay=[0.0, 0.1], maximize=[False, True]):
+        cases.append(("ASGD", dict(lr=0.01, **kw)))
+    cases.append(("ASGD", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=2.0)))              # the averaging runs
     return cases
 
 

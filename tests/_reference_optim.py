@@ -1,5 +1,5 @@
 """float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
-torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion papers). Used only by tests and benchmarks.
+torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD papers). Used only by tests and benchmarks.
 
 ``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
 """
@@ -128,9 +128,46 @@ def lion(hp, p, g, st):
     st["exp_avg"] = b2 * m + (1 - b2) * g
 
 
+def adadelta(hp, p, g, st):
+    st["step"] = st.get("step", 0) + 1
+    rho, eps = hp.get("rho", 0.9), hp.get("eps", 1e-6)
+    g = _wd_grad(hp, p, g)
+    s = st["square_avg"] = rho * st.get("square_avg", 0.0) + (1 - rho) * g * g
+    u = st.get("acc_delta", 0.0)
+    delta = np.sqrt(u + eps) / np.sqrt(s + eps) * g
+    st["acc_delta"] = rho * u + (1 - rho) * delta * delta
+    p -= hp["lr"] * delta
+
+
+def rprop(hp, p, g, st):
+    st["step"] = st.get("step", 0) + 1
+    etaminus, etaplus = hp.get("etas", (0.5, 1.2))
+    smin, smax = hp.get("step_sizes", (1e-6, 50.0))
+    g = -g if hp.get("maximize", False) else g
+    prev = st.get("prev", np.zeros_like(p))
+    c = np.sign(g * prev)
+    f = np.where(c > 0, etaplus, np.where(c < 0, etaminus, 1.0))
+    step = st["step_size"] = np.clip(st.get("step_size", np.full_like(p, hp["lr"])) * f, smin, smax)
+    g = np.where(c < 0, 0.0, g)
+    p -= np.sign(g) * step
+    st["prev"] = g
+
+
+def asgd(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    lr, lambd, alpha, t0 = hp["lr"], hp.get("lambd", 1e-4), hp.get("alpha", 0.75), hp.get("t0", 1e6)
+    eta = st.get("eta", lr)
+    mu = 1.0 if t == 1 else 1.0 / max(1.0, t - 1 - t0)
+    g = _wd_grad(hp, p, g)
+    p *= 1 - lambd * eta
+    p -= eta * g
+    st["ax"] = p.copy() if mu == 1 else st["ax"] + (p - st["ax"]) * mu
+    st["eta"] = lr / (1 + lambd * lr * t) ** alpha
+
+
 REFERENCE = {
     "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
-    "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion,
+    "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion, "Adadelta": adadelta, "Rprop": rprop, "ASGD": asgd,
 }
 
 

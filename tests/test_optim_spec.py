@@ -23,8 +23,10 @@ def _functional_call(spec, bad_name, bad_value):
     for arg, default, *_ in spec.functional_hypers():
         kw[arg] = default if default is not None else {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8,
                                                        "weight_decay": 0.0, "alpha": 0.9}[arg]
-    if bad_name == "betas":
-        kw["beta1"], kw["beta2"] = bad_value
+    hyper = next(h for h in spec.hypers if h.name == bad_name)
+    if isinstance(hyper.default, tuple):            # a pair: the functional form takes its two fields
+        first = fastopt._optim.FIELDS.index(hyper.field)
+        kw.update(zip(fastopt._optim.FIELDS[first:first + 2], bad_value))
     else:
         kw[bad_name] = bad_value
     slots = {s.arg_name: np.zeros(4, np.float32) for s in spec.slots}
@@ -39,15 +41,19 @@ def _functional_call(spec, bad_name, bad_value):
 
 BAD = [("lr", -1.0), ("lr", True), ("lr", 10 ** 400), ("lr", float("nan")), ("lr", "0.1"), ("betas", (1.5, 0.9)),
        ("betas", (0.9, True)), ("eps", -1e-8), ("weight_decay", float("inf")), ("amsgrad", 1),
-       ("amsgrad", None), ("maximize", 1), ("momentum", -0.5), ("alpha", 1.5), ("centered", "yes"),
-       ("nesterov", True), ("momentum_decay", -1.0), ("lr_decay", -1.0), ("dampening", float("nan"))]
+       ("amsgrad", None), ("maximize", 1), ("momentum", -0.5), ("alpha", float("nan")), ("centered", "yes"),
+       ("nesterov", True), ("momentum_decay", -1.0), ("lr_decay", -1.0), ("dampening", float("nan")),
+       ("rho", 1.5), ("lambd", -1.0), ("t0", float("inf")), ("etas", (0.5, 0.9)), ("etas", (1.0, 1.2)),
+       ("etas", (0.5, float("nan"))), ("step_sizes", (1e-6, float("inf")))]
+BAD_IF_UNIT = [("alpha", 1.5)]         # RMSprop's alpha is in [0, 1]; ASGD's is any real
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_class_and_functional_raise_the_same_error(spec):
     cls = getattr(fastopt, spec.name)
     names = {h.name for h in spec.hypers if h.field is not None}
-    for name, value in BAD:
+    unit = {h.name for h in spec.hypers if h.check == fastopt._optim.UNIT}
+    for name, value in BAD + [(n, v) for n, v in BAD_IF_UNIT if n in unit]:
         if name not in names:
             continue
         with pytest.raises((TypeError, ValueError)) as from_class:

@@ -294,13 +294,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multilayer perceptron classifier (softmax cross-entropy), trained with fastopt.
 
     Parameters (beyond scikit-learn's ``MLPClassifier`` names where they exist): ``batch_norm`` (batch norm
-    + fused ReLU after every hidden layer), ``dropout`` (rate after every hidden layer), ``optimizer`` (a name in
-    sgd, adam, adamw, adamax, nadam, radam, rmsprop, adagrad, lion, or a fastopt Optimizer class) with
-    ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule`` ("constant", "cosine",
-    "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up), ``l1``/``l2`` (penalty
-    l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm clipping), ``early_stopping``
-    on a stratified ``validation_fraction`` (accuracy; the best weights are restored), ``warm_start``
-    (continue from the fitted weights: fine-tuning), ``dtype`` (float32 or float64).
+    + fused ReLU after every hidden layer), ``dropout`` (rate after every hidden layer), ``optimizer`` (the
+    lower-case name of any fastopt optimizer, the keys of ``fastopt.estimators._mlp.OPTIMIZERS``, or a fastopt
+    Optimizer class) with ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule``
+    ("constant", "cosine", "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up),
+    ``l1``/``l2`` (penalty l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm
+    clipping), ``early_stopping`` on a stratified ``validation_fraction`` (accuracy; the best weights are
+    restored), ``warm_start`` (continue from the fitted weights: fine-tuning), ``dtype`` (float32 or float64).
 
     Fitted attributes: ``classes_``, ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_scores_``,
     ``best_validation_score_``, ``n_iter_``, ``t_``, ``epoch_times_``, ``n_features_in_``, ``n_outputs_``.

@@ -3,7 +3,7 @@ r"""The optimizers, each declared once: torch's names, defaults and checks; stat
 Everything else derives from ``SPECS`` (see ``_spec.py``). In the formulas, :math:`g_t` is the gradient (negated if
 ``maximize``), :math:`\gamma` = lr, :math:`\lambda` = weight_decay, :math:`\theta` the param.
 """
-from fastopt.optim._spec import BETAS, FINITE, FLAG, NONNEG, UNIT, Hyper, OptimizerSpec, Slot
+from fastopt.optim._spec import BETAS, FINITE, FLAG, NONNEG, PAIR, UNIT, Hyper, OptimizerSpec, Slot
 
 
 def _lr(default):
@@ -209,5 +209,78 @@ LION = OptimizerSpec(
     """,
     uses_step=False)
 
+ADADELTA = OptimizerSpec(
+    "Adadelta", "adadelta",
+    (_lr(1.0), Hyper("rho", 0.9, UNIT, "rho", "rho value"), _eps(1e-6, required=False), _wd(), MAXIMIZE),
+    (Slot("square_avg"), Slot("acc_delta")),
+    r"""Adadelta (Zeiler, 2012; ``torch.optim.Adadelta``).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        s_t &\leftarrow \rho s_{t-1} + (1 - \rho) g_t^2 \\
+        \Delta_t &= \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{s_t + \epsilon}}\, g_t \\
+        u_t &\leftarrow \rho u_{t-1} + (1 - \rho) \Delta_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma \Delta_t
+
+    State per param: ``step``, ``square_avg``, ``acc_delta``.
+    """,
+    uses_step=False)
+
+
+def _eta_rule(hp):
+    d = hp.as_dict()
+    if not 0.0 < d["etaminus"] < 1.0 < d["etaplus"]:
+        raise ValueError(f"Invalid eta values: {d['etaminus']}, {d['etaplus']}")
+
+
+RPROP = OptimizerSpec(
+    "Rprop", "rprop",
+    (_lr(1e-2), Hyper("etas", (0.5, 1.2), PAIR, "etaminus", "eta values"),
+     Hyper("step_sizes", (1e-6, 50.0), PAIR, "step_size_min", "step_sizes"), MAXIMIZE),
+    (Slot("prev"), Slot("step_size", initial="lr")),
+    r"""Rprop, resilient backpropagation (Riedmiller & Braun, 1993; ``torch.optim.Rprop``).
+
+    With :math:`\eta^-, \eta^+` = etas and :math:`\Gamma_{\min}, \Gamma_{\max}` = step_sizes, element by element:
+
+    .. math::
+        c_t &= \operatorname{sign}(g_t\, g_{t-1}), \qquad
+            f_t = \eta^+ \ (c_t > 0), \quad \eta^- \ (c_t < 0), \quad 1 \ (c_t = 0) \\
+        \Gamma_t &\leftarrow \operatorname{clamp}(\Gamma_{t-1} f_t, \Gamma_{\min}, \Gamma_{\max}) \\
+        g_t &\leftarrow 0 \text{ where } c_t < 0 \\
+        \theta_t &\leftarrow \theta_{t-1} - \operatorname{sign}(g_t)\, \Gamma_t
+
+    with :math:`\Gamma_0` = lr (the step size before the first step) and :math:`g_{t-1}` the previous step's
+    :math:`g` after the zeroing (``prev``, 0 at first). sign(NaN) = 0, as torch's. State per param: ``step``,
+    ``prev``, ``step_size``.
+    """,
+    uses_step=False, cross_check=_eta_rule,
+    functional_doc="``step_size`` starts at lr (``np.full_like(param, lr)``), ``prev`` at 0.")
+
+ASGD = OptimizerSpec(
+    "ASGD", "asgd",
+    (_lr(1e-2), Hyper("lambd", 1e-4, NONNEG, "lambd", "lambd value"),
+     Hyper("alpha", 0.75, FINITE, "alpha", "alpha value"), Hyper("t0", 1e6, FINITE, "t0", "t0 value"), _wd(),
+     MAXIMIZE),
+    (Slot("ax"),),
+    r"""Averaged SGD (Polyak & Juditsky, 1992; the step rule of ``torch.optim.ASGD``).
+
+    With :math:`\lambda_d` = lambd, :math:`\alpha`, :math:`t_0`, and :math:`\eta_1 = \gamma`:
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        \theta_t &\leftarrow \theta_{t-1} (1 - \lambda_d \eta_t) - \eta_t g_t \\
+        \mu_t &= 1 \ (t = 1), \qquad \frac{1}{\max(1,\ t - 1 - t_0)} \ (t > 1) \\
+        \bar\theta_t &\leftarrow \bar\theta_{t-1} + (\theta_t - \bar\theta_{t-1})\, \mu_t
+            \ (\mu_t \ne 1), \qquad \theta_t \ (\mu_t = 1) \\
+        \eta_{t+1} &= \frac{\gamma}{(1 + \lambda_d \gamma t)^{\alpha}}
+
+    :math:`\bar\theta` (``ax``) is the averaged iterate: evaluate with it. :math:`\eta` is kept as a float64 scalar
+    (torch keeps it, and :math:`\mu`, as float32 scalars unless its default dtype is float64); :math:`\mu` is a
+    function of the step. State per param: ``step``, ``eta``, ``ax``.
+    """,
+    aux="eta", aux_initial="lr",
+    functional_doc=r"``eta`` is a 0-d float64 array holding :math:`\eta_t` (lr before the first step), advanced in "
+                   "place to the next step's.")
+
 # Registry order: the order of every __all__ and of the estimators' solver names.
-SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION)
+SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD)
