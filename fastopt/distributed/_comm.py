@@ -1,14 +1,15 @@
 """The communicator side of ``fastopt.distributed``: the lazy mpi4py import, argument checks, and fault handling.
 
-Every collective of this package is started non-blocking and waited on by :func:`wait`, which polls it against a
-deadline (``timeout`` seconds, default ``FASTOPT_MPI_TIMEOUT`` or 300): a rank that never joins (it hangs, or
-skipped a step) makes the others abort the communicator with a clear message instead of waiting forever. A rank
+Every collective of this package runs under :func:`deadline` (``timeout`` seconds, default ``FASTOPT_MPI_TIMEOUT``
+or 300): a watchdog thread aborts the communicator with a clear message when a rank never joins (it hangs, or
+skipped a step), instead of waiting forever. A rank
 that raises inside a step (:func:`guarded`) prints the error and aborts the communicator, so that the others are
 stopped too; a rank that dies is detected by the process manager (``mpiexec`` ends the job).
 """
 import contextlib
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -58,26 +59,58 @@ def abort(comm, message):
     comm.Abort(1)
 
 
+class _Watchdog:
+    """One daemon thread per process that aborts the communicator of a collective in flight past its deadline.
+    The rank thread only stores and clears ``active`` around a blocking MPI call (mpi4py releases the GIL in it;
+    MPI runs with MPI_THREAD_MULTIPLE, so the watchdog's MPI_Abort is legal meanwhile): no cost on the fast path
+    but two attribute writes. The watchdog looks every ``min(timeout / 4, 0.5)`` seconds."""
+
+    def __init__(self):
+        self.active = None           # (deadline, timeout, comm, what) of the collective in flight
+        self._thread = None
+
+    def _run(self):
+        while True:
+            active = self.active
+            if active is not None and time.monotonic() > active[0]:
+                abort(active[2], f"{active[3]} did not complete within {active[1]:g} s (another rank hung, died "
+                                 "or skipped it)")
+                os._exit(1)                    # the rank thread is stuck in MPI: end this process if Abort returns
+            time.sleep(0.5 if active is None else min(active[1] / 4, 0.5))
+
+    @contextlib.contextmanager
+    def deadline(self, comm, timeout, what):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fastopt-mpi-watchdog", daemon=True)
+            self._thread.start()
+        self.active = (time.monotonic() + timeout, timeout, comm, what)
+        try:
+            yield
+        finally:
+            self.active = None
+
+
+_WATCHDOG = _Watchdog()
+
+
+def deadline(comm, timeout, what):
+    """Context for a blocking collective on ``comm``: past ``timeout`` seconds the watchdog aborts ``comm``
+    naming ``what``. ``timeout == inf``: no watchdog."""
+    if timeout == float("inf"):
+        return contextlib.nullcontext()
+    return _WATCHDOG.deadline(comm, timeout, what)
+
+
 def wait(request, comm, timeout, what):
-    """Waits for the non-blocking collective ``request``; past ``timeout`` seconds, aborts ``comm`` naming
-    ``what``. Polls with MPI_Test (which also drives MPICH's progress), sleeping 50 us between polls after the
-    first millisecond."""
-    if request.Test():
-        return
-    start = time.monotonic()
-    deadline = start + timeout
-    spin_until = start + 1e-3
-    while not request.Test():
-        now = time.monotonic()
-        if now > deadline:
-            abort(comm, f"{what} did not complete within {timeout:g} s (another rank hung, died or skipped it)")
-        if now > spin_until:
-            time.sleep(5e-5)
+    """Waits for the non-blocking collective ``request`` (MPI_Wait), aborting ``comm`` past ``timeout``."""
+    with deadline(comm, timeout, what):
+        request.Wait()
 
 
 def wait_all(requests, comm, timeout, what):
-    for req in requests:
-        wait(req, comm, timeout, what)
+    with deadline(comm, timeout, what):
+        for req in requests:
+            req.Wait()
 
 
 class AgreedError(Exception):
@@ -98,3 +131,4 @@ def guarded(comm, what):
             raise
         traceback.print_exc()
         abort(comm, f"{type(e).__name__} in {what}: {e}")
+        raise                                  # MPI_Abort may return before the job is torn down

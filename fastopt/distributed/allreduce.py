@@ -10,7 +10,8 @@ messages, each latency paid once); a run of gradients that lie end to end in one
 buffer) is reduced where it lies, without a copy, as is any gradient larger than a bucket. Bucket buffers are kept
 between calls and reused. ``async_op=True`` returns a :class:`Handle` at once: start the reduction of a layer's
 gradients, compute the next layer's backward, then ``wait()`` (MPICH progresses a collective inside MPI calls:
-``handle.test()`` now and then, or ``MPIR_CVAR_ASYNC_PROGRESS=1`` for a progress thread).
+``handle.test()`` now and then, or ``MPIR_CVAR_ASYNC_PROGRESS=1`` for a progress thread). The blocking form uses
+MPI_Allreduce (MPICH's faster algorithms); both run under the watchdog's deadline (``_comm.py``).
 """
 import numpy as np
 
@@ -112,10 +113,18 @@ def _joined(a, b):
     return np.ndarray((a.size + b.size,), a.dtype, buffer=base, offset=a.ctypes.data - base.ctypes.data)
 
 
-def _start(comm, runs, bucket_bytes, op):
-    """Starts one MPI_Iallreduce per bucket and per direct run; returns (requests, buckets, direct runs)."""
+def _start(comm, runs, bucket_bytes, op, blocking):
+    """Starts one MPI_Iallreduce per bucket and per direct run (``blocking``: runs MPI_Allreduce instead, MPICH's
+    faster algorithms); returns (requests, buckets, direct runs)."""
     MPI = _comm.mpi()
     requests, buckets, direct = [], [], []
+
+    def reduce(buf):
+        if blocking:
+            comm.Allreduce(MPI.IN_PLACE, buf, op)
+        else:
+            requests.append(comm.Iallreduce(MPI.IN_PLACE, buf, op))
+
     for dtype, flats in runs.items():
         cap = max(1, bucket_bytes // dtype.itemsize)
         pending, used = [], 0
@@ -126,13 +135,13 @@ def _start(comm, runs, bucket_bytes, op):
                 buf = _POOL.take(dtype, used)
                 for flat, lo in pending:
                     buf[lo:lo + flat.size] = flat
-                requests.append(comm.Iallreduce(MPI.IN_PLACE, buf[:used], op))
+                reduce(buf[:used])
                 buckets.append((buf, pending))
             pending, used = [], 0
 
         for flat in flats:
             if flat.size >= cap:
-                requests.append(comm.Iallreduce(MPI.IN_PLACE, flat, op))
+                reduce(flat)
                 direct.append(flat)
                 continue
             if used + flat.size > cap:
@@ -162,7 +171,8 @@ def allreduce_grads_(grads, comm=None, average=True, bucket_bytes=DEFAULT_BUCKET
         raise ValueError(f"bucket_bytes must be an integer >= 1, got {bucket_bytes!r}")
     timeout = _comm.check_timeout(timeout)
     items = _check_grads(grads)
-    requests, buckets, direct = _start(comm, _runs(items), int(bucket_bytes), _comm.mpi().SUM)
+    with _comm.deadline(comm, timeout, "allreduce_grads_"):
+        requests, buckets, direct = _start(comm, _runs(items), int(bucket_bytes), _comm.mpi().SUM, not async_op)
     handle = Handle(comm, requests, buckets, direct, comm.Get_size() if average else 1, timeout)
     if async_op:
         return handle

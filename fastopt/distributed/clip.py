@@ -5,7 +5,7 @@ shards): the global norm is combined across ranks.
     \|g\|_p = \Big(\sum_r \|g^{(r)}\|_p^p\Big)^{1/p}, \qquad \|g\|_\infty = \max_r \|g^{(r)}\|_\infty
 
 Each rank's part norm is fastopt's one-pass norm (accumulated in double); the parts are combined with one
-MPI_Iallreduce of a double. Tolerance against a single process's norm of the whole gradient: a relative 1e-12
+MPI_Allreduce of a double. Tolerance against a single process's norm of the whole gradient: a relative 1e-12
 (the parts are summed in another order; exact for inf). The clip coefficient is then torch's,
 :math:`\min(1, \text{max\_norm} / (\|g\|_p + 10^{-6}))`, the same on every rank.
 
@@ -28,8 +28,8 @@ def _combine(local, p, comm, timeout):
     """The global p-norm from this rank's part norm ``local``."""
     MPI = _comm.mpi()
     value = np.array([local if p == math.inf else local ** p], dtype=np.float64)
-    req = comm.Iallreduce(MPI.IN_PLACE, value, MPI.MAX if p == math.inf else MPI.SUM)
-    _comm.wait(req, comm, timeout, "the global gradient norm")
+    with _comm.deadline(comm, timeout, "the global gradient norm"):
+        comm.Allreduce(MPI.IN_PLACE, value, MPI.MAX if p == math.inf else MPI.SUM)
     total = float(value[0])
     return total if p == math.inf else total ** (1.0 / p)
 

@@ -168,22 +168,21 @@ class ZeroRedundancyOptimizer:
 
     def _reduce(self, grads):
         """Packs the gradients into each space's buffer (padding and None: zeros), sums them across ranks
-        (allreduce, or reduce-scatter into the rank's shard), divides the owned run by N; returns the local
+        (allreduce, or reduce-scatter into the rank's shard; blocking, under the watchdog's deadline), divides the owned run by N; returns the local
         optimizer's gradients (views of the owned run)."""
         MPI = _comm.mpi()
         n = self.world_size
-        requests = []
-        for space, buf, shard in zip(self._spaces, self._buffers, self._shards):
-            for i, off, size in zip(space.indices, space.offsets, space.sizes):
-                if grads[i] is None:
-                    buf[off:off + size] = 0
+        with _comm.deadline(self.comm, self.timeout, "the gradient reduction"):
+            for space, buf, shard in zip(self._spaces, self._buffers, self._shards):
+                for i, off, size in zip(space.indices, space.offsets, space.sizes):
+                    if grads[i] is None:
+                        buf[off:off + size] = 0
+                    else:
+                        buf[off:off + size] = grads[i].reshape(-1)
+                if shard is None:
+                    self.comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
                 else:
-                    buf[off:off + size] = grads[i].reshape(-1)
-            if shard is None:
-                requests.append(self.comm.Iallreduce(MPI.IN_PLACE, buf, MPI.SUM))
-            else:
-                requests.append(self.comm.Ireduce_scatter(buf, shard, space.counts(), MPI.SUM))
-        _comm.wait_all(requests, self.comm, self.timeout, "the gradient reduction")
+                    self.comm.Reduce_scatter(buf, shard, space.counts(), MPI.SUM)
         for space, buf, shard in zip(self._spaces, self._buffers, self._shards):
             lo, hi = space.bounds[self.rank]
             owned = shard if shard is not None else buf[lo:hi]
@@ -194,7 +193,8 @@ class ZeroRedundancyOptimizer:
     def _check_finite(self, local_grads):
         MPI = _comm.mpi()
         flag = np.array([all(g is None or np.isfinite(g).all() for g in local_grads)], dtype=np.int32)
-        _comm.wait(self.comm.Iallreduce(MPI.IN_PLACE, flag, MPI.MIN), self.comm, self.timeout, "check_finite")
+        with _comm.deadline(self.comm, self.timeout, "check_finite"):
+            self.comm.Allreduce(MPI.IN_PLACE, flag, MPI.MIN)
         if not flag[0]:
             raise _NonFinite("the averaged gradient holds inf or NaN (check_finite=True): nothing was written")
 
@@ -206,10 +206,10 @@ class ZeroRedundancyOptimizer:
         params = self._full._params
         for k, piece in self._pieces:
             self._buffers[k][piece.lo:piece.lo + piece.b - piece.a] = params[piece.index].reshape(-1)[piece.a:piece.b]
-        requests = [self.comm.Iallgatherv(MPI.IN_PLACE, [buf, space.counts(), space.displs(),
-                                                         from_numpy_dtype(space.dtype)])
-                    for space, buf in zip(self._spaces, self._buffers)]
-        _comm.wait_all(requests, self.comm, self.timeout, "the params' allgather")
+        with _comm.deadline(self.comm, self.timeout, "the params' allgather"):
+            for space, buf in zip(self._spaces, self._buffers):
+                self.comm.Allgatherv(MPI.IN_PLACE, [buf, space.counts(), space.displs(),
+                                                    from_numpy_dtype(space.dtype)])
         for space, buf in zip(self._spaces, self._buffers):
             lo, hi = space.bounds[self.rank]
             for i, off, size in zip(space.indices, space.offsets, space.sizes):
