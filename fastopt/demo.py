@@ -7,9 +7,12 @@ comparison with ``sklearn.neural_network.MLPClassifier`` (one hidden layer of 25
 epochs) and, when torch is installed, a torch MLP of the same shape with ``torch.optim.Adam``, timed in the same run:
 time per epoch, test accuracy and optimizer-state memory. ``--dataset synthetic`` trains on a local
 ``make_classification`` set (50,000 x 128, 10 classes; ``--samples`` to change its size) instead of digits.
-``--plot out.png`` saves the curves of all of them (needs matplotlib).
+``--plot out.png`` saves the curves of all of them (needs matplotlib). ``mpiexec -n N fastopt demo --mpi`` trains
+the showcase data-parallel on N ranks (``MLPClassifier(comm=MPI.COMM_WORLD)``, needs ``fastopt[mpi]``); rank 0
+reports its time and accuracy beside the same model fitted by one process, then runs the comparison.
 """
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -31,6 +34,8 @@ def add_arguments(parser):
     parser.add_argument("--no-torch", action="store_true", help="leave torch out of the comparison")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fits of each model in the comparison, alternating; the median time is reported")
+    parser.add_argument("--mpi", action="store_true",
+                        help="under mpiexec: train the showcase data-parallel over MPI.COMM_WORLD (fastopt[mpi])")
 
 
 def _fit_timed(model, X, y, **kwargs):
@@ -57,6 +62,9 @@ def main(args):
             print("--plot needs matplotlib: pip install 'fastopt[plot]'", file=sys.stderr)
             return 2
     epochs = 8 if args.quick else args.epochs
+    comm = _mpi_comm() if args.mpi else None
+    if comm is not None and comm.Get_rank() != 0:
+        sys.stdout = open(os.devnull, "w")        # rank 0 reports
     X, y = _load(args.dataset, args.samples, args.seed)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=args.seed)
     print(f"{args.dataset}: {len(X_train)} train / {len(X_test)} test samples, {X.shape[1]} features, "
@@ -64,11 +72,13 @@ def main(args):
           f"ISA {fastopt.get_isa()}")
 
     # 1. The showcase: batch norm + AdamW + cosine with warm-up + early stopping, with a progress bar.
-    model = MLPClassifier(hidden_layer_sizes=tuple(args.hidden), batch_norm=True, optimizer="adamw",
-                          optimizer_params={"weight_decay": 1e-2}, learning_rate=3e-3, lr_schedule="cosine",
-                          warmup_epochs=1, early_stopping=True, validation_fraction=0.15, n_iter_no_change=8,
-                          tol=0.0, batch_size=args.batch_size, max_iter=epochs, l2=0.0, random_state=args.seed)
-    bar = tqdm(total=epochs, desc="fastopt MLP (batch norm, AdamW, cosine)", unit="epoch")
+    showcase = dict(hidden_layer_sizes=tuple(args.hidden), batch_norm=True, optimizer="adamw",
+                    optimizer_params={"weight_decay": 1e-2}, learning_rate=3e-3, lr_schedule="cosine",
+                    warmup_epochs=1, early_stopping=True, validation_fraction=0.15, n_iter_no_change=8,
+                    tol=0.0, batch_size=args.batch_size, max_iter=epochs, l2=0.0, random_state=args.seed)
+    model = MLPClassifier(comm=comm, **showcase)
+    bar = tqdm(total=epochs, desc="fastopt MLP (batch norm, AdamW, cosine)" + (
+        f" on {comm.Get_size()} ranks" if comm is not None else ""), unit="epoch", file=sys.stdout)
 
     def progress(epoch, info):
         bar.set_postfix(loss=f"{info['loss']:.4f}", val_acc=f"{info.get('val_score', float('nan')):.4f}")
@@ -83,6 +93,11 @@ def main(args):
     print(f"test accuracy {accuracy_score(y_test, pred):.4f} | macro precision {p:.4f} recall {r:.4f} F1 {f1:.4f}")
     print(f"training {seconds:.3f} s, {1e3 * np.median(model.epoch_times_):.1f} ms per epoch (median)")
     print(classification_report(y_test, pred, digits=4))
+    if comm is not None:
+        _mpi_report(comm, MLPClassifier(**showcase), X_train, y_train, X_test, y_test, seconds,
+                    accuracy_score(y_test, pred))
+        if comm.Get_rank() != 0:
+            return 0
 
     # 2. Like for like: the same network, batch, Adam and epochs in each library, same run, alternating fits.
     rows = []
@@ -93,6 +108,22 @@ def main(args):
         _plot(args.plot, model, rows)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _mpi_comm():
+    from fastopt.distributed._comm import mpi
+    return mpi().COMM_WORLD
+
+
+def _mpi_report(comm, single, X_train, y_train, X_test, y_test, seconds, accuracy):
+    """Rank 0 fits the same model in one process and prints both; the other ranks wait at a barrier."""
+    if comm.Get_rank() == 0:
+        one = _fit_timed(single, X_train, y_train)
+        acc = single.score(X_test, y_test)
+        print(f"data-parallel on {comm.Get_size()} ranks: training {seconds:.3f} s, test accuracy {accuracy:.4f} | "
+              f"one process: training {one:.3f} s, test accuracy {acc:.4f} "
+              f"({100 * (accuracy - acc):+.2f} points)")
+    comm.Barrier()
 
 
 def _plot(path, model, rows):

@@ -38,7 +38,7 @@ class _BaseMLP(BaseEstimator):
                  optimizer_params=None, learning_rate=1e-3, lr_schedule="constant", warmup_epochs=0, l1=0.0,
                  l2=1e-4, clip_norm=None, batch_size=64, max_iter=200, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, shuffle=True, random_state=None,
-                 warm_start=False, verbose=False, dtype="float32"):
+                 warm_start=False, verbose=False, dtype="float32", comm=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.batch_norm = batch_norm
         self.dropout = dropout
@@ -61,6 +61,7 @@ class _BaseMLP(BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.dtype = dtype
+        self.comm = comm
 
     # ------------------------------------------------------------------ validation
     def _check_params(self):
@@ -96,6 +97,10 @@ class _BaseMLP(BaseEstimator):
         dtype = np.dtype(self.dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        self._dp = None
+        if self.comm is not None:              # imported on use: fitting without comm never needs mpi4py
+            from fastopt.estimators._data_parallel import DataParallel
+            self._dp = DataParallel(self.comm)     # TypeError for what is not a communicator
         return hidden, dtype
 
     # ------------------------------------------------------------------ model pieces
@@ -149,6 +154,8 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, Y, *, incremental, epochs, progress=None):
         hidden, dtype = self._check_params()
         rng = check_random_state(self.random_state)
+        if self._dp is not None and not isinstance(self.random_state, (int, np.integer)):
+            rng = check_random_state(self._dp.seed(rng))           # the same stream on every rank
         first = not hasattr(self, "_net") or not (self.warm_start or incremental)
         if not first and (tuple(self._net.sizes[1:-1]) != tuple(int(h) for h in hidden)
                           or self._net.dtype != dtype):
@@ -194,6 +201,9 @@ class _BaseMLP(BaseEstimator):
                 if self.shuffle:
                     rng.shuffle(order)
                 total, complete = self._batches(X, Y, order, buffers, interrupt)
+                if self._dp is not None:
+                    total = self._dp.total(total)
+                    self._dp.sync_running_stats(self._net)
                 if not complete:
                     self._interrupted(stopper)
                     return
@@ -228,22 +238,20 @@ class _BaseMLP(BaseEstimator):
         """One epoch's minibatches in ``order``, gathered into reused ``buffers``: forward, loss, backward,
         penalties, clipping, one optimizer step and one lr schedule step each. Returns (summed loss, whether every
         batch ran): it stops early, after a complete step, once ``interrupt.stop`` is set."""
-        opt, sched, net = self._opt, self._sched, self._net
-        Xb_buf, Yb_buf, grad_buf = buffers
-        n, batch = X.shape[0], Xb_buf.shape[0]
+        opt, sched, net, dp = self._opt, self._sched, self._net, self._dp
+        n, batch = X.shape[0], buffers[0].shape[0]
         l1, l2 = float(self.l1), float(self.l2)
         total = 0.0
         for start in range(0, n, batch):
             idx = order[start:start + batch]
             m = idx.shape[0]
-            if m == 1 and self.batch_norm and n > 1:
-                continue                         # batch norm needs two samples; the row is seen next epoch
-            Xb = np.take(X, idx, axis=0, out=Xb_buf[:m])
-            Yb = np.take(Y, idx, axis=0, out=Yb_buf[:m])
-            seed = self._seed_base + self.t_
-            out = net.forward(Xb, training=True, seed=seed)
-            loss, d_out = self._loss(out, Yb, grad_buf[:m])
-            net.backward(d_out, seed=seed)
+            if self.batch_norm and n > 1 and (m == 1 if dp is None else m // dp.size < 2):
+                continue                         # batch norm needs two samples (per rank); seen next epoch
+            if dp is not None:
+                idx = dp.rows(idx)               # this rank's rows of the global batch (_data_parallel.py)
+            loss = self._forward_backward(X, Y, idx, m, buffers)
+            if dp is not None:
+                dp.reduce_grads(net.grads)
             if l1 or l2:
                 loss += add_penalty_grad_(net.weight_grads, net.weights, l1, l2)
             if self.clip_norm is not None:
@@ -251,11 +259,31 @@ class _BaseMLP(BaseEstimator):
             opt.step(net.grads)
             if sched is not None:
                 sched.step()
-            total += loss * m
+            total += loss * idx.shape[0]
             self.t_ += m
             if interrupt.stop and start + batch < n:
                 return total, False
         return total, True
+
+    def _forward_backward(self, X, Y, idx, m, buffers):
+        """Forward and backward on rows ``idx`` of a batch of ``m`` rows (fewer under ``comm``: the gradient is
+        then scaled by len(idx) / m, see _data_parallel.py); returns the mean loss over ``idx``."""
+        net = self._net
+        Xb_buf, Yb_buf, grad_buf = buffers
+        k = idx.shape[0]
+        if k == 0:
+            for g in net.grads:
+                g.fill(0)
+            return 0.0
+        Xb = np.take(X, idx, axis=0, out=Xb_buf[:k])
+        Yb = np.take(Y, idx, axis=0, out=Yb_buf[:k])
+        seed = self._seed_base + self.t_ + (0 if self._dp is None else self._dp.rank * m)
+        out = net.forward(Xb, training=True, seed=seed)
+        loss, d_out = self._loss(out, Yb, grad_buf[:k])
+        if k != m:
+            d_out *= d_out.dtype.type(k / m)
+        net.backward(d_out, seed=seed)
+        return loss
 
     def _interrupted(self, stopper):
         """After Ctrl-C: the epoch in flight is not recorded (``n_iter_``, ``loss_curve_`` count complete epochs;
@@ -287,6 +315,7 @@ class _BaseMLP(BaseEstimator):
         state = super().__getstate__()
         state.pop("_opt", None)
         state.pop("_sched", None)
+        state.pop("_dp", None)
         return state
 
 
@@ -300,7 +329,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ("constant", "cosine", "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up),
     ``l1``/``l2`` (penalty l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm
     clipping), ``early_stopping`` on a stratified ``validation_fraction`` (accuracy; the best weights are
-    restored), ``warm_start`` (continue from the fitted weights: fine-tuning), ``dtype`` (float32 or float64).
+    restored), ``warm_start`` (continue from the fitted weights: fine-tuning), ``dtype`` (float32 or float64),
+    ``comm`` (an mpi4py communicator: data-parallel fitting, each rank on its rows of every batch of
+    ``batch_size`` rows, the model the same on every rank; see _data_parallel.py; None: one process).
 
     Fitted attributes: ``classes_``, ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_scores_``,
     ``best_validation_score_``, ``n_iter_``, ``t_``, ``epoch_times_``, ``n_features_in_``, ``n_outputs_``.

@@ -61,7 +61,9 @@ class OptimizerSpec:
     functional form takes ``step``; ``cross_check(hparams)``: raises on an invalid combination; ``parent``: the
     class this one's derives from (AdamW from Adam); ``doc``: the update rule as formulas; ``functional_doc``:
     notes of the functional form; ``bench``: the hyperparameters ``fastopt bench`` steps it with (defaults
-    otherwise)."""
+    otherwise); ``elementwise``: each element's update depends only on that element's param, gradient and state
+    and on per-param scalars (step, ``aux``), so a slice of a param steps as the whole does (what
+    ``fastopt.distributed.ZeroRedundancyOptimizer`` relies on; False for a rule with per-tensor reductions)."""
     name: str
     algo: str
     hypers: tuple
@@ -76,6 +78,7 @@ class OptimizerSpec:
     parent: Optional[str] = None
     functional_doc: str = ""
     bench: dict = field(default_factory=dict)
+    elementwise: bool = True
 
     @property
     def algo_id(self):
