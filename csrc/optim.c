@@ -10,6 +10,22 @@ static const fo_optim_kernels *fo_optim_table(void)
     return FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
 }
 
+/* AdEMAMix's per-step scalars (see ademamix_chunk): bias corrections, the alpha and beta3 warm-ups over
+ * t_alpha_beta3 steps (0: none), the decoupled decay factor. */
+static void fo_optim_ademamix_prepare(fo_tensor *t, const fo_hparams *hp, double step)
+{
+    const double b1 = hp->beta1, b3 = hp->beta3, T = hp->t_alpha_beta3;
+    t->coef[0] = 1.0 - pow(b1, step);
+    t->coef[1] = sqrt(1.0 - pow(hp->beta2, step));
+    t->coef[2] = T == 0.0 ? hp->alpha : fmin(step * hp->alpha / T, hp->alpha);
+    t->coef[3] = b3;
+    if (T != 0.0) {
+        const double lb1 = log(b1), lb3 = log(b3);
+        t->coef[3] = fmin(exp(lb1 * lb3 / ((1.0 - step / T) * lb3 + (step / T) * lb1)), b3);
+    }
+    t->coef[4] = 1.0 - hp->weight_decay * (hp->fixed_decay ? 1.0 : hp->lr);
+}
+
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
 static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
 {
@@ -58,6 +74,9 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
         t->coef[2] = step == 1.0 ? 1.0 : 1.0 / fmax(1.0, step - 1.0 - hp->t0);
         *t->aux = lr / pow(1.0 + hp->lambd * lr * step, hp->alpha);
         break;
+    case FO_ALGO_ademamix:
+        fo_optim_ademamix_prepare(t, hp, step);
+        break;
     default:
         break;
     }
@@ -69,6 +88,7 @@ int fo_optim_required_slots(int algo, const fo_hparams *hp)
     case FO_ALGO_sgd: return hp->momentum != 0.0 ? 1 : 0;
     case FO_ALGO_adam: return hp->amsgrad ? 7 : 3;
     case FO_ALGO_adamax: case FO_ALGO_radam: case FO_ALGO_adadelta: case FO_ALGO_rprop: return 3;
+    case FO_ALGO_ademamix: return 7;
     case FO_ALGO_asgd: return 1 | FO_NEEDS_AUX;
     case FO_ALGO_nadam: return 3 | FO_NEEDS_AUX;
     case FO_ALGO_rmsprop: return 1 | (hp->momentum > 0.0 ? 2 : 0) | (hp->centered ? 4 : 0);

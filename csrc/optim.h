@@ -13,7 +13,7 @@
  * entry points, the kernel tables of every instruction set and fo_optim_algo_name() all expand from it.
  * AdamW is FO_ADAM with decoupled_weight_decay. */
 #define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion) \
-    X(adadelta) X(rprop) X(asgd)
+    X(adadelta) X(rprop) X(asgd) X(ademamix)
 
 #define FO_ALGO_ID(name) FO_ALGO_##name,
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
@@ -38,7 +38,7 @@ typedef struct fo_tensor {
  * fills them by: fo_optim_hparam_set). Adding a hyperparameter: one entry here; its spec names it (specs.py). */
 #define FO_HPARAM_FIELDS(R, F)                                                                           \
     R(lr) R(weight_decay) R(eps)                                                                         \
-    R(beta1) R(beta2)                 /* Adam family, Lion */                                            \
+    R(beta1) R(beta2) R(beta3)        /* Adam family, Lion; beta3: AdEMAMix's slow momentum */           \
     R(momentum) R(dampening)          /* SGD, RMSprop (momentum only) */                                 \
     R(alpha)                          /* RMSprop, ASGD (the eta decay power) */                          \
     R(lr_decay)                       /* Adagrad */                                                      \
@@ -46,7 +46,9 @@ typedef struct fo_tensor {
     R(rho)                            /* Adadelta */                                                     \
     R(etaminus) R(etaplus) R(step_size_min) R(step_size_max)   /* Rprop */                               \
     R(lambd) R(t0)                    /* ASGD */                                                         \
-    F(maximize) F(amsgrad) F(nesterov) F(centered) F(decoupled_weight_decay)
+    R(t_alpha_beta3)                  /* AdEMAMix (0: no warm-up) */                                     \
+    F(maximize) F(amsgrad) F(nesterov) F(centered) F(decoupled_weight_decay)                              \
+    F(fixed_decay)                    /* decoupled decay not scaled by lr (AdEMAMix) */
 
 /* Hyperparameters of a group, read at call time. Each algorithm uses the fields it names. */
 #define FO_HP_REAL(name) double name;

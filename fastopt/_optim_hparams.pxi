@@ -10,10 +10,12 @@ from libc.math cimport INFINITY
 from fastopt import _validation as _v
 
 # Checks of one value (the spec's Hyper.check): >= 0 and finite; finite; in [0, 1]; in [0, 1); a pair of values
-# in [0, 1) filling two fields; a bool; a pair of finite values filling two fields.
+# in [0, 1) filling two fields; a bool; a pair of finite values filling two fields; a triple of values in [0, 1)
+# filling three fields; None (filled as 0: off) or a finite value > 0.
 cdef enum:
-    _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG, _PAIR
-NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR = _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG, _PAIR
+    _NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG, _PAIR, _BETAS3, _OPTPOS
+NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR, BETAS3, OPTPOS = (_NONNEG, _FINITE, _UNIT, _BETA, _BETAS, _FLAG,
+                                                                _PAIR, _BETAS3, _OPTPOS)
 # fo_hparams fields, by name, in csrc/optim.h's order (FO_HPARAM_FIELDS: the one list).
 FIELDS = tuple(fo_optim_hparam_name(f).decode() for f in range(FO_HPARAM_COUNT))
 _FLAGS = frozenset(f for f in range(FO_HPARAM_COUNT) if fo_optim_hparam_is_flag(f))
@@ -31,13 +33,30 @@ cdef inline bint _in_range(int kind, double d) noexcept nogil:
         return -1e300 <= d <= 1e300
     if kind == _UNIT:
         return 0.0 <= d <= 1.0
+    if kind == _OPTPOS:
+        return 0.0 < d <= 1e300
     return 0.0 <= d < 1.0
 
 
-cdef bint _fast_pair(object v, int kind):
-    """v is a tuple of two floats, each passing the check `kind`."""
-    return type(v) is tuple and len(<tuple>v) == 2 and type(v[0]) is float and type(v[1]) is float \
-        and _in_range(kind, <double>v[0]) and _in_range(kind, <double>v[1])
+cdef bint _fast_tuple(object v, Py_ssize_t n, int kind):
+    """v is a tuple of n floats, each passing the check `kind`."""
+    cdef Py_ssize_t i
+    if type(v) is not tuple or len(<tuple>v) != n:
+        return False
+    for i in range(n):
+        if type((<tuple>v)[i]) is not float or not _in_range(kind, <double>(<tuple>v)[i]):
+            return False
+    return True
+
+
+cdef int _fill_tuple(fo_hparams *hp, int field, int kind, object v, str what) except -1:
+    """A BETAS, BETAS3 or PAIR value checked, filling `field` and the next one or two."""
+    cdef Py_ssize_t i, n = 3 if kind == _BETAS3 else 2
+    if not _fast_tuple(v, n, _FINITE if kind == _PAIR else _BETA):
+        v = _v.check_pair(v, what) if kind == _PAIR else _v.check_betas(v, n)
+    for i in range(n):
+        _set_field(hp, field + i, <double>v[i])
+    return 0
 
 
 cdef double _slow_check(int kind, object v, str what) except? -1.0:
@@ -50,6 +69,8 @@ cdef double _slow_check(int kind, object v, str what) except? -1.0:
         return _v.check_range(v, what, 0.0, 1.0)
     if kind == _BETA:
         return _v.check_range(v, what, 0.0, 1.0, high_open=True)
+    if kind == _OPTPOS:
+        return _v.check_range(v, what, 0.0, 1e300, low_open=True)
     return 1.0 if _v.check_flag(v, what) else 0.0
 
 
@@ -60,6 +81,8 @@ cdef double _check_value(int kind, object v, str what) except? -1.0:
             return 1.0
         if v is False:
             return 0.0
+    elif kind == _OPTPOS and v is None:
+        return 0.0
     elif type(v) is float:
         d = <double>v
         if _in_range(kind, d):
@@ -151,11 +174,8 @@ cdef class HyperLayout:
         hp[0] = self.fixed
         for k in range(self.n):
             kind, v, what = self.kind[k], values[k], self.whats[k]
-            if kind == _BETAS or kind == _PAIR:
-                if not _fast_pair(v, _BETA if kind == _BETAS else _FINITE):
-                    v = _v.check_betas(v) if kind == _BETAS else _v.check_pair(v, what)
-                _set_field(hp, self.field[k], <double>v[0])
-                _set_field(hp, self.field[k] + 1, <double>v[1])
+            if kind == _BETAS or kind == _PAIR or kind == _BETAS3:
+                _fill_tuple(hp, self.field[k], kind, v, what)
             elif self.field[k] >= 0:
                 _set_field(hp, self.field[k], _check_value(kind, v, what))
             else:

@@ -47,6 +47,13 @@ def optimizer_cases():
     for kw in _grid(weight_decay=[0.0, 0.1], maximize=[False, True]):
         cases.append(("ASGD", dict(lr=0.01, **kw)))
     cases.append(("ASGD", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=2.0)))              # the averaging runs
+    for kw in _grid(weight_decay=[0.0, 0.1], weight_decouple=[False, True], fixed_decay=[False, True],
+                    maximize=[False, True]):
+        if kw["fixed_decay"] and not kw["weight_decouple"]:
+            continue
+        cases.append(("AdEMAMix", dict(lr=0.01, **kw)))
+    cases.append(("AdEMAMix", dict(lr=0.01, t_alpha_beta3=5.0, alpha=2.0)))        # warm-up ends within the run
+    cases.append(("AdEMAMix", dict(lr=0.01, betas=(0.3, 0.9, 0.4), t_alpha_beta3=50.0)))  # other lerp branches
     return cases
 
 

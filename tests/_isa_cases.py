@@ -37,6 +37,11 @@ CASES = [
     ("adagrad", "Adagrad", dict(lr=1e-2, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01)),
     ("lion", "Lion", dict(lr=1e-3)),
     ("lion-wd-max", "Lion", dict(lr=1e-3, weight_decay=0.1, maximize=True)),
+    ("adadelta-wd-max", "Adadelta", dict(lr=1.0, weight_decay=0.01, maximize=True)),
+    ("rprop", "Rprop", dict(lr=1e-2, etas=(0.3, 1.5), step_sizes=(1e-4, 0.05))),
+    ("asgd-averaging", "ASGD", dict(lr=1e-2, lambd=0.01, t0=1.0, weight_decay=0.01)),
+    ("ademamix-warmup-decoupled", "AdEMAMix", dict(lr=1e-2, t_alpha_beta3=10.0, weight_decay=0.01,
+                                                   weight_decouple=True)),
 ]
 
 

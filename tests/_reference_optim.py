@@ -1,5 +1,6 @@
 """float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
-torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD papers). Used only by tests and benchmarks.
+torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD/
+AdEMAMix papers). Used only by tests and benchmarks.
 
 ``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
 """
@@ -165,9 +166,28 @@ def asgd(hp, p, g, st):
     st["eta"] = lr / (1 + lambd * lr * t) ** alpha
 
 
+def ademamix(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2, b3 = hp.get("betas", (0.9, 0.999, 0.9999))
+    alpha, T, wd = hp.get("alpha", 5.0), hp.get("t_alpha_beta3"), hp.get("weight_decay", 0.0)
+    g = -g if hp.get("maximize", False) else g
+    if wd and hp.get("weight_decouple", False):
+        p *= 1 - wd * (1.0 if hp.get("fixed_decay", False) else hp["lr"])
+    elif wd:
+        g = g + wd * p
+    alpha_t = alpha if T is None else min(t * alpha / T, alpha)
+    b3_t = b3 if T is None else min(np.exp(np.log(b1) * np.log(b3) / ((1 - t / T) * np.log(b3) + t / T * np.log(b1))),
+                                    b3)
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+    v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g * g
+    s = st["exp_avg_slow"] = b3_t * st.get("exp_avg_slow", 0.0) + (1 - b3_t) * g
+    p -= hp["lr"] * (m / (1 - b1 ** t) + alpha_t * s) / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + hp.get("eps", 1e-8))
+
+
 REFERENCE = {
     "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
     "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion, "Adadelta": adadelta, "Rprop": rprop, "ASGD": asgd,
+    "AdEMAMix": ademamix,
 }
 
 

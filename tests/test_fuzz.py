@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastopt
+from fastopt.optim.specs import SPECS
 from fastopt import losses
 from fastopt.functional import adam_, batch_norm_forward, bias_activation, dropout, sgd_
 
@@ -158,7 +159,7 @@ def fuzz_call(name, fn, arrs, written=(), names=()):
 
 # --------------------------------------------------------------------------- optimizers
 
-OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Lion"]
+OPTIMIZERS = [s.name for s in SPECS]
 HYPER_NAMES = ("learning rate", "lr", "weight_decay", "eps", "epsilon", "momentum", "beta", "maximize")
 OPTIMIZER_NAMES = ("params", "grads") + HYPER_NAMES
 FUNCTIONAL_NAMES = ("param", "grad", "momentum_buffer", "exp_avg", "exp_avg_sq") + HYPER_NAMES

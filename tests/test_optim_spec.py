@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastopt
+from fastopt.optim._spec import REQUIRED
 from fastopt.optim.specs import SPECS
 
 
@@ -21,12 +22,12 @@ def _functional_call(spec, bad_name, bad_value):
     p, g = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
     kw = {}
     for arg, default, *_ in spec.functional_hypers():
-        kw[arg] = default if default is not None else {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8,
-                                                       "weight_decay": 0.0, "alpha": 0.9}[arg]
+        kw[arg] = default if default is not REQUIRED else {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "beta3": 0.999,
+                                                       "eps": 1e-8, "weight_decay": 0.0, "alpha": 0.9}[arg]
     hyper = next(h for h in spec.hypers if h.name == bad_name)
     if isinstance(hyper.default, tuple):            # a pair: the functional form takes its two fields
         first = fastopt._optim.FIELDS.index(hyper.field)
-        kw.update(zip(fastopt._optim.FIELDS[first:first + 2], bad_value))
+        kw.update(zip(fastopt._optim.FIELDS[first:first + len(hyper.default)], bad_value))
     else:
         kw[bad_name] = bad_value
     slots = {s.arg_name: np.zeros(4, np.float32) for s in spec.slots}
@@ -44,20 +45,26 @@ BAD = [("lr", -1.0), ("lr", True), ("lr", 10 ** 400), ("lr", float("nan")), ("lr
        ("amsgrad", None), ("maximize", 1), ("momentum", -0.5), ("alpha", float("nan")), ("centered", "yes"),
        ("nesterov", True), ("momentum_decay", -1.0), ("lr_decay", -1.0), ("dampening", float("nan")),
        ("rho", 1.5), ("lambd", -1.0), ("t0", float("inf")), ("etas", (0.5, 0.9)), ("etas", (1.0, 1.2)),
-       ("etas", (0.5, float("nan"))), ("step_sizes", (1e-6, float("inf")))]
-BAD_IF_UNIT = [("alpha", 1.5)]         # RMSprop's alpha is in [0, 1]; ASGD's is any real
+       ("etas", (0.5, float("nan"))), ("step_sizes", (1e-6, float("inf"))), ("t_alpha_beta3", 0.0),
+       ("t_alpha_beta3", -5.0), ("t_alpha_beta3", "10")]
+BAD_IF_CHECK = {"UNIT": [("alpha", 1.5)],                  # RMSprop's alpha is in [0, 1]; ASGD's is any real
+                "BETAS3": [("betas", (0.9, 0.99, 1.0))]}   # AdEMAMix's three betas
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_class_and_functional_raise_the_same_error(spec):
     cls = getattr(fastopt, spec.name)
     names = {h.name for h in spec.hypers if h.field is not None}
-    unit = {h.name for h in spec.hypers if h.check == fastopt._optim.UNIT}
-    for name, value in BAD + [(n, v) for n, v in BAD_IF_UNIT if n in unit]:
+    extra = [(n, v) for kind, bad in BAD_IF_CHECK.items() for n, v in bad
+             if any(h.name == n and h.check == getattr(fastopt._optim, kind) for h in spec.hypers)]
+    for name, value in BAD + extra:
         if name not in names:
             continue
         with pytest.raises((TypeError, ValueError)) as from_class:
             cls([np.ones(4, np.float32)], **{name: value})
+        default = next(h.default for h in spec.hypers if h.name == name)
+        if isinstance(default, tuple) and len(value) != len(default):
+            continue                   # a tuple of the wrong length: the functional form takes its fields apart
         call, p = _functional_call(spec, name, value)
         with pytest.raises(type(from_class.value)) as from_functional:
             call()

@@ -12,15 +12,18 @@ from typing import Any, Callable, Optional
 
 from fastopt import _optim
 
-NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR = (_optim.NONNEG, _optim.FINITE, _optim.UNIT, _optim.BETA,
-                                                  _optim.BETAS, _optim.FLAG, _optim.PAIR)
+NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR, BETAS3, OPTPOS = (
+    _optim.NONNEG, _optim.FINITE, _optim.UNIT, _optim.BETA, _optim.BETAS, _optim.FLAG, _optim.PAIR, _optim.BETAS3,
+    _optim.OPTPOS)
+_TUPLES = {BETAS: 2, PAIR: 2, BETAS3: 3}      # checks of a tuple filling that many consecutive fields
+REQUIRED = object()                           # functional_hypers' default of an argument without one
 
 
 @dataclass(frozen=True)
 class Hyper:
     """A hyperparameter: group key ``name`` (torch's), default, check (one of NONNEG, FINITE, UNIT, BETAS, FLAG,
-    PAIR), the fo_hparams field it fills (None: checked only; a pair, BETAS or PAIR, fills ``field`` and the next
-    field of csrc/optim.h's list: ``beta1``, ``beta2``), ``what`` for messages
+    PAIR, BETAS3, OPTPOS: None or > 0), the fo_hparams field it fills (None: checked only; a tuple, BETAS, PAIR or
+    BETAS3, fills ``field`` and the next fields of csrc/optim.h's list: ``beta1``, ``beta2``), ``what`` for messages
     ("Invalid {what}: {value}"), keyword-only in the class signature, and required (no default) in the functional
     form."""
     name: str
@@ -97,20 +100,20 @@ class OptimizerSpec:
                                   dict(self.fixed), self.cross_check)
 
     def functional_hypers(self):
-        """(argument name, default or None if required, check, field, what) of the functional form: a pair split
-        into its two fields (betas into beta1, beta2)."""
+        """(argument name, default or REQUIRED, check, field, what) of the functional form: a tuple split into
+        its fields (betas into beta1, beta2)."""
         out = []
         for h in self.hypers:
             if h.field is None:
                 continue
-            if h.check in (BETAS, PAIR):
+            if h.check in _TUPLES:
                 first = _optim.FIELDS.index(h.field)
-                for i, arg in enumerate(_optim.FIELDS[first:first + 2]):
-                    what = f"beta parameter at index {i}" if h.check == BETAS else f"{h.message_name} (element {i})"
-                    out.append((arg, None if h.functional_required else h.default[i],
-                                BETA if h.check == BETAS else FINITE, arg, what))
+                for i, arg in enumerate(_optim.FIELDS[first:first + _TUPLES[h.check]]):
+                    what = f"{h.message_name} (element {i})" if h.check == PAIR else f"beta parameter at index {i}"
+                    out.append((arg, REQUIRED if h.functional_required else h.default[i],
+                                FINITE if h.check == PAIR else BETA, arg, what))
             else:
-                out.append((h.name, None if h.functional_required else h.default, h.check, h.field,
+                out.append((h.name, REQUIRED if h.functional_required else h.default, h.check, h.field,
                             h.message_name))
         return out
 
@@ -157,7 +160,7 @@ def make_functional(spec):
     params += ["step"] if spec.uses_step else []
     for i, (arg, default, _, _, _) in enumerate(hypers):
         ns[f"_d{i}"] = default
-        params.append(arg if default is None else f"{arg}=_d{i}")
+        params.append(arg if default is REQUIRED else f"{arg}=_d{i}")
     params += [s.arg_name + "=None" for s in spec.slots if s.keyword]
     params += ["first_step=False"] if spec.fresh_slot0 else []
     slots = "".join(s.arg_name + ", " for s in spec.slots)

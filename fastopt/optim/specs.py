@@ -3,7 +3,7 @@ r"""The optimizers, each declared once: torch's names, defaults and checks; stat
 Everything else derives from ``SPECS`` (see ``_spec.py``). In the formulas, :math:`g_t` is the gradient (negated if
 ``maximize``), :math:`\gamma` = lr, :math:`\lambda` = weight_decay, :math:`\theta` the param.
 """
-from fastopt.optim._spec import BETAS, FINITE, FLAG, NONNEG, PAIR, UNIT, Hyper, OptimizerSpec, Slot
+from fastopt.optim._spec import BETAS, BETAS3, FINITE, FLAG, NONNEG, OPTPOS, PAIR, UNIT, Hyper, OptimizerSpec, Slot
 
 
 def _lr(default):
@@ -282,5 +282,32 @@ ASGD = OptimizerSpec(
     functional_doc=r"``eta`` is a 0-d float64 array holding :math:`\eta_t` (lr before the first step), advanced in "
                    "place to the next step's.")
 
+ADEMAMIX = OptimizerSpec(
+    "AdEMAMix", "ademamix",
+    (_lr(1e-3), Hyper("betas", (0.9, 0.999, 0.9999), BETAS3, "beta1", functional_required=True), _wd(),
+     Hyper("weight_decouple", False, FLAG, "decoupled_weight_decay"), Hyper("fixed_decay", False, FLAG, "fixed_decay"),
+     Hyper("alpha", 5.0, NONNEG, "alpha", "alpha value"),
+     Hyper("t_alpha_beta3", None, OPTPOS, "t_alpha_beta3", "t_alpha_beta3 value"), _eps(1e-8), MAXIMIZE),
+    (Slot("exp_avg"), Slot("exp_avg_sq"), Slot("exp_avg_slow")),
+    r"""AdEMAMix: Adam with a mixture of a fast and a slow momentum (Pagliardini et al., 2024;
+    ``pytorch_optimizer.AdEMAMix``).
+
+    With :math:`T` = t_alpha_beta3 (None: no warm-up, :math:`\alpha_t = \alpha`, :math:`\beta_{3,t} = \beta_3`):
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \quad\text{or, weight_decouple:}\quad
+            \theta_{t-1} \leftarrow \theta_{t-1}(1 - \lambda\gamma) \ (\lambda \text{ if fixed_decay}) \\
+        \alpha_t &= \min(t\alpha / T,\ \alpha), \qquad
+            \beta_{3,t} = \min\left(\exp\frac{\ln\beta_1 \ln\beta_3}{(1 - t/T)\ln\beta_3 + (t/T)\ln\beta_1},
+            \ \beta_3\right) \\
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+            v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \qquad
+            s_t \leftarrow \beta_{3,t} s_{t-1} + (1 - \beta_{3,t}) g_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\,
+            \frac{m_t / (1 - \beta_1^t) + \alpha_t s_t}{\sqrt{v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``exp_avg_slow``.
+    """)
+
 # Registry order: the order of every __all__ and of the estimators' solver names.
-SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD)
+SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX)

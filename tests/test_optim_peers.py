@@ -1,0 +1,56 @@
+"""The same trajectories as the reference implementations the field uses, for optimizers torch.optim lacks, option
+by option, float32 and float64 (test-only peers; each test skips where its peer is absent, CI installs them):
+
+* AdEMAMix: ``pytorch_optimizer.AdEMAMix`` (its single-tensor path, ``foreach=False``).
+"""
+import numpy as np
+import pytest
+
+import fastopt
+from _cases_optim import CASES, IDS
+from test_optim_reference import make_problem, run_fastopt
+
+torch = pytest.importorskip("torch")
+
+PEERS = {"AdEMAMix": ("pytorch_optimizer", "AdEMAMix")}
+PEER_CASES = [(c, i) for c, i in zip(CASES, IDS) if c[0] in PEERS]
+
+
+def run_peer(name, kwargs, params, grads):
+    module, cls = PEERS[name]
+    peer = getattr(pytest.importorskip(module), cls)
+    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    opt = peer(tparams, foreach=False, **kwargs)
+    for gs in grads:
+        for tp, g in zip(tparams, gs):
+            tp.grad = torch.tensor(g)
+        opt.step()
+    return [tp.detach().numpy() for tp in tparams], opt
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [c for c, _ in PEER_CASES], ids=[i for _, i in PEER_CASES])
+def test_trajectory_matches_the_reference_implementation(case, dtype, num_threads):
+    name, kwargs = case
+    params, grads = make_problem(name, dtype)
+    expected, peer = run_peer(name, kwargs, params, grads)
+    opt = run_fastopt(name, kwargs, params, grads)
+    rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-10, 1e-12)
+    for i, (p, e) in enumerate(zip(params, expected)):
+        np.testing.assert_allclose(p, e, rtol=rtol, atol=atol, err_msg=f"params[{i}]")
+    tstate = peer.state[peer.param_groups[0]["params"][0]]
+    for key, value in tstate.items():
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            np.testing.assert_allclose(opt.state[0][key], value.numpy(), rtol=10 * rtol, atol=10 * atol,
+                                       err_msg=f"state {key}")
+
+
+def test_defaults_match_the_reference_implementations():
+    import inspect
+    for name, (module, cls) in PEERS.items():
+        theirs = inspect.signature(getattr(pytest.importorskip(module), cls).__init__).parameters
+        for key, param in inspect.signature(getattr(fastopt, name).__init__).parameters.items():
+            if param.default is inspect.Parameter.empty:
+                continue
+            assert key in theirs, f"{name}.{key} is not a {module}.{cls} argument"
+            assert param.default == theirs[key].default, f"{name}.{key}: {param.default} != {theirs[key].default}"
