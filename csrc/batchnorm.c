@@ -23,12 +23,6 @@ static void fo_bn_put(void *p, int dtype, int64_t i, double v)
         ((double *)p)[i] = v;
 }
 
-/* Even split of `total` items: thread tid of team gets [fo_bn_split(tid), fo_bn_split(tid + 1)). */
-static int64_t fo_bn_split(int64_t total, int tid, int team)
-{
-    return tid >= team ? total : (int64_t)((double)total * tid / team);
-}
-
 /* Everything the per-channel finishers read or write. */
 typedef struct fo_bn_call {
     int dtype, training;
@@ -281,7 +275,7 @@ static void fo_bn_ncs_channels(const fo_bn_call *k, const fo_bn_run *r, const fo
         int tid, team;
         int64_t cc;
         FO_TEAM(tid, team);
-        for (cc = fo_bn_split(k->sh->c, tid, team); cc < fo_bn_split(k->sh->c, tid + 1, team); ++cc) {
+        for (cc = fo_split_even(k->sh->c, tid, team); cc < fo_split_even(k->sh->c, tid + 1, team); ++cc) {
             if (r->need_sums) {
                 double a = 0.0, b = 0.0;
                 st->sums(k, r, cc, 0, k->M, &a, &b);
@@ -375,7 +369,7 @@ static void fo_bn_rc_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t
         int tid, team;
         int64_t b;
         FO_TEAM(tid, team);
-        for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
+        for (b = fo_split_even(nblk, tid, team); b < fo_split_even(nblk, tid + 1, team); ++b) {
             const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
             if (r->need_sums)
                 st->sums(k, r, c0, c1);
@@ -398,10 +392,10 @@ static void fo_bn_fwd_rows(const fo_bn_call *k, const fo_bn_run *r)
         int tid, team;
         int64_t lo, hi, clo, chi;
         FO_TEAM(tid, team);
-        lo = fo_bn_split(sh->n, tid, team);
-        hi = fo_bn_split(sh->n, tid + 1, team);
-        clo = fo_bn_split(C, tid, team);        /* each thread's channels for the per-channel steps */
-        chi = fo_bn_split(C, tid + 1, team);
+        lo = fo_split_even(sh->n, tid, team);
+        hi = fo_split_even(sh->n, tid + 1, team);
+        clo = fo_split_even(C, tid, team);        /* each thread's channels for the per-channel steps */
+        chi = fo_split_even(C, tid + 1, team);
         if (k->training) {
             int64_t cc;
             fo_bn_pilot_mean(r->x, dtype, sh, K, clo, chi);
@@ -431,10 +425,10 @@ static void fo_bn_bwd_rows(const fo_bn_call *k, const fo_bn_run *r)
         int tid, team;
         int64_t lo, hi;
         FO_TEAM(tid, team);
-        lo = fo_bn_split(sh->n, tid, team);
-        hi = fo_bn_split(sh->n, tid + 1, team);
+        lo = fo_split_even(sh->n, tid, team);
+        hi = fo_split_even(sh->n, tid + 1, team);
         if (r->need_sums) {
-            const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
+            const int64_t clo = fo_split_even(C, tid, team), chi = fo_split_even(C, tid + 1, team);
             int64_t cc;
             r->tab->bsums_rc[dtype](r->dy, r->x, sh, lo, hi, 0, C, k->coef, r->relu, part + 2 * tid * ld,
                                     part + (2 * tid + 1) * ld);
