@@ -231,14 +231,14 @@ static void fo_bn_place(fo_bn_run *r, const fo_bn_shape *sh, int forward)
     r->part = p + 2 * r->ld;
 }
 
-/* The coefficient table (FO_BN_NCOEF rows of C) and, if nscratch > 0, zeroed scratch; -2 (nothing kept) if
- * either allocation fails. */
+/* The coefficient table (FO_BN_NCOEF rows of C) and, if nscratch > 0, scratch (not zeroed: every partial is
+ * stored before it is read); -2 (nothing kept) if either allocation fails. */
 static int fo_bn_alloc(fo_bn_call *k, size_t esize, size_t nscratch, double **scratch)
 {
     *scratch = NULL;
     k->coef = malloc((size_t)(FO_BN_NCOEF * k->sh->c) * esize);
     if (nscratch > 0)
-        *scratch = (double *)calloc(nscratch, sizeof(double));
+        *scratch = (double *)malloc(nscratch * sizeof(double));
     if (k->coef == NULL || (nscratch > 0 && *scratch == NULL)) {
         free(k->coef);
         free(*scratch);

@@ -49,11 +49,12 @@ typedef struct fo_bn_shape {
 } fo_bn_shape;
 
 /* RC: rows per reduction block, from the shape only: N / 32 rounded up to a multiple of 8 (the kernels' row groups),
- * at least 32 rows, so that a team has blocks to share while a block's 2 C partials stay small next to its rows. */
+ * at least 64 rows, so that a team has blocks to share while a block's 2 C double partials stay small next to its
+ * rows (at (256, 1024) the scratch stays under malloc's 128 KiB mmap threshold). */
 FO_INLINE int64_t fo_bn_rc_block_rows(const fo_bn_shape *sh)
 {
     const int64_t rows = ((sh->n + 31) / 32 + 7) & ~(int64_t)7;
-    return rows > 32 ? rows : 32;
+    return rows > 64 ? rows : 64;
 }
 
 /* Forward pass. x, y: n*c*s elements of `dtype`; gamma, beta, running_mean, running_var: c elements or NULL
