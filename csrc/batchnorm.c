@@ -23,12 +23,6 @@ static void fo_bn_put(void *p, int dtype, int64_t i, double v)
         ((double *)p)[i] = v;
 }
 
-/* Even split of `total` items: thread tid of team gets [fo_bn_split(tid), fo_bn_split(tid + 1)). */
-static int64_t fo_bn_split(int64_t total, int tid, int team)
-{
-    return tid >= team ? total : (int64_t)((double)total * tid / team);
-}
-
 /* Everything the per-channel finishers read or write. */
 typedef struct fo_bn_call {
     int dtype, training;
@@ -157,7 +151,7 @@ static int fo_bn_by_channel(const fo_bn_shape *sh, int nth)
  * keep the team busy, or if a team's row split already leaves each thread at most 512 KiB of each array: whole
  * rows then stay in that thread's cache and stream better than column blocks, whose rows a power-of-two apart
  * crowd a few cache sets (measured at (256, 1024) float32, 2 threads: forward 27 us against 39 us).
- * Column blocks need no per-thread partial sums: results do not depend on the thread count. */
+ * Results do not depend on this choice (the row blocks are the same). */
 static int64_t fo_bn_col_block(const fo_bn_shape *sh, size_t esize, int nth, int narrays)
 {
     int64_t cb;
@@ -180,24 +174,10 @@ static int64_t fo_bn_col_block(const fo_bn_shape *sh, size_t esize, int nth, int
     return cb < sh->c ? cb : sh->c;
 }
 
-/* Per-thread partial sums for RC: 2 rows of C doubles per thread, padded to a 64-byte multiple. */
+/* RC partial rows: C doubles padded to a 64-byte multiple. */
 static int64_t fo_bn_pad(int64_t C)
 {
     return (C + 7) & ~(int64_t)7;
-}
-
-/* Channel c's two sums from the per-thread partial rows (thread t's at rows 2t and 2t + 1, ld apart), added in
- * thread order. */
-static void fo_bn_part_sums(const double *part, int64_t ld, int team, int64_t c, double *first, double *second)
-{
-    double a = 0.0, b = 0.0;
-    int t;
-    for (t = 0; t < team; ++t) {
-        a += part[2 * t * ld + c];
-        b += part[(2 * t + 1) * ld + c];
-    }
-    *first = a;
-    *second = b;
 }
 
 /* What a pass schedule needs besides the finishers' fo_bn_call. */
@@ -207,17 +187,58 @@ typedef struct fo_bn_run {
     void *out;                       /* y (forward) or dx (backward) */
     int relu, nth;
     int need_sums;                   /* backward: sums of g and g x wanted (training, dgamma or dbeta) */
-    double *scratch;                 /* per-thread partial sums and RC shifts, or NULL */
+    int64_t nblk;                    /* reduction blocks of a channel (NCS) or of the rows (RC) */
+    int64_t rows, ld;                /* RC: rows per block, partial row length (fo_bn_pad(C)) */
+    double *scratch;                 /* what K, tot and part point into, or NULL */
+    double *K;                       /* RC forward: shifts, C */
+    double *tot;                     /* RC: the two block-order sums of every channel, 2 rows of ld */
+    double *part;                    /* per-block partials: 2 per block (NCS split), 2 rows of ld per block (RC) */
 } fo_bn_run;
 
-/* The coefficient table (FO_BN_NCOEF rows of C) and, if nscratch > 0, zeroed scratch; -2 (nothing kept) if
- * either allocation fails. */
+/* The reduction blocks of a pass and the scratch they need (doubles): RC, when sums are wanted, [K (forward:
+ * C)] [tot: 2 ld] [part: 2 ld per block]; NCS split across the team: 2 per block. */
+static size_t fo_bn_plan(fo_bn_run *r, const fo_bn_shape *sh, int forward, int by_channel)
+{
+    r->scratch = r->K = r->tot = r->part = NULL;
+    r->ld = fo_bn_pad(sh->c);
+    if (sh->layout == FO_BN_RC) {
+        r->rows = fo_bn_rc_block_rows(sh);
+        r->nblk = (sh->n + r->rows - 1) / r->rows;
+        if (!r->need_sums)
+            return 0;
+        return (size_t)((forward ? sh->c : 0) + 2 * r->ld * (1 + r->nblk));
+    }
+    r->rows = 0;
+    r->nblk = fo_block_count(sh->n * sh->s);
+    return by_channel || !r->need_sums ? 0 : (size_t)(2 * r->nblk);
+}
+
+/* Points K, tot and part into the allocated scratch (the layout of fo_bn_plan). */
+static void fo_bn_place(fo_bn_run *r, const fo_bn_shape *sh, int forward)
+{
+    double *p = r->scratch;
+    if (p == NULL)
+        return;
+    if (sh->layout == FO_BN_NCS) {
+        r->part = p;
+        return;
+    }
+    if (forward) {
+        r->K = p;
+        p += sh->c;
+    }
+    r->tot = p;
+    r->part = p + 2 * r->ld;
+}
+
+/* The coefficient table (FO_BN_NCOEF rows of C) and, if nscratch > 0, scratch (not zeroed: every partial is
+ * stored before it is read); -2 (nothing kept) if either allocation fails. */
 static int fo_bn_alloc(fo_bn_call *k, size_t esize, size_t nscratch, double **scratch)
 {
     *scratch = NULL;
     k->coef = malloc((size_t)(FO_BN_NCOEF * k->sh->c) * esize);
     if (nscratch > 0)
-        *scratch = (double *)calloc(nscratch, sizeof(double));
+        *scratch = (double *)malloc(nscratch * sizeof(double));
     if (k->coef == NULL || (nscratch > 0 && *scratch == NULL)) {
         free(k->coef);
         free(*scratch);
@@ -272,8 +293,26 @@ static void fo_bn_bwd_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c, 
 }
 static const fo_bn_ncs_steps fo_bn_bwd_steps = { fo_bn_bwd_sums, fo_bn_bwd_fin, fo_bn_bwd_apply };
 
-/* Whole channels per thread: each channel's sums (if r->need_sums), then its element pass while it is in
- * cache. */
+/* NCS reduction block b of channel c: elements [b FO_BLOCK_ELEMENTS, ...) of its M, summed from zero into
+ * part[0], part[1] (an fo_block_fn). */
+typedef struct fo_bn_ncs_ctx {
+    const fo_bn_call *k;
+    const fo_bn_run *r;
+    const fo_bn_ncs_steps *st;
+    int64_t c;
+} fo_bn_ncs_ctx;
+
+static void fo_bn_ncs_block(const void *ctx, int64_t b, double *part)
+{
+    const fo_bn_ncs_ctx *q = (const fo_bn_ncs_ctx *)ctx;
+    const int64_t M = q->k->M, lo = b * FO_BLOCK_ELEMENTS;
+    const int64_t hi = M - lo > FO_BLOCK_ELEMENTS ? lo + FO_BLOCK_ELEMENTS : M;
+    part[0] = part[1] = 0.0;
+    q->st->sums(q->k, q->r, q->c, lo, hi, part, part + 1);
+}
+
+/* Whole channels per thread: each channel's sums (if r->need_sums: its blocks in turn, added in block order),
+ * then its element pass while it is in cache. */
 static void fo_bn_ncs_channels(const fo_bn_call *k, const fo_bn_run *r, const fo_bn_ncs_steps *st)
 {
 #pragma omp parallel num_threads(r->nth) if(r->nth > 1)
@@ -281,43 +320,33 @@ static void fo_bn_ncs_channels(const fo_bn_call *k, const fo_bn_run *r, const fo
         int tid, team;
         int64_t cc;
         FO_TEAM(tid, team);
-        for (cc = fo_bn_split(k->sh->c, tid, team); cc < fo_bn_split(k->sh->c, tid + 1, team); ++cc) {
+        for (cc = fo_split_even(k->sh->c, tid, team); cc < fo_split_even(k->sh->c, tid + 1, team); ++cc) {
             if (r->need_sums) {
-                double a = 0.0, b = 0.0;
-                st->sums(k, r, cc, 0, k->M, &a, &b);
-                st->finish(k, r, cc, a, b);
+                const fo_bn_ncs_ctx q = { k, r, st, cc };
+                double tot[2];
+                fo_blocked_sum_serial(&q, fo_bn_ncs_block, r->nblk, 2, tot);
+                st->finish(k, r, cc, tot[0], tot[1]);
             }
             st->apply(k, r, cc, 0, k->M);
         }
     }
 }
 
-/* Few channels: every channel's elements split across the team (partial sums added in thread order). */
+/* Few channels: every channel's blocks shared by the team (partials added in block order), then its element
+ * pass split across the team. */
 static void fo_bn_ncs_split(const fo_bn_call *k, const fo_bn_run *r, const fo_bn_ncs_steps *st)
 {
-    const int nth = r->nth;
     const int64_t M = k->M;
-    double *scratch = r->scratch;
     int64_t c;
     for (c = 0; c < k->sh->c; ++c) {
         if (r->need_sums) {
-            double a = 0.0, b = 0.0;
-            int t;
-#pragma omp parallel num_threads(nth)
-            {
-                int tid, team;
-                FO_TEAM(tid, team);
-                scratch[2 * tid] = scratch[2 * tid + 1] = 0.0;
-                st->sums(k, r, c, fo_split(M, tid, team), fo_split(M, tid + 1, team), &scratch[2 * tid],
-                         &scratch[2 * tid + 1]);
-            }
-            for (t = 0; t < nth; ++t) {
-                a += scratch[2 * t];
-                b += scratch[2 * t + 1];
-            }
-            st->finish(k, r, c, a, b);
+            const fo_bn_ncs_ctx q = { k, r, st, c };
+            double tot[2];
+            fo_blocked_partials(&q, fo_bn_ncs_block, r->nblk, 2, r->nth, NULL, r->part);
+            fo_blocked_combine(r->part, r->nblk, 2, 0, 2, tot);
+            st->finish(k, r, c, tot[0], tot[1]);
         }
-#pragma omp parallel num_threads(nth)
+#pragma omp parallel num_threads(r->nth)
         {
             int tid, team;
             FO_TEAM(tid, team);
@@ -326,7 +355,32 @@ static void fo_bn_ncs_split(const fo_bn_call *k, const fo_bn_run *r, const fo_bn
     }
 }
 
-/* ---------------------------------------------------------------- RC column blocks (forward and backward) */
+/* ---------------------------------------------------------------- RC (forward and backward) */
+/* The block-order sums tot of channels [c0, c1) from every row block's partials. */
+static void fo_bn_rc_totals(const fo_bn_run *r, int64_t c0, int64_t c1)
+{
+    fo_blocked_combine(r->part, r->nblk, 2 * r->ld, c0, c1, r->tot);
+    fo_blocked_combine(r->part, r->nblk, 2 * r->ld, r->ld + c0, r->ld + c1, r->tot);
+}
+
+/* Forward, channels [c0, c1) once all row blocks' partials are in: sums, finishers. */
+static void fo_bn_fwd_rc_finish(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
+{
+    int64_t cc;
+    fo_bn_rc_totals(r, c0, c1);
+    for (cc = c0; cc < c1; ++cc)
+        fo_bn_fwd_finish(k, cc, r->K[cc], r->tot[cc], r->tot[r->ld + cc]);
+}
+
+/* Backward, as the forward's. */
+static void fo_bn_bwd_rc_finish(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
+{
+    int64_t cc;
+    fo_bn_rc_totals(r, c0, c1);
+    for (cc = c0; cc < c1; ++cc)
+        fo_bn_bwd_finish(k, cc, r->tot[cc], r->tot[r->ld + cc]);
+}
+
 /* The two steps of a pass on channels [c0, c1) of an RC input, all rows: sums and per-channel finishers (run
  * when r->need_sums), then the element pass. */
 typedef struct fo_bn_block_steps {
@@ -334,16 +388,12 @@ typedef struct fo_bn_block_steps {
     void (*apply)(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1);
 } fo_bn_block_steps;
 
-/* Forward. Scratch: K, S, Q rows (C, then padded). */
+/* Forward: shifts K (pilot means), every row block's partials, finishers. */
 static void fo_bn_fwd_block_sums(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
 {
-    const int64_t C = k->sh->c;
-    double *K = r->scratch, *S = r->scratch + C, *Q = r->scratch + C + fo_bn_pad(C);
-    int64_t cc;
-    fo_bn_pilot_mean(r->x, k->dtype, k->sh, K, c0, c1);
-    r->tab->stats_rc[k->dtype](r->x, k->sh, 0, k->sh->n, c0, c1, K, S, Q);
-    for (cc = c0; cc < c1; ++cc)
-        fo_bn_fwd_finish(k, cc, K[cc], S[cc], Q[cc]);
+    fo_bn_pilot_mean(r->x, k->dtype, k->sh, r->K, c0, c1);
+    r->tab->stats_rc[k->dtype](r->x, k->sh, 0, r->nblk, r->rows, c0, c1, r->K, r->part, r->ld);
+    fo_bn_fwd_rc_finish(k, r, c0, c1);
 }
 static void fo_bn_fwd_block_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
 {
@@ -351,14 +401,11 @@ static void fo_bn_fwd_block_apply(const fo_bn_call *k, const fo_bn_run *r, int64
 }
 static const fo_bn_block_steps fo_bn_fwd_block = { fo_bn_fwd_block_sums, fo_bn_fwd_block_apply };
 
-/* Backward. Scratch: SG, SGX rows (padded). */
+/* Backward: every row block's sums of g and g (x - MHI), finishers. */
 static void fo_bn_bwd_block_sums(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
 {
-    double *SG = r->scratch, *SGX = r->scratch + fo_bn_pad(k->sh->c);
-    int64_t cc;
-    r->tab->bsums_rc[k->dtype](r->dy, r->x, k->sh, 0, k->sh->n, c0, c1, k->coef, r->relu, SG, SGX);
-    for (cc = c0; cc < c1; ++cc)
-        fo_bn_bwd_finish(k, cc, SG[cc], SGX[cc]);
+    r->tab->bsums_rc[k->dtype](r->dy, r->x, k->sh, 0, r->nblk, r->rows, c0, c1, k->coef, r->relu, r->part, r->ld);
+    fo_bn_bwd_rc_finish(k, r, c0, c1);
 }
 static void fo_bn_bwd_block_apply(const fo_bn_call *k, const fo_bn_run *r, int64_t c0, int64_t c1)
 {
@@ -375,7 +422,7 @@ static void fo_bn_rc_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t
         int tid, team;
         int64_t b;
         FO_TEAM(tid, team);
-        for (b = fo_bn_split(nblk, tid, team); b < fo_bn_split(nblk, tid + 1, team); ++b) {
+        for (b = fo_split_even(nblk, tid, team); b < fo_split_even(nblk, tid + 1, team); ++b) {
             const int64_t c0 = b * cb, c1 = c0 + cb < C ? c0 + cb : C;
             if (r->need_sums)
                 st->sums(k, r, c0, c1);
@@ -384,66 +431,53 @@ static void fo_bn_rc_col_blocks(const fo_bn_call *k, const fo_bn_run *r, int64_t
     }
 }
 
-/* ---------------------------------------------------------------- RC rows split (forward, then backward) */
-/* RC, rows split across the team: per-thread partial sums (rows 2t, 2t + 1 of the scratch after K), combined
- * in thread order for each thread's share of the channels, then every thread's y pass over its rows. */
+/* RC, rows shared by the team: each thread's run of row blocks into their partials, then the block-order sums
+ * and finishers of each thread's share of the channels, then every thread's y pass over its rows. */
 static void fo_bn_fwd_rows(const fo_bn_call *k, const fo_bn_run *r)
 {
     const fo_bn_shape *sh = k->sh;
     const int dtype = k->dtype;
-    const int64_t C = sh->c, ld = fo_bn_pad(C);
-    double *K = r->scratch, *part = r->scratch + C;
+    const int64_t C = sh->c;
 #pragma omp parallel num_threads(r->nth) if(r->nth > 1)
     {
         int tid, team;
-        int64_t lo, hi, clo, chi;
+        int64_t clo, chi;
         FO_TEAM(tid, team);
-        lo = fo_bn_split(sh->n, tid, team);
-        hi = fo_bn_split(sh->n, tid + 1, team);
-        clo = fo_bn_split(C, tid, team);        /* each thread's channels for the per-channel steps */
-        chi = fo_bn_split(C, tid + 1, team);
+        clo = fo_split_even(C, tid, team);        /* each thread's channels for the per-channel steps */
+        chi = fo_split_even(C, tid + 1, team);
         if (k->training) {
-            int64_t cc;
-            fo_bn_pilot_mean(r->x, dtype, sh, K, clo, chi);
+            fo_bn_pilot_mean(r->x, dtype, sh, r->K, clo, chi);
 #pragma omp barrier
-            r->tab->stats_rc[dtype](r->x, sh, lo, hi, 0, C, K, part + 2 * tid * ld, part + (2 * tid + 1) * ld);
+            r->tab->stats_rc[dtype](r->x, sh, fo_split_even(r->nblk, tid, team), fo_split_even(r->nblk, tid + 1, team),
+                                    r->rows, 0, C, r->K, r->part, r->ld);
 #pragma omp barrier
-            for (cc = clo; cc < chi; ++cc) {
-                double S, Q;
-                fo_bn_part_sums(part, ld, team, cc, &S, &Q);
-                fo_bn_fwd_finish(k, cc, K[cc], S, Q);
-            }
+            fo_bn_fwd_rc_finish(k, r, clo, chi);
 #pragma omp barrier
         }
-        r->tab->norm_rc[dtype](r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu);
+        r->tab->norm_rc[dtype](r->x, r->out, sh, fo_split_even(sh->n, tid, team), fo_split_even(sh->n, tid + 1, team),
+                               0, C, k->coef, r->relu);
     }
 }
 
-/* RC, rows split across the team (as the forward's). */
+/* RC, rows shared by the team (as the forward's). */
 static void fo_bn_bwd_rows(const fo_bn_call *k, const fo_bn_run *r)
 {
     const fo_bn_shape *sh = k->sh;
     const int dtype = k->dtype;
-    const int64_t C = sh->c, ld = fo_bn_pad(C);
-    double *part = r->scratch;
+    const int64_t C = sh->c;
 #pragma omp parallel num_threads(r->nth) if(r->nth > 1)
     {
         int tid, team;
         int64_t lo, hi;
         FO_TEAM(tid, team);
-        lo = fo_bn_split(sh->n, tid, team);
-        hi = fo_bn_split(sh->n, tid + 1, team);
+        lo = fo_split_even(sh->n, tid, team);
+        hi = fo_split_even(sh->n, tid + 1, team);
         if (r->need_sums) {
-            const int64_t clo = fo_bn_split(C, tid, team), chi = fo_bn_split(C, tid + 1, team);
-            int64_t cc;
-            r->tab->bsums_rc[dtype](r->dy, r->x, sh, lo, hi, 0, C, k->coef, r->relu, part + 2 * tid * ld,
-                                    part + (2 * tid + 1) * ld);
+            r->tab->bsums_rc[dtype](r->dy, r->x, sh, fo_split_even(r->nblk, tid, team),
+                                    fo_split_even(r->nblk, tid + 1, team), r->rows, 0, C, k->coef, r->relu, r->part,
+                                    r->ld);
 #pragma omp barrier
-            for (cc = clo; cc < chi; ++cc) {
-                double SG, SGX;
-                fo_bn_part_sums(part, ld, team, cc, &SG, &SGX);
-                fo_bn_bwd_finish(k, cc, SG, SGX);
-            }
+            fo_bn_bwd_rc_finish(k, r, fo_split_even(C, tid, team), fo_split_even(C, tid + 1, team));
 #pragma omp barrier
         }
         r->tab->dx_rc[dtype](r->dy, r->x, r->out, sh, lo, hi, 0, C, k->coef, r->relu, k->training);
@@ -475,12 +509,10 @@ int fo_batchnorm_forward(int dtype, const void *x, void *y, const fo_bn_shape *s
     k.gamma = gamma; k.beta = beta; k.running_mean = running_mean; k.running_var = running_var;
     k.save_mean = save_mean; k.save_invstd = save_invstd; k.momentum = momentum; k.eps = eps;
     k.dgamma = k.dbeta = NULL;
-    if (sh->layout == FO_BN_RC && training)
-        nscratch = (size_t)(sh->c + 2 * run.nth * fo_bn_pad(sh->c));
-    else if (sh->layout == FO_BN_NCS && !by_channel)
-        nscratch = (size_t)(2 * run.nth);
+    nscratch = fo_bn_plan(&run, sh, 1, by_channel);
     if (fo_bn_alloc(&k, esize, nscratch, &run.scratch) != 0)
         return FO_ENOMEM;
+    fo_bn_place(&run, sh, 1);
 
     if (!training)
         for (c = 0; c < sh->c; ++c)
@@ -522,12 +554,10 @@ int fo_batchnorm_backward(int dtype, const void *dy, const void *x, void *dx, co
     k.gamma = gamma; k.beta = beta; k.running_mean = k.running_var = NULL;
     k.save_mean = (double *)save_mean; k.save_invstd = (double *)save_invstd;
     k.momentum = 0.0; k.eps = 0.0; k.dgamma = dgamma; k.dbeta = dbeta;
-    if (sh->layout == FO_BN_RC)
-        nscratch = (size_t)(2 * run.nth * fo_bn_pad(sh->c));
-    else if (!by_channel)
-        nscratch = (size_t)(2 * run.nth);
+    nscratch = fo_bn_plan(&run, sh, 0, by_channel);
     if (fo_bn_alloc(&k, esize, nscratch, &run.scratch) != 0)
         return FO_ENOMEM;
+    fo_bn_place(&run, sh, 0);
 
     for (c = 0; c < sh->c; ++c)
         fo_bn_set_affine(&k, c, save_mean[c], save_invstd[c]);

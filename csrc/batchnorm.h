@@ -22,12 +22,17 @@
  *   training: dx = gamma_c invstd_c (g - dbeta_c / M - (x - mean_c) invstd_c dgamma_c / M)
  *   eval:     dx = gamma_c invstd_c g          (mean/invstd are the running statistics the forward used)
  *
- * Threads and cache: FO_BN_NCS runs whole channels per thread (each channel's two passes back to back, so the
- * second pass finds the channel in cache; results do not depend on the thread count) when C divides evenly or is
- * large, else splits every channel's elements across threads. FO_BN_RC splits rows across threads with per-thread
- * partial sums in double, combined in thread order (results depend on the thread count within rounding), unless
- * a thread's rows would hold more than 512 KiB of an array and blocks of R rows x cb channels fit in 256 KiB: then
- * it runs column blocks of channels per thread, each block's two passes back to back. */
+ * Reductions (mean, var; backward's sums of g and g (x - mean)) follow the one blocked rule of blocked_sum.h: the
+ * reduced axis of each channel is cut into fixed blocks, FO_BLOCK_ELEMENTS of its M elements (NCS) or
+ * fo_bn_rc_block_rows(shape) rows (RC); each block is summed by the same kernel code, into its own double partials,
+ * and the partials are added in block order. Block boundaries depend only on the shape, so every output (y, saved and
+ * running statistics, dx, dgamma, dbeta) has the same bits at any thread count and under every schedule below.
+ *
+ * Threads and cache (speed only): FO_BN_NCS runs whole channels per thread (each channel's two passes back to back,
+ * so the second pass finds the channel in cache) when C divides evenly or is large, else shares every channel's
+ * blocks, then its element pass, across threads. FO_BN_RC shares the row blocks across threads, unless a thread's
+ * rows would hold more than 512 KiB of an array and blocks of R rows x cb channels fit in 256 KiB: then it runs
+ * column blocks of channels per thread (all row blocks of those channels), each block's two passes back to back. */
 #ifndef FO_BATCHNORM_H
 #define FO_BATCHNORM_H
 
@@ -42,6 +47,15 @@ typedef struct fo_bn_shape {
     int64_t c;     /* channels, >= 1 */
     int64_t s;     /* spatial size (NCS), 1 for RC */
 } fo_bn_shape;
+
+/* RC: rows per reduction block, from the shape only: N / 32 rounded up to a multiple of 8 (the kernels' row groups),
+ * at least 64 rows, so that a team has blocks to share while a block's 2 C double partials stay small next to its
+ * rows (at (256, 1024) the scratch stays under malloc's 128 KiB mmap threshold). */
+FO_INLINE int64_t fo_bn_rc_block_rows(const fo_bn_shape *sh)
+{
+    const int64_t rows = ((sh->n + 31) / 32 + 7) & ~(int64_t)7;
+    return rows > 64 ? rows : 64;
+}
 
 /* Forward pass. x, y: n*c*s elements of `dtype`; gamma, beta, running_mean, running_var: c elements or NULL
  * (gamma NULL: 1; beta NULL: 0; running stats NULL: not tracked, training only). save_mean and save_invstd
@@ -70,12 +84,14 @@ enum { FO_BN_MHI = 0, FO_BN_SCALE = 1, FO_BN_SHIFT = 2, FO_BN_K1 = 3, FO_BN_K2 =
  *   sum g (x - mean) = sum g xm - lo sum g   (corrected by the driver in double). */
 
 /* Range kernels of one instruction-set path. NCS kernels work on channel c, elements [lo, hi) of its M = N S
- * (index n S + s); RC kernels on rows [lo, hi) of channels [c0, c1). Sums are added to *sum / sum[c] (double);
- * the backward sums are of g and g (x - MHI). */
+ * (index n S + s), their sums added to *sum (double). RC element kernels work on rows [lo, hi) of channels
+ * [c0, c1); RC sum kernels on the row blocks [b0, b1) (block b: rows [b rows, min((b + 1) rows, N))) of channels
+ * [c0, c1), storing block b's two sums of channel c (double) at part[2 b ld + c] and part[(2 b + 1) ld + c].
+ * The backward sums are of g and g (x - MHI). */
 typedef void (*fo_bn_stats_ncs_fn)(const void *x, const fo_bn_shape *sh, int64_t c, int64_t lo, int64_t hi,
                                    double shift, double *sum /* inout */, double *sumsq /* inout */);
-typedef void (*fo_bn_stats_rc_fn)(const void *x, const fo_bn_shape *sh, int64_t lo, int64_t hi, int64_t c0,
-                                  int64_t c1, const double *shift, double *sum /* inout */, double *sumsq /* inout */);
+typedef void (*fo_bn_stats_rc_fn)(const void *x, const fo_bn_shape *sh, int64_t b0, int64_t b1, int64_t rows,
+                                  int64_t c0, int64_t c1, const double *shift, double *part /* out */, int64_t ld);
 typedef void (*fo_bn_norm_ncs_fn)(const void *x, void *y /* out */, const fo_bn_shape *sh, int64_t c, int64_t lo,
                                   int64_t hi, const void *coef, int relu);
 typedef void (*fo_bn_norm_rc_fn)(const void *x, void *y /* out */, const fo_bn_shape *sh, int64_t lo, int64_t hi,
@@ -83,9 +99,9 @@ typedef void (*fo_bn_norm_rc_fn)(const void *x, void *y /* out */, const fo_bn_s
 typedef void (*fo_bn_bsums_ncs_fn)(const void *dy, const void *x, const fo_bn_shape *sh, int64_t c, int64_t lo,
                                    int64_t hi, const void *coef, int relu, double *sum_g /* inout */,
                                    double *sum_gx /* inout */);
-typedef void (*fo_bn_bsums_rc_fn)(const void *dy, const void *x, const fo_bn_shape *sh, int64_t lo, int64_t hi,
-                                  int64_t c0, int64_t c1, const void *coef, int relu, double *sum_g /* inout */,
-                                  double *sum_gx /* inout */);
+typedef void (*fo_bn_bsums_rc_fn)(const void *dy, const void *x, const fo_bn_shape *sh, int64_t b0, int64_t b1,
+                                  int64_t rows, int64_t c0, int64_t c1, const void *coef, int relu,
+                                  double *part /* out */, int64_t ld);
 typedef void (*fo_bn_dx_ncs_fn)(const void *dy, const void *x, void *dx /* out */, const fo_bn_shape *sh, int64_t c,
                                 int64_t lo, int64_t hi, const void *coef, int relu, int training);
 typedef void (*fo_bn_dx_rc_fn)(const void *dy, const void *x, void *dx /* out */, const fo_bn_shape *sh, int64_t lo,

@@ -1,6 +1,7 @@
 /* The one deterministic reduction of every family (included by dispatch.h): the work is cut into fixed blocks,
  * each block's partial sums are computed by one thread into their own slots, then the partials are added in block
- * order by one thread.
+ * order: total = ((0 + p_0) + p_1) + ... + p_(n-1), in double (fo_blocked_combine; fo_blocked_sum_serial forms the
+ * same additions one block after another without storing the partials).
  *
  * Thread-count guarantee: block boundaries and the order of the final additions depend only on the work, never on
  * the number of threads (threads only decide who computes which block), so a result has the same bits at any
@@ -79,26 +80,51 @@ static void fo_blocked_partials(const void *ctx, fo_block_fn fn, int64_t nblocks
 #endif
 }
 
+/* The block-order addition: out[k] = ((0 + part[k]) + part[stride + k]) + ... over the nblocks blocks, for
+ * k0 <= k < k1 (block b's partial k at part[b * stride + k]). Each out[k] sees the same additions in the same
+ * order whatever k0, k1 (blocks outer, partials inner: the inner loop vectorizes across k). */
+static void fo_blocked_combine(const double *part, int64_t nblocks, int64_t stride, int64_t k0, int64_t k1,
+                               double *out)
+{
+    int64_t b, k;
+    for (k = k0; k < k1; ++k)
+        out[k] = 0.0;
+    for (b = 0; b < nblocks; ++b) {
+        const double *p = part + b * stride;
+        for (k = k0; k < k1; ++k)
+            out[k] += p[k];
+    }
+}
+
+/* fo_blocked_combine's result for the nparts (<= FO_BLOCKED_SUM_STACK_PARTS) partials of blocks [0, nblocks),
+ * each block computed in turn by the calling thread and added at once (no stored partials). */
+static void fo_blocked_sum_serial(const void *ctx, fo_block_fn fn, int64_t nblocks, int nparts, double *out)
+{
+    double part[FO_BLOCKED_SUM_STACK_PARTS];
+    int64_t b;
+    int k;
+    for (k = 0; k < nparts; ++k)
+        out[k] = 0.0;
+    for (b = 0; b < nblocks; ++b) {
+        fn(ctx, b, part);
+        for (k = 0; k < nparts; ++k)
+            out[k] += part[k];
+    }
+}
+
 /* out[k] = sum over blocks b, in block order, of block b's partial k (k < nparts), blocks of equal work shared
  * among nth threads. Returns FO_OK, or FO_ENOMEM if the partials could not be allocated. */
 static int fo_blocked_sum(const void *ctx, fo_block_fn fn, int64_t nblocks, int nparts, int nth, double *out)
 {
     double local[FO_BLOCKED_SUM_STACK_PARTS];
     double *part = local;
-    int64_t b;
-    int k;
     if (nblocks * nparts > FO_BLOCKED_SUM_STACK_PARTS) {
         part = (double *)malloc((size_t)(nblocks * nparts) * sizeof(double));
         if (part == NULL)
             return FO_ENOMEM;
     }
     fo_blocked_partials(ctx, fn, nblocks, nparts, nth, NULL, part);
-    for (k = 0; k < nparts; ++k) {
-        double s = 0.0;
-        for (b = 0; b < nblocks; ++b)
-            s += part[b * nparts + k];
-        out[k] = s;
-    }
+    fo_blocked_combine(part, nblocks, nparts, 0, nparts, out);
     if (part != local)
         free(part);
     return FO_OK;

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastopt
+from fastopt import _config
 from fastopt.functional import batch_norm_backward, batch_norm_forward
 
 from _reference_batchnorm import backward as ref_backward
@@ -24,9 +25,16 @@ LAYOUTS = {
     "nchw_strided": ((8, 6, 20, 20), 1, "strided"),
 }
 
+# More layouts for the thread-count test, one per schedule that LAYOUTS does not reach at 1, 2 and 3 threads
+SCHEDULE_LAYOUTS = {
+    "nchw_c2_blocks": ((8, 2, 100, 100), 1, "c"),   # 10 blocks a channel: whole channels at 2 threads, split at 3
+    "nc_wide": ((256, 1024), 1, "c"),               # column blocks at 1 thread, rows split at 2 (float32)
+    "nc_cols": ((256, 2048), 1, "c"),               # column blocks at every thread count
+}
+
 
 def make_x(rng, name, dtype, loc=1.5, scale=2.0):
-    shape, axis, memory = LAYOUTS[name]
+    shape, axis, memory = LAYOUTS[name] if name in LAYOUTS else SCHEDULE_LAYOUTS[name]
     if memory == "c":
         x = rng.normal(loc, scale, shape)
     elif memory == "other":
@@ -128,40 +136,37 @@ def test_non_contiguous_dy_is_copied(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("name", ["nchw", "nchw_c3", "nhwc", "nc"])
+@pytest.mark.parametrize("name", ["nchw", "nchw_c3", "nhwc", "nc"] + list(SCHEDULE_LAYOUTS))
 def test_thread_counts_agree(name, dtype, rng):
-    """Stated tolerance: NCHW with whole channels per thread ("nchw") is bit-identical at any thread count; layouts
-    with per-thread partial sums ("nhwc", "nc", and "nchw_c3" whose 3 channels are split across 2 threads) agree
-    within 4 ulp for float32 outputs (the double sums differ in their last bits only, below float32 rounding) and
-    within 1e-12 relative to the largest magnitude for float64 outputs (sums with cancellation: dgamma, dbeta).
-    In eval mode y and dx (element-wise, given the statistics) are bit-identical everywhere."""
+    """Stated guarantee (csrc/batchnorm.h): every reduction is the block-order sum of fixed blocks that depend only on
+    the shape, so every output is bit-identical at 1, 2 and 3 threads, whatever schedule each thread count picks:
+    NCHW whole channels per thread ("nchw") or channels split across threads ("nchw_c3" at 2 threads,
+    "nchw_c2_blocks" at 3), (N, C) and channels-last rows split ("nc", "nhwc") or column blocks ("nc_wide" at 1
+    thread, "nc_cols"), in training and eval."""
     x, axis = make_x(rng, name, dtype)
     C = x.shape[axis]
     gamma, beta, rm, rv = channel_params(rng, C, dtype)
     dy = rng.normal(size=x.shape).astype(dtype)
-    before = fastopt.get_num_threads()
+    before, before_min = fastopt.get_num_threads(), fastopt.parallel_min_elements()
     results = {}
     try:
-        for n in (1, 2):
+        _config.set_parallel_min_elements(1024)      # 3 threads even on the small layouts
+        for n in (1, 2, 3):
             fastopt.set_num_threads(n)
             r = {}
             for training in (True, False):
                 rmn, rvn = rm.copy(), rv.copy()
                 y, sm, si = batch_norm_forward(x, gamma, beta, rmn, rvn, training=training, axis=axis)
                 dx, dg, db = batch_norm_backward(dy, x, gamma, sm, si, axis=axis, training=training)
-                r[training] = (y, dx, dg, db, rmn, rvn)
+                r[training] = (y, sm, si, dx, dg, db, rmn, rvn)
             results[n] = r
     finally:
         fastopt.set_num_threads(before)
-    exact_train = name == "nchw"
-    for training in (True, False):
-        for k, (a, b) in enumerate(zip(results[1][training], results[2][training])):
-            reduction = training or k in (2, 3)      # dgamma, dbeta are sums in either mode
-            if exact_train or not reduction:
-                np.testing.assert_array_equal(a, b)
-            else:
-                rel = 4 * np.finfo(np.float32).eps if dtype == np.float32 else 1e-12
-                np.testing.assert_allclose(a, b, rtol=rel, atol=rel * np.max(np.abs(b)))
+        _config.set_parallel_min_elements(before_min)
+    for n in (2, 3):
+        for training in (True, False):
+            for a, b in zip(results[1][training], results[n][training]):
+                np.testing.assert_array_equal(a, b, err_msg=f"{n} threads, training={training}")
 
 
 @pytest.mark.parametrize("name", ["nchw", "nhwc", "nchw_c3"])
