@@ -27,12 +27,12 @@ unaligned x or dy) is copied once into a C-contiguous array first. ``out`` / ``d
 native arrays of x's dtype and shape laid out like the array the kernels run on (C-contiguous for a C-contiguous x);
 they are never silently copied.
 
-Threads (``fastopt.set_num_threads``): NCHW runs whole channels per thread when the thread count divides C or C is
-at least 8 per thread, so results do not depend on the thread count; with fewer channels (e.g. 3 on 2 threads)
-every channel is split across the threads. Those, and (N, C) and channels-last inputs, whose rows are split across
-threads, add per-thread partial sums (double), so their statistics, and through them y, dx, dgamma, dbeta, may
-differ across thread counts in the last bits (tests: 4 float32 ulp, 1e-12 relative in float64). (N, C) inputs run
-blocks of channels per thread instead when a thread's share of rows would not fit its cache. Every
+Threads (``fastopt.set_num_threads``): NCHW runs whole channels per thread, or, with few channels (e.g. 3 on 2
+threads), splits every channel across the threads; (N, C) and channels-last inputs split their rows, or run
+blocks of channels per thread when a thread's share of rows would not fit its cache. Whatever the schedule, every
+sum (the statistics; backward's sums of dy and dy x-hat) is the one blocked reduction of csrc/blocked_sum.h: fixed
+blocks of the reduced axis, set by the shape alone, each summed in double and added in block order, so y, dx,
+dgamma, dbeta and the statistics have the same bits at any thread count. Every
 instruction-set path gives the same bits.
 
 Every argument is checked before anything is written; an error leaves every array unchanged. A call is one plan
