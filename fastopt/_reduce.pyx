@@ -14,7 +14,7 @@ from libc.stdlib cimport free, malloc
 
 import numpy as np
 
-from fastopt._contract cimport IntervalSet, as_input, check_inplace
+from fastopt._contract cimport IntervalSet, as_input, check_inplace, float_type, plain
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -61,14 +61,17 @@ cdef class ArrayBatch:
         self.length = n
         self.index32, self.index64 = [], []
         self.keep = []
-        names = []
+        positions = []
         for i in range(n):
             obj = arrays[i]
             if obj is None:
                 continue
-            a = check_inplace(obj, f"{name}[{i}]") if inplace else as_input(obj, f"{name}[{i}]")
+            if plain(obj, float_type(obj), inplace):
+                a = obj                       # the common case: no copy, and no name formatted
+            else:
+                a = check_inplace(obj, f"{name}[{i}]") if inplace else as_input(obj, f"{name}[{i}]")
             self.keep.append(a)
-            names.append(f"{name}[{i}]")
+            positions.append(i)
             (self.index32 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 else self.index64).append(i)
         for d in range(2):
             m = len(self.index32) if d == 0 else len(self.index64)
@@ -81,8 +84,8 @@ cdef class ArrayBatch:
             self.ptrs[d][self.count[d]] = cnp.PyArray_DATA(a)
             self.sizes[d][self.count[d]] = cnp.PyArray_SIZE(a)
             self.count[d] += 1
-        if inplace and len(self.keep) > 1:
-            IntervalSet(self.keep, names)       # each array is written once: no two may share memory
+        if inplace and len(self.keep) > 1:      # each array is written once: no two may share memory
+            IntervalSet(self.keep, lambda k: f"{name}[{positions[k]}]")
 
     def __dealloc__(self):
         free(self.ptrs[0])
