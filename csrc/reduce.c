@@ -87,6 +87,17 @@ static int fo_reduce_norm_blocks(fo_norm_ctx *ctx, int kind, int nth, double *ac
     int64_t nblocks = 0, k, b;
     int64_t *first, *work = NULL;
     double *part = NULL;
+    if (nth <= 1) {                  /* the same block values combined in the same order, with no tables */
+        for (k = 0; k < narrays; ++k) {
+            double v = 0.0;
+            int64_t lo;
+            for (lo = 0; lo < ctx->ns[k]; lo += FO_BLOCK_ELEMENTS)
+                v = fo_norm_combine(kind, v, ctx->fn(ctx->xs[k], lo, lo + FO_BLOCK_ELEMENTS < ctx->ns[k]
+                                                     ? lo + FO_BLOCK_ELEMENTS : ctx->ns[k], ctx->p));
+            acc[k] = v;
+        }
+        return FO_OK;
+    }
     for (k = 0; k < narrays; ++k)
         nblocks += fo_block_count(ctx->ns[k] > 0 ? ctx->ns[k] : 0);
     /* one index buffer: first (narrays + 1), owner (nblocks), work (nblocks + 1, threaded runs only) */

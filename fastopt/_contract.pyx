@@ -9,7 +9,7 @@ functions at the end are the same checks for the Python layer (fastopt/_validati
 """
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uintptr_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, qsort
 
 import numpy as np
 
@@ -99,6 +99,21 @@ cdef void *kernel_data(object a, int typenum, int64_t size, bint write, str name
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+ctypedef struct _Span:
+    uintptr_t start
+    uintptr_t end
+    Py_ssize_t index
+
+
+cdef int _by_start(const void *a, const void *b) noexcept nogil:
+    """qsort order of spans: by start address, then by index (the order a stable sort gives)."""
+    cdef const _Span *x = <const _Span *>a
+    cdef const _Span *y = <const _Span *>b
+    if x.start != y.start:
+        return -1 if x.start < y.start else 1
+    return -1 if x.index < y.index else (1 if x.index > y.index else 0)
+
+
 cdef class IntervalSet:
     """The byte intervals [start, end) of dense arrays (empty ones left out), sorted, for O(log n) overlap tests.
 
@@ -107,23 +122,31 @@ cdef class IntervalSet:
     """
 
     def __cinit__(self, list arrays, object names):
-        cdef Py_ssize_t k
+        cdef Py_ssize_t i, k, m = 0, n = len(arrays)
+        cdef _Span *spans = <_Span *>malloc((n + 1) * sizeof(_Span))
         self.starts = self.ends = NULL
-        self.arrays = [a for a in arrays if cnp.PyArray_NBYTES(<cnp.ndarray>a) > 0]
-        order = sorted([i for i in range(len(arrays)) if cnp.PyArray_NBYTES(<cnp.ndarray>arrays[i]) > 0],
-                       key=lambda j: start_of(arrays[j]))
-        self.n = len(order)
-        self.starts = <uintptr_t *>malloc((self.n + 1) * sizeof(uintptr_t))
-        self.ends = <uintptr_t *>malloc((self.n + 1) * sizeof(uintptr_t))
-        if self.starts == NULL or self.ends == NULL:
+        self.arrays = list(arrays)            # the set's memory stays alive with it
+        if spans == NULL:
             raise MemoryError()
-        for k in range(self.n):
-            self.starts[k] = start_of(arrays[order[k]])
-            self.ends[k] = end_of(arrays[order[k]])
-            if k > 0 and self.starts[k] < self.ends[k - 1]:
-                first, second = sorted((order[k - 1], order[k]))
-                name = names if callable(names) else names.__getitem__
-                raise ValueError(_shared(name(first), name(second)))
+        try:
+            for i in range(n):
+                if cnp.PyArray_NBYTES(<cnp.ndarray>arrays[i]) > 0:
+                    spans[m].start, spans[m].end, spans[m].index = start_of(arrays[i]), end_of(arrays[i]), i
+                    m += 1
+            qsort(spans, m, sizeof(_Span), _by_start)
+            self.n = m
+            self.starts = <uintptr_t *>malloc((m + 1) * sizeof(uintptr_t))
+            self.ends = <uintptr_t *>malloc((m + 1) * sizeof(uintptr_t))
+            if self.starts == NULL or self.ends == NULL:
+                raise MemoryError()
+            for k in range(m):            # sorted by start: any overlap shows between neighbours
+                self.starts[k], self.ends[k] = spans[k].start, spans[k].end
+                if k > 0 and spans[k].start < spans[k - 1].end:
+                    first, second = sorted((spans[k - 1].index, spans[k].index))
+                    name = names if callable(names) else names.__getitem__
+                    raise ValueError(_shared(name(first), name(second)))
+        finally:
+            free(spans)
 
     def __dealloc__(self):
         free(self.starts)
