@@ -104,6 +104,14 @@ cdef inline int relu_flag(object activation) noexcept:
     return -1
 
 
+cdef inline int float_typenum(cnp.ndarray x) except -1:
+    """x's typenum, float32 or float64; RuntimeError (internal error: the caller's checks let it through) else."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise RuntimeError("internal error: expected float32 or float64")
+    return t
+
+
 # ---- raising checks (messages: _contract.pyx)
 cdef int check_float(object a, str name) except 0
 cdef object check_inplace(object a, str name)

@@ -12,11 +12,11 @@ else, which the Python layer then copies or raises about.
 """
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport malloc, free
+
 
 import numpy as np
 
-from fastopt._contract cimport IntervalSet, kernel_data, overlap, plain, plain_matrix, plain_vector, same_memory
+from fastopt._contract cimport float_typenum, kernel_data, overlap, plain, plain_matrix, plain_vector
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -63,40 +63,27 @@ cdef extern from "loss.h" nogil:
 MSE, MAE, HUBER, BCE = FO_LOSS_MSE, FO_LOSS_MAE, FO_LOSS_HUBER, FO_LOSS_BCE
 NO_IGNORE = -(2 ** 63)      # an ignore_index no label can equal
 
-cdef const void *_ptr(object a, int typenum, int64_t size, str what, bint writeable=False) except? NULL:
-    return kernel_data(a, typenum, size, writeable, what)
-
-
-cdef int _typenum(cnp.ndarray x) except -1:
-    cdef int t = cnp.PyArray_TYPE(x)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise RuntimeError("internal error: expected float32 or float64")
-    return t
-
-
-
-
 def elementwise(int kind, cnp.ndarray x, t, int64_t rows, int64_t cols, row_weight, int64_t row_rep, col_weight,
                 pos_weight, double pos_weight_scalar, double delta, double scale, loss_out, grad, int nthreads=0):
     """sum(w * l) of an elementwise loss; writes grad (and loss_out). See fo_ew_args in csrc/loss.h."""
     cdef fo_ew_args a
     cdef double total = 0.0
-    cdef int rc, tn = _typenum(x)
+    cdef int rc, tn = float_typenum(x)
     cdef int64_t n = rows * cols
     a.kind = kind
-    a.input = _ptr(x, tn, n, "input")
-    a.target = _ptr(t, tn, n, "target")
+    a.input = kernel_data(x, tn, n, False, "input")
+    a.target = kernel_data(t, tn, n, False, "target")
     a.rows = rows
     a.cols = cols
     a.row_rep = row_rep
-    a.row_weight = _ptr(row_weight, tn, (rows + row_rep - 1) // row_rep, "row_weight")
-    a.col_weight = _ptr(col_weight, tn, cols, "col_weight")
-    a.pos_weight = _ptr(pos_weight, tn, cols, "pos_weight")
+    a.row_weight = kernel_data(row_weight, tn, (rows + row_rep - 1) // row_rep, False, "row_weight")
+    a.col_weight = kernel_data(col_weight, tn, cols, False, "col_weight")
+    a.pos_weight = kernel_data(pos_weight, tn, cols, False, "pos_weight")
     a.pos_weight_scalar = pos_weight_scalar
     a.delta = delta
     a.scale = scale
-    a.loss_out = <void *>_ptr(loss_out, tn, n, "loss_out", True)
-    a.grad = <void *>_ptr(grad, tn, n, "grad", True)
+    a.loss_out = <void *>kernel_data(loss_out, tn, n, True, "loss_out")
+    a.grad = <void *>kernel_data(grad, tn, n, True, "grad")
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fo_loss_elementwise_f32(&a, &total, nthreads)
@@ -110,9 +97,9 @@ def check_labels(cnp.ndarray labels, int64_t classes, int64_t ignore_index, clas
     """(index of the first bad label or -1, sum of the weights of counted rows, number of counted rows)."""
     cdef int64_t rows = cnp.PyArray_SIZE(labels), bad, counted = 0
     cdef double wsum = 0.0
-    cdef const int64_t *lp = <const int64_t *>_ptr(labels, cnp.NPY_INT64, rows, "labels")
-    cdef const void *cw = _ptr(class_weight, tn, classes, "class_weight")
-    cdef const void *sw = _ptr(sample_weight, tn, rows, "sample_weight")
+    cdef const int64_t *lp = <const int64_t *>kernel_data(labels, cnp.NPY_INT64, rows, False, "labels")
+    cdef const void *cw = kernel_data(class_weight, tn, classes, False, "class_weight")
+    cdef const void *sw = kernel_data(sample_weight, tn, rows, False, "sample_weight")
     with nogil:
         bad = fo_loss_check_labels(lp, rows, classes, ignore_index, 0 if tn == cnp.NPY_FLOAT32 else 1, cw, sw,
                                    &wsum, &counted)
@@ -125,18 +112,18 @@ def rows_loss(bint hinge, cnp.ndarray x, int64_t rows, int64_t classes, labels, 
     """Sum of row losses of softmax cross-entropy (hinge=False) or multi-class hinge; see fo_rows_args."""
     cdef fo_rows_args a
     cdef double total = 0.0
-    cdef int rc, tn = _typenum(x)
-    a.logits = _ptr(x, tn, rows * classes, "logits")
+    cdef int rc, tn = float_typenum(x)
+    a.logits = kernel_data(x, tn, rows * classes, False, "logits")
     a.rows = rows
     a.classes = classes
-    a.labels = <const int64_t *>_ptr(labels, cnp.NPY_INT64, rows, "labels")
-    a.probs = _ptr(probs, tn, rows * classes, "probs")
+    a.labels = <const int64_t *>kernel_data(labels, cnp.NPY_INT64, rows, False, "labels")
+    a.probs = kernel_data(probs, tn, rows * classes, False, "probs")
     if (a.labels == NULL) == (a.probs == NULL):
         raise RuntimeError("internal error: exactly one of labels and probs")
     if hinge and a.labels == NULL:
         raise RuntimeError("internal error: hinge needs labels")
-    a.class_weight = _ptr(class_weight, tn, classes, "class_weight")
-    a.sample_weight = _ptr(sample_weight, tn, rows, "sample_weight")
+    a.class_weight = kernel_data(class_weight, tn, classes, False, "class_weight")
+    a.sample_weight = kernel_data(sample_weight, tn, rows, False, "sample_weight")
     a.ignore_index = ignore_index
     a.alpha = alpha
     a.beta = beta
@@ -144,8 +131,8 @@ def rows_loss(bint hinge, cnp.ndarray x, int64_t rows, int64_t classes, labels, 
     a.smooth_unif = smooth_unif
     a.class_weight_sum = class_weight_sum
     a.margin = margin
-    a.loss_out = <void *>_ptr(loss_out, tn, rows, "loss_out", True)
-    a.grad = <void *>_ptr(grad, tn, rows * classes, "grad", True)
+    a.loss_out = <void *>kernel_data(loss_out, tn, rows, True, "loss_out")
+    a.grad = <void *>kernel_data(grad, tn, rows * classes, True, "grad")
     with nogil:
         if hinge:
             rc = fo_loss_hinge_f32(&a, &total, nthreads) if tn == cnp.NPY_FLOAT32 else \
@@ -159,10 +146,10 @@ def rows_loss(bint hinge, cnp.ndarray x, int64_t rows, int64_t classes, labels, 
 
 def math(cnp.ndarray x, cnp.ndarray y, int which):
     """Test hook: y = exp(x) (0), log(x) (1), log1p(x) (2) as computed inside the kernels."""
-    cdef int tn = _typenum(x)
+    cdef int tn = float_typenum(x)
     cdef int64_t n = cnp.PyArray_SIZE(x)
-    cdef const void *xp = _ptr(x, tn, n, "x")
-    cdef void *yp = <void *>_ptr(y, tn, n, "y", True)
+    cdef const void *xp = kernel_data(x, tn, n, False, "x")
+    cdef void *yp = <void *>kernel_data(y, tn, n, True, "y")
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             fo_loss_math_f32(<const float *>xp, <float *>yp, n, which)

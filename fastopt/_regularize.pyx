@@ -15,7 +15,7 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 
-from fastopt._contract cimport IntervalSet, kernel_data, overlap, plain, same_memory
+from fastopt._contract cimport IntervalSet, float_typenum, kernel_data, overlap, plain, same_memory
 from fastopt._runtime cimport *
 
 cnp.import_array()
@@ -37,17 +37,6 @@ cdef extern from "regularize.h" nogil:
     int fo_dropout_f64(const double *x, double *y, int64_t n, uint64_t seed, double p, int nthreads)
 
 
-cdef const void *_ptr(object a, int typenum, int64_t size, str what, bint writeable=False) except? NULL:
-    return kernel_data(a, typenum, size, writeable, what)
-
-
-cdef int _typenum(cnp.ndarray x) except -1:
-    cdef int t = cnp.PyArray_TYPE(x)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise RuntimeError("internal error: expected float32 or float64")
-    return t
-
-
 def penalty(list grads, list params, double l1, double l2, int nthreads=0):
     """Elastic-net penalty of every param; adds its gradient to the matching grad (one pass, one C call)."""
     cdef Py_ssize_t k, n = len(params)
@@ -57,7 +46,7 @@ def penalty(list grads, list params, double l1, double l2, int nthreads=0):
     cdef fo_penalty_pair *pairs
     if n == 0:
         return 0.0
-    tn = _typenum(params[0])
+    tn = float_typenum(params[0])
     pairs = <fo_penalty_pair *>malloc(n * sizeof(fo_penalty_pair))
     if pairs == NULL:
         raise MemoryError()
@@ -65,8 +54,8 @@ def penalty(list grads, list params, double l1, double l2, int nthreads=0):
         for k in range(n):
             p = params[k]
             pairs[k].numel = cnp.PyArray_SIZE(p)
-            pairs[k].param = _ptr(p, tn, pairs[k].numel, f"params[{k}]")
-            pairs[k].grad = <void *>_ptr(grads[k], tn, pairs[k].numel, f"grads[{k}]", True)
+            pairs[k].param = kernel_data(p, tn, pairs[k].numel, False, "a param")
+            pairs[k].grad = <void *>kernel_data(grads[k], tn, pairs[k].numel, True, "a grad")
         with nogil:
             if tn == cnp.NPY_FLOAT32:
                 rc = fo_penalty_f32(pairs, n, l1, l2, &value, nthreads)
@@ -80,8 +69,8 @@ def penalty(list grads, list params, double l1, double l2, int nthreads=0):
 
 def max_norm(cnp.ndarray w, int64_t outer, int64_t axis_len, int64_t inner, double max_norm, int nthreads=0):
     """Scales every w[o, :, i] whose 2-norm exceeds max_norm by max_norm / (norm + 1e-7), in place."""
-    cdef int rc, tn = _typenum(w)
-    cdef void *p = <void *>_ptr(w, tn, outer * axis_len * inner, "w", True)
+    cdef int rc, tn = float_typenum(w)
+    cdef void *p = <void *>kernel_data(w, tn, outer * axis_len * inner, True, "w")
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fo_max_norm_f32(<float *>p, outer, axis_len, inner, max_norm, nthreads)
@@ -92,10 +81,10 @@ def max_norm(cnp.ndarray w, int64_t outer, int64_t axis_len, int64_t inner, doub
 
 def dropout(cnp.ndarray x, cnp.ndarray y, uint64_t seed, double p, int nthreads=0):
     """y = x * keep / (1 - p) with the counter-based mask of (seed, flat index); y may be x itself."""
-    cdef int rc, tn = _typenum(x)
+    cdef int rc, tn = float_typenum(x)
     cdef int64_t n = cnp.PyArray_SIZE(x)
-    cdef const void *xp = _ptr(x, tn, n, "x")
-    cdef void *yp = <void *>_ptr(y, tn, n, "out", True)
+    cdef const void *xp = kernel_data(x, tn, n, False, "x")
+    cdef void *yp = <void *>kernel_data(y, tn, n, True, "out")
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rc = fo_dropout_f32(<const float *>xp, <float *>yp, n, seed, p, nthreads)

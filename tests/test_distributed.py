@@ -10,9 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 
+import fastopt
 from fastopt.distributed._layout import BLOCK, spaces
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# the folder holding the fastopt this process imported (the checkout's in-place build, or site-packages): the
+# subprocesses import the same one, and run outside the checkout, whose source folder would shadow an install
+FASTOPT_HOME = os.path.dirname(os.path.dirname(os.path.abspath(fastopt.__file__)))
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 
@@ -22,12 +26,12 @@ def needs_mpi():
         pytest.skip("no mpiexec (pip install 'fastopt[mpi]')")
 
 
-def mpiexec(n, args, timeout, env=None):
-    """Runs ``mpiexec -n n python args`` from the checkout's root; (returncode, output); fails on a hang."""
-    run_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def mpiexec(n, args, timeout, cwd, env=None):
+    """Runs ``mpiexec -n n python args`` in ``cwd`` (outside the checkout); (returncode, output); fails on a hang."""
+    run_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=FASTOPT_HOME)
     run_env.update(env or {})
     try:
-        proc = subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], cwd=ROOT, env=run_env,
+        proc = subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], cwd=cwd, env=run_env,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"mpiexec -n {n} hung for {timeout} s: {e.stdout}\n{e.stderr}")
@@ -57,14 +61,14 @@ def test_import_error_names_the_extra(monkeypatch):
 
 def test_import_fastopt_does_not_import_mpi4py():
     code = "import sys, fastopt; assert 'mpi4py' not in sys.modules and 'fastopt.distributed' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env=dict(os.environ, PYTHONPATH=ROOT))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env=dict(os.environ, PYTHONPATH=FASTOPT_HOME))
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_collective_cases_under_mpiexec(n):
+def test_collective_cases_under_mpiexec(n, tmp_path):
     needs_mpi()
-    rc, out = mpiexec(n, ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/distributed/cases_zero.py",
-                          "tests/distributed/cases_allreduce.py", "tests/distributed/cases_estimator.py"], 600)
+    cases = [os.path.join(HERE, "distributed", f"cases_{name}.py") for name in ("zero", "allreduce", "estimator")]
+    rc, out = mpiexec(n, ["-m", "pytest", "-q", "-p", "no:cacheprovider", *cases], 600, cwd=tmp_path)
     assert rc == 0, out
     assert out.count(" passed") >= n, out
 
@@ -101,7 +105,7 @@ def test_a_failing_rank_ends_the_job(tmp_path, mode, expect):
     needs_mpi()
     script = tmp_path / "fault.py"
     script.write_text(FAULT)
-    rc, out = mpiexec(2, [str(script)], 60, env={"MODE": mode, "T": "5"})
+    rc, out = mpiexec(2, [str(script)], 60, cwd=tmp_path, env={"MODE": mode, "T": "5"})
     assert rc != 0, out
     assert expect in out, out
     assert "rank 1 finished" not in out
