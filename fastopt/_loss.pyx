@@ -158,6 +158,37 @@ def math(cnp.ndarray x, cnp.ndarray y, int which):
 
 
 # ---------------------------------------------------------------------------------------------- plans
+cdef bint _same_shape(object a, object b) noexcept:
+    cdef int d, nd = cnp.PyArray_NDIM(<cnp.ndarray>a)
+    if cnp.PyArray_NDIM(<cnp.ndarray>b) != nd:
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(<cnp.ndarray>a, d) != cnp.PyArray_DIM(<cnp.ndarray>b, d):
+            return False
+    return True
+
+
+def try_elementwise(int kind, input, target, reduction, grad_out, double delta):
+    """An elementwise loss (mse, mae, huber, bce) without weights, reduction "mean" or "sum": (loss, grad), or None
+    (nothing written) unless input and target are plain float arrays of one dtype and shape with at least one
+    element, and grad_out None or a plain writeable array of that dtype and shape sharing no byte with either."""
+    if not cnp.PyArray_Check(input) or (reduction != "mean" and reduction != "sum") or type(reduction) is not str:
+        return None
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>input)
+    cdef int64_t n = cnp.PyArray_SIZE(<cnp.ndarray>input)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or n == 0 or not plain(input, t, False) \
+            or not plain(target, t, False) or not _same_shape(input, target):
+        return None
+    if grad_out is None:
+        grad_out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>input), cnp.PyArray_DIMS(<cnp.ndarray>input), t, 0)
+    elif not plain(grad_out, t, True) or not _same_shape(grad_out, input) or overlap(grad_out, input) \
+            or overlap(grad_out, target):
+        return None
+    cdef bint mean = reduction == "mean"
+    total = elementwise(kind, input, target, 1, n, None, 1, None, None, 1.0, delta, 1.0 / n if mean else 1.0,
+                        None, grad_out)
+    return (float(total) / n if mean else float(total)), grad_out
+
 cdef int _float_matrix(object a) noexcept:
     """The typenum of a plain 2-d float32/float64 array, 0 for anything else."""
     if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:

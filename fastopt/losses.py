@@ -113,6 +113,10 @@ def _sample_view(x, sw):
 
 
 def _elementwise(kind, input, target, reduction, sample_weight, grad_out, delta=1.0, pos_weight=None):
+    if sample_weight is None and pos_weight is None:
+        fast = _loss.try_elementwise(kind, input, target, reduction, grad_out, delta)   # checked in C
+        if fast is not None:
+            return fast
     reduction = _reduction(reduction)
     x = _input(input, "input")
     t = _like(target, x, "input", "target")
