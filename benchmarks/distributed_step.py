@@ -2,7 +2,9 @@
 
     OMP_NUM_THREADS=1 mpiexec -n N python benchmarks/distributed_step.py [--sizes 1e6 1e7] [--rounds 7]
 
-For each size (params: 4 float32 tensors), AdamW: the plain one-process step (``fastopt.AdamW``, the baseline) and
+For each size (params: 4 float32 tensors), AdamW: the plain one-process step (``fastopt.AdamW``, the baseline;
+under N > 1 ranks every rank runs it at once, so it is the contended step: compare the update with the 1-rank
+run's baseline for a lone process) and
 the ZeRO-1 and ZeRO-2 steps, in alternating rounds; medians of each phase (``reduce``: gradient communication,
 ``update``: the shard's fused step, ``gather``: the params' allgather). Bytes sent per rank are the ring
 algorithms' counts (allreduce 2(N-1)/N V, reduce-scatter and allgather (N-1)/N V each, V the padded flat size).
