@@ -199,44 +199,85 @@ cdef int _float_matrix(object a) noexcept:
     return t
 
 
-def try_softmax_ce(logits, target, grad_out, ignore_index):
-    """softmax_cross_entropy(logits, target, grad_out=grad_out, ignore_index=ignore_index) with no weights, no
-    smoothing and reduction="mean": (loss, grad), or None (nothing written) unless logits (N, C) and grad_out are
-    plain float arrays of one dtype, disjoint, and target N valid int64 labels."""
+cdef object _rows_fast(object logits, object target, object grad_out, int64_t ignore_index, fo_rows_args *a,
+                       double *wsum):
+    """The checks both rows losses' fast paths share: logits a plain float (N, C) array (C > 0), target N valid
+    int64 labels, grad_out None or a plain (N, C) array of logits' dtype sharing no byte with them. Fills a's
+    arrays and sizes (no weights, no probabilities, no loss_out) and *wsum (the counted rows); returns grad_out
+    (a fresh one for None), or None (nothing written) for anything else."""
     cdef int t = _float_matrix(logits)
-    if t == 0 or type(ignore_index) is not int:
+    if t == 0:
         return None
     cdef int64_t rows = cnp.PyArray_DIM(<cnp.ndarray>logits, 0), classes = cnp.PyArray_DIM(<cnp.ndarray>logits, 1)
+    cdef int64_t bad, counted = 0
     if classes == 0 or not plain_vector(target, cnp.NPY_INT64, rows, False):
+        return None
+    if grad_out is not None and (not plain_matrix(grad_out, t, rows, classes, True) or overlap(grad_out, logits)
+                                 or overlap(grad_out, target)):
+        return None
+    a.labels = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>target)
+    a.ignore_index = ignore_index
+    wsum[0] = 0.0
+    with nogil:
+        bad = fo_loss_check_labels(a.labels, rows, classes, ignore_index, 0 if t == cnp.NPY_FLOAT32 else 1, NULL,
+                                   NULL, wsum, &counted)
+    if bad >= 0:
         return None
     if grad_out is None:
         grad_out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(<cnp.ndarray>logits), t, 0)
-    elif not plain_matrix(grad_out, t, rows, classes, True) or overlap(grad_out, logits) \
-            or overlap(grad_out, target):
-        return None
-    cdef fo_rows_args a
-    cdef int64_t bad, counted = 0
-    cdef double wsum = 0.0, total = 0.0, scale
-    cdef int rc
-    a.labels = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>target)
-    a.ignore_index = ignore_index
-    with nogil:
-        bad = fo_loss_check_labels(a.labels, rows, classes, a.ignore_index, 0 if t == cnp.NPY_FLOAT32 else 1, NULL,
-                                   NULL, &wsum, &counted)
-    if bad >= 0:
-        return None
-    scale = 1.0 / wsum if wsum != 0 else 0.0
     a.logits = cnp.PyArray_DATA(<cnp.ndarray>logits)
     a.rows, a.classes = rows, classes
     a.probs = a.class_weight = a.sample_weight = NULL
-    a.alpha, a.beta, a.smooth_keep, a.smooth_unif = 1.0 * scale, 0.0 * scale, 0.0, 0.0
-    a.class_weight_sum, a.margin = <double>classes, 0.0
     a.loss_out = NULL
     a.grad = cnp.PyArray_DATA(<cnp.ndarray>grad_out)
+    return grad_out
+
+
+def try_softmax_ce(logits, target, grad_out, ignore_index):
+    """softmax_cross_entropy(logits, target, grad_out=grad_out, ignore_index=ignore_index) with no weights, no
+    smoothing and reduction="mean": (loss, grad), or None (nothing written) unless the arguments pass
+    ``_rows_fast``."""
+    cdef fo_rows_args a
+    cdef double wsum, total = 0.0, scale
+    cdef int rc
+    if type(ignore_index) is not int or not -2 ** 63 <= ignore_index < 2 ** 63:
+        return None
+    grad_out = _rows_fast(logits, target, grad_out, ignore_index, &a, &wsum)
+    if grad_out is None:
+        return None
+    scale = 1.0 / wsum if wsum != 0 else 0.0
+    a.alpha, a.beta, a.smooth_keep, a.smooth_unif = 1.0 * scale, 0.0 * scale, 0.0, 0.0
+    a.class_weight_sum, a.margin = <double>a.classes, 0.0
     with nogil:
-        if t == cnp.NPY_FLOAT32:
+        if cnp.PyArray_TYPE(<cnp.ndarray>logits) == cnp.NPY_FLOAT32:
             rc = fo_loss_softmax_ce_f32(&a, &total, 0)
         else:
             rc = fo_loss_softmax_ce_f64(&a, &total, 0)
     check_rc(rc, "softmax_ce kernel")
     return (float(total) if wsum != 0 else float("nan")), grad_out
+
+
+def try_hinge(logits, target, grad_out, margin, reduction):
+    """hinge(logits, target, margin=margin, reduction=reduction, grad_out=grad_out) with no weights, reduction
+    "mean" or "sum" and a finite float margin: (loss, grad), or None (nothing written) unless the arguments pass
+    ``_rows_fast``."""
+    cdef fo_rows_args a
+    cdef double wsum, total = 0.0
+    cdef int rc
+    if type(margin) is not float or not -1e308 <= <double>margin <= 1e308 or type(reduction) is not str \
+            or (reduction != "mean" and reduction != "sum"):
+        return None
+    grad_out = _rows_fast(logits, target, grad_out, NO_IGNORE, &a, &wsum)
+    if grad_out is None:
+        return None
+    a.alpha = 1.0 / a.rows if reduction == "mean" and a.rows != 0 else (1.0 if reduction == "sum" else 0.0)
+    a.beta, a.smooth_keep, a.smooth_unif, a.class_weight_sum, a.margin = 0.0, 0.0, 0.0, 0.0, <double>margin
+    with nogil:
+        if cnp.PyArray_TYPE(<cnp.ndarray>logits) == cnp.NPY_FLOAT32:
+            rc = fo_loss_hinge_f32(&a, &total, 0)
+        else:
+            rc = fo_loss_hinge_f64(&a, &total, 0)
+    check_rc(rc, "hinge kernel")
+    if reduction == "mean" and a.rows == 0:
+        return float("nan"), grad_out
+    return float(total), grad_out

@@ -282,6 +282,10 @@ def hinge(logits, target, *, margin=1.0, class_weight=None, sample_weight=None, 
 
     l = w_y / C * sum_{c != y} max(0, margin - x_y + x_c);  dl/dx_c = w_y / C for each active term c,
     dl/dx_y = -(number of active terms) w_y / C.  "mean" divides by N (torch) or by sum(sample_weight)."""
+    if class_weight is None and sample_weight is None:
+        fast = _loss.try_hinge(logits, target, grad_out, margin, reduction)     # checked in C; None: see below
+        if fast is not None:
+            return fast
     reduction = _reduction(reduction)
     margin = check_range(margin, "margin", -np.inf, np.inf, low_open=True, high_open=True)
     x, labels, _, squeeze = _logits_and_target(logits, target, allow_probs=False)
