@@ -9,6 +9,7 @@ import pytest
 import fastopt
 from _cases_optim import CASES, IDS
 from test_optim_reference import make_problem, run_fastopt
+from test_optim_torch import run_torch
 
 torch = pytest.importorskip("torch")
 
@@ -18,14 +19,7 @@ PEER_CASES = [(c, i) for c, i in zip(CASES, IDS) if c[0] in PEERS]
 
 def run_peer(name, kwargs, params, grads):
     module, cls = PEERS[name]
-    peer = getattr(pytest.importorskip(module), cls)
-    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-    opt = peer(tparams, foreach=False, **kwargs)
-    for gs in grads:
-        for tp, g in zip(tparams, gs):
-            tp.grad = torch.tensor(g)
-        opt.step()
-    return [tp.detach().numpy() for tp in tparams], opt
+    return run_torch(name, kwargs, params, grads, cls=getattr(pytest.importorskip(module), cls))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -12,9 +12,10 @@ torch = pytest.importorskip("torch")
 TORCH_CASES = [(c, i) for c, i in zip(CASES, IDS) if hasattr(torch.optim, c[0])]   # torch has no Lion
 
 
-def run_torch(name, kwargs, params, grads):
+def run_torch(name, kwargs, params, grads, cls=None):
+    """The trajectory of torch.optim.<name> (or of the torch optimizer class ``cls``), single-tensor path."""
     tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-    opt = getattr(torch.optim, name)(tparams, foreach=False, **kwargs)
+    opt = (cls or getattr(torch.optim, name))(tparams, foreach=False, **kwargs)
     for gs in grads:
         for tp, g in zip(tparams, gs):
             tp.grad = torch.tensor(g)
