@@ -22,13 +22,15 @@ def test_classifier_matches_one_process_accuracy():
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
     kw = dict(hidden_layer_sizes=(64,), batch_norm=True, optimizer="adamw", learning_rate=3e-3, max_iter=15,
               early_stopping=True, n_iter_no_change=20, batch_size=64)
-    dist = MLPClassifier(comm=COMM, **kw).fit(Xtr, ytr)          # random_state=None: rank 0's seed is shared
+    dist = MLPClassifier(comm=COMM, random_state=0, **kw).fit(Xtr, ytr)
     assert same_on_every_rank(dist.coefs_ + dist.intercepts_)
     assert same_on_every_rank([dist.loss_curve_, dist.validation_scores_])
     single = MLPClassifier(random_state=0, **kw).fit(Xtr, ytr)
     acc_d, acc_s = dist.score(Xte, yte), single.score(Xte, yte)
     assert acc_d >= acc_s - 0.02, (acc_d, acc_s)
     assert dist.get_params()["comm"] is COMM
+    unseeded = MLPClassifier(comm=COMM, **kw).fit(Xtr, ytr)      # random_state=None: rank 0's seed is shared
+    assert same_on_every_rank(unseeded.coefs_ + unseeded.intercepts_)
 
 
 def test_regressor_without_batch_norm_equals_global_batches():
