@@ -34,8 +34,9 @@ def get_total_norm(arrays, norm_type=2.0, error_if_nonfinite=False):
     .. math:: \|g\|_p = \Big(\sum_k \sum_i |g_{k,i}|^p\Big)^{1/p},\qquad \|g\|_\infty = \max_{k,i} |g_{k,i}|
 
     which equals torch's norm of the per-array norms. Sums run in double whatever the dtype (torch sums float32
-    arrays in float32, so the two agree to float32 rounding); the result agrees across thread counts to a relative
-    ~1e-15 (exactly for inf). ``arrays`` are only read: read-only arrays are fine, non-contiguous or byte-swapped
+    arrays in float32, so the two agree to float32 rounding); the result has the same bits at any thread count (one
+    blocked reduction, csrc/blocked_sum.h) and agrees across instruction-set paths to a relative ~1e-15 (exactly
+    for inf). ``arrays`` are only read: read-only arrays are fine, non-contiguous or byte-swapped
     ones are copied once. ``None`` entries are skipped; no arrays gives 0.0. NaN anywhere gives NaN.
 
     ``norm_type``: any p > 0, or ``math.inf``. (torch also accepts 0, negative p and -inf; fastopt raises
