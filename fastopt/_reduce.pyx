@@ -50,6 +50,7 @@ cdef class ArrayBatch:
 
     def __cinit__(self, arrays, str name="arrays", bint inplace=True):
         cdef Py_ssize_t i, n, d
+        cdef int t
         cdef cnp.ndarray a
         cdef object obj
         self.ptrs[0] = self.ptrs[1] = NULL
@@ -66,7 +67,8 @@ cdef class ArrayBatch:
             obj = arrays[i]
             if obj is None:
                 continue
-            if plain(obj, float_type(obj), inplace):
+            t = float_type(obj)               # 0 (not a float array) is also NPY_BOOL's typenum: test it first
+            if t != 0 and plain(obj, t, inplace):
                 a = obj                       # the common case: no copy, and no name formatted
             else:
                 a = check_inplace(obj, f"{name}[{i}]") if inplace else as_input(obj, f"{name}[{i}]")

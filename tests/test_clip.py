@@ -238,3 +238,17 @@ def test_isa_paths_agree(rng, for_each_isa):
                 np.testing.assert_array_equal(a, b)
             else:
                 np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint8, np.int64])
+def test_non_float_arrays_are_a_type_error_and_nothing_is_written(dtype):
+    """A bool array's typenum is 0, the contract's "not a float" answer: it once passed the plain-array test and was
+    read (and scaled in place) as float64, past its end (found by the fuzzer's long run)."""
+    bad = np.ones(7, dtype)
+    good = np.full(5, 3.0, np.float32)
+    for call in (lambda: fastopt.clip_grad_norm_([good, bad], 1.0), lambda: fastopt.get_total_norm([good, bad]),
+                 lambda: fastopt.clip_grad_value_([good, bad], 1.0)):
+        with pytest.raises(TypeError, match=r"\[1\]: expected dtype float32 or float64"):
+            call()
+        np.testing.assert_array_equal(bad, np.ones(7, dtype))
+        np.testing.assert_array_equal(good, np.full(5, 3.0, np.float32))
