@@ -46,7 +46,8 @@ cdef inline bint plain_matrix(object a, int typenum, int64_t rows, int64_t cols,
 
 
 cdef inline int float_type(object a) noexcept:
-    """NPY_FLOAT32 / NPY_FLOAT64 for an ndarray of that dtype in native order, 0 for anything else."""
+    """NPY_FLOAT32 / NPY_FLOAT64 for an ndarray of that dtype in native order, 0 for anything else (NPY_BOOL is 0
+    too: test the result before using it as a typenum)."""
     if not cnp.PyArray_Check(a):
         return 0
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
