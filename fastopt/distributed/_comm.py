@@ -52,10 +52,14 @@ def check_timeout(timeout, name="timeout"):
     return float(timeout)
 
 
+ABORT_GRACE = 0.5               # seconds between the message and MPI_Abort
+
+
 def abort(comm, message):
     """Prints ``message`` (with the rank) on stderr and aborts every rank of ``comm`` (MPI_Abort, exit code 1)."""
     print(f"fastopt.distributed: rank {comm.Get_rank()} of {comm.Get_size()}: {message}; aborting the "
           "communicator", file=sys.stderr, flush=True)
+    time.sleep(ABORT_GRACE)     # mpiexec relays output asynchronously: MPI_Abort's kill could drop this line
     comm.Abort(1)
 
 
