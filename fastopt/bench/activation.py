@@ -10,7 +10,7 @@ import functools
 import numpy as np
 
 from fastopt import _probe
-from fastopt.bench.core import Case, chosen_sizes, impls_of, optional_import
+from fastopt.bench.core import Case, Probe, chosen_sizes, impls_of, optional_import
 from fastopt.functional import bias_activation, bias_activation_backward
 
 SIZES = {"64x256": (64, 256), "4096x1024": (4096, 1024)}
@@ -63,7 +63,7 @@ class TorchBiasRelu:
         return [self.y.detach().numpy(), self.x.grad.numpy(), self.b.grad.numpy()]
 
 
-class ProbeBiasRelu:
+class ProbeBiasRelu(Probe):
     def __init__(self, shape, dtype):
         n = int(np.prod(shape))
         self.x, self.y, self.dy, self.dx = (np.ones(n, dtype) for _ in range(4))
@@ -71,9 +71,6 @@ class ProbeBiasRelu:
     def run(self):
         _probe.stream([self.x], [self.y])
         _probe.stream([self.dy, self.y], [self.dx])
-
-    def result(self):
-        return None
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):

@@ -15,7 +15,7 @@ import numpy as np
 
 import fastopt
 from fastopt import _probe
-from fastopt.bench.core import Case, chosen_sizes, impls_of, optional_import
+from fastopt.bench.core import Case, Probe, chosen_sizes, impls_of, optional_import
 
 SIZES = {"256x1024": (256, 1024), "64x64x56x56": (64, 64, 56, 56)}
 QUICK_SIZES = {"64x128": (64, 128), "8x16x8x8": (8, 16, 8, 8)}
@@ -101,7 +101,7 @@ class TorchBN:
         return [self.x.grad.numpy(), self.w.grad.numpy(), self.b.grad.numpy()]
 
 
-class ProbeBN:
+class ProbeBN(Probe):
     def __init__(self, shape, dtype):
         n = int(np.prod(shape))
         self.x, self.dy, self.y, self.dx, self.w = (np.ones(n, dtype) for _ in range(5))
@@ -110,9 +110,6 @@ class ProbeBN:
         _probe.stream([self.x], [self.y])
         _probe.stream([self.x, self.dy], [self.dx])
         _probe.stream([self.w, self.dy], [self.w])
-
-    def result(self):
-        return None
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):

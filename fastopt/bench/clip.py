@@ -11,7 +11,7 @@ import numpy as np
 
 import fastopt
 from fastopt import _probe
-from fastopt.bench.core import Case, chosen_sizes, impls_of, optional_import
+from fastopt.bench.core import Case, Probe, chosen_sizes, impls_of, optional_import
 
 SIZES = {"1e5": [100_000], "1e7": [10_000_000], "200x5000": [5000] * 200, "2000x500": [500] * 2000}
 QUICK_SIZES = {"1e4": [10_000], "20x500": [500] * 20}
@@ -56,16 +56,13 @@ class TorchClip(FastoptClip):
         self.torch.nn.utils.clip_grad_norm_(self.params, self.max_norm, foreach=True)
 
 
-class ProbeClip:
+class ProbeClip(Probe):
     def __init__(self, shapes, dtype):
         self.flat = np.ones(int(sum(shapes)), dtype=dtype)
 
     def run(self):
         _probe.read(self.flat)
         _probe.stream([self.flat], [self.flat])
-
-    def result(self):
-        return None
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), quick=False, peers=True, kernels=None):

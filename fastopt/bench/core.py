@@ -28,7 +28,14 @@ def impls_of(args, entries, probe):
     return impls
 
 
-class StreamProbe:
+class Probe:
+    """A roofline probe: it moves a kernel's memory traffic and computes nothing, so it has no result to check."""
+
+    def result(self):
+        return None
+
+
+class StreamProbe(Probe):
     """The roofline probe of an elementwise kernel: ``fastopt._probe.stream`` over ``reads`` arrays of ``shape``
     into one output (the last input itself if ``writes_alias``, an in-place kernel's traffic)."""
 
@@ -38,9 +45,6 @@ class StreamProbe:
 
     def run(self):
         _probe.stream(self.arrays, [self.out])
-
-    def result(self):
-        return None
 
 
 @dataclass

@@ -12,7 +12,7 @@ in one fused loop with trivial arithmetic.
 import numpy as np
 
 from fastopt import _probe
-from fastopt.bench.core import Case, Impl, chosen_sizes, optional_import
+from fastopt.bench.core import Case, Impl, Probe, chosen_sizes, optional_import
 from fastopt.optim import specs
 
 
@@ -115,7 +115,7 @@ class TorchStep:
         return [p.detach().numpy() for p in self.params]
 
 
-class ProbeStep:
+class ProbeStep(Probe):
     def __init__(self, kernel, shapes, dtype):
         n_read, n_write = KERNELS[kernel][2]
         n = int(sum(shapes))
@@ -124,9 +124,6 @@ class ProbeStep:
 
     def run(self):
         _probe.stream(self.arrays, self.writes)
-
-    def result(self):
-        return None
 
 
 def _torch_supports(torch, kernel, mode, dtype):
