@@ -5,6 +5,7 @@ or a result equal to the same call on clean copies of its arrays (C-contiguous, 
 Anything else fails the test: another exception type, a partial write, a result that depends on layout. The default run is short;
 FASTOPT_FUZZ_EXAMPLES=10000 (a CI step) is the long run, and prints the outcome counts per entry point."""
 import collections
+import functools
 import math
 import os
 
@@ -75,16 +76,32 @@ def _layout(base, how, dtype):
 LAYOUTS = ["plain"] * 4 + ["readonly", "swapped", "unaligned", "fortran", "negative", "strided", "transposed"]
 
 
-# One draw per array (hypothesis's per-draw cost dominated the run): whether to replace the shape and the dtype by
-# hostile ones, which dtype, the seed of the values (and of a replaced shape), and the layout.
-ARRAY_SPEC = st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, len(DTYPES) - 1),
-                       st.integers(0, 2**32 - 1), st.sampled_from(LAYOUTS))
+# One draw per array: a seed, from which numpy draws whether to replace the shape and the dtype by hostile ones
+# (one in ten each), which dtype, the values (and a replaced shape) and the layout (hypothesis's per-draw cost, and
+# its validation of a strategy built per call, dominated the run).
+ARRAY_SEED = st.integers(0, 2**64 - 1)
 
 
-@st.composite
-def arrays(draw, shape=None, dtype=None, hostile=True):
-    reshape, retype, which, seed, layout = draw(ARRAY_SPEC)
-    rng = np.random.default_rng(seed)
+FLOAT_DTYPE = st.sampled_from([np.float32, np.float64])
+OPTIMIZER_KEY = st.sampled_from(["lr", "weight_decay", "eps", "momentum", "betas", "maximize", None])
+
+
+@functools.lru_cache(maxsize=None)
+def _shape_strategy(low, min_dims, max_dims):
+    return st.lists(st.integers(low, 4), min_size=min_dims, max_size=max_dims)
+
+
+def draw_shape(data, low=0, min_dims=0, max_dims=3):
+    """A shape of min_dims to max_dims extents in [low, 4] (one strategy per signature, built once)."""
+    return tuple(data.draw(_shape_strategy(low, min_dims, max_dims)))
+
+
+def draw_array(data, shape=None, dtype=None, hostile=True):
+    """An array drawn from ``data``: of ``shape`` and ``dtype`` unless replaced by hostile ones, in a hostile
+    layout (``hostile``), values from a drawn seed."""
+    rng = np.random.default_rng(data.draw(ARRAY_SEED))
+    reshape, retype, which, layout = rng.integers(0, 10), rng.integers(0, 10), rng.integers(len(DTYPES)), \
+        LAYOUTS[rng.integers(len(LAYOUTS))]
     if shape is None or (hostile and reshape == 0):
         shape = tuple(int(n) for n in rng.integers(0, 6, rng.integers(0, 4)))     # mismatched, 0-d or empty
     if dtype is None or (hostile and retype == 0):
@@ -169,11 +186,11 @@ FUNCTIONAL_NAMES = ("param", "grad", "momentum_buffer", "exp_avg", "exp_avg_sq")
 @FUZZ
 @given(data=st.data())
 def test_fuzz_optimizer_constructor_and_step(name, data):
-    shape = tuple(data.draw(st.lists(st.integers(0, 4), max_size=3)))
-    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
-    p = data.draw(arrays(shape, dtype))
-    g = data.draw(arrays(shape, dtype))
-    key = data.draw(st.sampled_from(["lr", "weight_decay", "eps", "momentum", "betas", "maximize", None]))
+    shape = draw_shape(data, max_dims=3)
+    dtype = data.draw(FLOAT_DTYPE)
+    p = draw_array(data, shape, dtype)
+    g = draw_array(data, shape, dtype)
+    key = data.draw(OPTIMIZER_KEY)
     kwargs = {}
     if key is not None:
         value = data.draw(HYPER)
@@ -200,13 +217,13 @@ def _accepted(name):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_functional_sgd_and_adam(data):
-    shape = tuple(data.draw(st.lists(st.integers(0, 4), max_size=2)))
-    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
-    p, g, m, v = (data.draw(arrays(shape, dtype)) for _ in range(4))
+    shape = draw_shape(data, max_dims=2)
+    dtype = data.draw(FLOAT_DTYPE)
+    p, g, m, v = (draw_array(data, shape, dtype) for _ in range(4))
     lr = data.draw(HYPER)
     fuzz_call("functional.sgd_", lambda p, g, m: sgd_(p, g, m, lr=lr, momentum=0.9), [p, g, m], written=(0, 2),
               names=FUNCTIONAL_NAMES)
-    p2, g2, m2, v2 = (data.draw(arrays(shape, dtype)) for _ in range(4))
+    p2, g2, m2, v2 = (draw_array(data, shape, dtype) for _ in range(4))
     fuzz_call("functional.adam_", lambda p, g, m, v: adam_(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999,
                                                             eps=1e-8, weight_decay=0.0),
               [p2, g2, m2, v2], written=(0, 2, 3), names=FUNCTIONAL_NAMES)
@@ -218,16 +235,16 @@ def test_fuzz_functional_sgd_and_adam(data):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_losses(data, kind):
-    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=2)))
-    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
-    x = data.draw(arrays(shape, dtype))
+    shape = draw_shape(data, low=1, min_dims=2, max_dims=2)
+    dtype = data.draw(FLOAT_DTYPE)
+    x = draw_array(data, shape, dtype)
     reduction = data.draw(st.sampled_from(["mean", "sum", "none", "bogus", 3]))
     if kind in ("ce", "hinge"):
         labels = np.random.default_rng(0).integers(0, shape[1], shape[0])
         y = data.draw(st.sampled_from([labels, labels.astype(np.float64), labels[:1], labels.astype(np.int32)]))
         fn = losses.softmax_cross_entropy if kind == "ce" else losses.hinge
     else:
-        y = data.draw(arrays(shape, dtype))
+        y = draw_array(data, shape, dtype)
         fn = {"mse": losses.mse, "mae": losses.mae, "huber": losses.huber,
               "bce": losses.binary_cross_entropy_with_logits}[kind]
     fuzz_call(f"losses.{kind}", lambda x, y: fn(x, y, reduction=reduction), [x, y],
@@ -237,12 +254,12 @@ def test_fuzz_losses(data, kind):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_batch_norm_forward(data):
-    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4)))
-    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw_shape(data, low=1, min_dims=2, max_dims=4)
+    dtype = data.draw(FLOAT_DTYPE)
     C = shape[1]
-    x = data.draw(arrays(shape, dtype))
-    gamma, beta, rm = (data.draw(arrays((C,), dtype)) for _ in range(3))
-    rv = np.abs(data.draw(arrays((C,), dtype, hostile=False))) + 0.5
+    x = draw_array(data, shape, dtype)
+    gamma, beta, rm = (draw_array(data, (C,), dtype) for _ in range(3))
+    rv = np.abs(draw_array(data, (C,), dtype, hostile=False)) + 0.5
     eps = data.draw(st.one_of(st.just(1e-5), HYPER))
     fuzz_call("batch_norm_forward",
               lambda x, g, b, m, v: batch_norm_forward(x, g, b, m, v, training=True, eps=eps),
@@ -253,27 +270,27 @@ def test_fuzz_batch_norm_forward(data):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_activation_and_dropout(data):
-    shape = tuple(data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=2)))
-    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
-    x, b = data.draw(arrays(shape, dtype)), data.draw(arrays((shape[1],), dtype))
+    shape = draw_shape(data, low=1, min_dims=2, max_dims=2)
+    dtype = data.draw(FLOAT_DTYPE)
+    x, b = draw_array(data, shape, dtype), draw_array(data, (shape[1],), dtype)
     fuzz_call("bias_activation", lambda x, b: bias_activation(x, b), [x, b], names=("x", "bias"))
     p = data.draw(st.one_of(st.floats(0, 0.9), HYPER))
     seed = data.draw(st.one_of(st.integers(0, 2**63), HYPER))
-    x2 = data.draw(arrays(shape, dtype))
+    x2 = draw_array(data, shape, dtype)
     fuzz_call("dropout", lambda x: dropout(x, p=p, seed=seed), [x2], names=("x", "dropout probability", "seed"))
 
 
 @FUZZ
 @given(data=st.data())
 def test_fuzz_clipping(data):
-    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
-    grads = [data.draw(arrays((data.draw(st.integers(0, 6)),), dtype)) for _ in range(data.draw(st.integers(1, 3)))]
+    dtype = data.draw(FLOAT_DTYPE)
+    grads = [draw_array(data, (data.draw(st.integers(0, 6)),), dtype) for _ in range(data.draw(st.integers(1, 3)))]
     max_norm, norm_type = data.draw(st.one_of(st.just(1.0), HYPER)), data.draw(st.sampled_from([2.0, 1, math.inf,
                                                                                               0, -1, "fro"]))
     fuzz_call("clip_grad_norm_", lambda *g: fastopt.clip_grad_norm_(list(g), max_norm, norm_type=norm_type), grads,
               written=range(len(grads)), names=("grads", "max_norm", "norm_type"))
     value = data.draw(st.one_of(st.just(0.5), HYPER))
-    grads = [data.draw(arrays((4,), dtype)) for _ in range(2)]
+    grads = [draw_array(data, (4,), dtype) for _ in range(2)]
     fuzz_call("clip_grad_value_", lambda *g: fastopt.clip_grad_value_(list(g), value), grads, written=(0, 1),
               names=("grads", "clip_value"))
 
