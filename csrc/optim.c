@@ -26,6 +26,18 @@ static void fo_optim_ademamix_prepare(fo_tensor *t, const fo_hparams *hp, double
     t->coef[4] = 1.0 - hp->weight_decay * (hp->fixed_decay ? 1.0 : hp->lr);
 }
 
+/* Adan's per-step scalars (see adan_chunk): the step sizes of m and n, sqrt(1 - b3^t), whether a previous
+ * gradient exists, the decoupled decay and the proximal divisor. */
+static void fo_optim_adan_prepare(fo_tensor *t, const fo_hparams *hp, double step)
+{
+    t->coef[0] = hp->lr / (1.0 - pow(hp->beta1, step));
+    t->coef[1] = hp->lr * hp->beta2 / (1.0 - pow(hp->beta2, step));
+    t->coef[2] = sqrt(1.0 - pow(hp->beta3, step));
+    t->coef[3] = step == 1.0 ? 0.0 : 1.0;
+    t->coef[4] = 1.0 - hp->lr * hp->weight_decay;
+    t->coef[5] = 1.0 + hp->lr * hp->weight_decay;
+}
+
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
 static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
 {
@@ -77,6 +89,9 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     case FO_ALGO_ademamix:
         fo_optim_ademamix_prepare(t, hp, step);
         break;
+    case FO_ALGO_adan:
+        fo_optim_adan_prepare(t, hp, step);
+        break;
     default:
         break;
     }
@@ -89,6 +104,7 @@ int fo_optim_required_slots(int algo, const fo_hparams *hp)
     case FO_ALGO_adam: return hp->amsgrad ? 7 : 3;
     case FO_ALGO_adamax: case FO_ALGO_radam: case FO_ALGO_adadelta: case FO_ALGO_rprop: return 3;
     case FO_ALGO_ademamix: return 7;
+    case FO_ALGO_adan: return 15;
     case FO_ALGO_asgd: return 1 | FO_NEEDS_AUX;
     case FO_ALGO_nadam: return 3 | FO_NEEDS_AUX;
     case FO_ALGO_rmsprop: return 1 | (hp->momentum > 0.0 ? 2 : 0) | (hp->centered ? 4 : 0);
@@ -154,7 +170,7 @@ static int fo_optim_has_state(const fo_tensor *ts, int64_t ntensors, int need)
             continue;
         if (ts[i].step == NULL || ((need & FO_NEEDS_AUX) && ts[i].aux == NULL))
             return 0;
-        for (s = 0; s < 3; ++s)
+        for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (((need >> s) & 1) && ts[i].state[s] == NULL && ts[i].numel > 0)
                 return 0;
     }

@@ -13,20 +13,20 @@
  * entry points, the kernel tables of every instruction set and fo_optim_algo_name() all expand from it.
  * AdamW is FO_ADAM with decoupled_weight_decay. */
 #define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion) \
-    X(adadelta) X(rprop) X(asgd) X(ademamix)
+    X(adadelta) X(rprop) X(asgd) X(ademamix) X(adan)
 
 #define FO_ALGO_ID(name) FO_ALGO_##name,
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
 #undef FO_ALGO_ID
 
-/* State a step of `algo` reads and writes under `hp`: bit s = state[s], FO_NEEDS_AUX = aux. */
-enum { FO_NEEDS_AUX = 8 };
+/* State a step of `algo` reads and writes under `hp`: bit s = state[s] (s < FO_MAX_SLOTS), FO_NEEDS_AUX = aux. */
+enum { FO_MAX_SLOTS = 4, FO_NEEDS_AUX = 1 << FO_MAX_SLOTS };
 
 /* One tensor of a step. Arrays are contiguous, of the call's dtype, `numel` elements, and do not overlap. */
 typedef struct fo_tensor {
     void *param;          /* inout */
     const void *grad;     /* NULL: no gradient this step; the tensor is skipped, its step count unchanged */
-    void *state[3];       /* inout: optimizer state arrays (see each algorithm), NULL where unused */
+    void *state[FO_MAX_SLOTS];   /* inout: optimizer state arrays (see each algorithm), NULL where unused */
     int64_t numel;
     int64_t *step;        /* inout: number of steps taken by this tensor */
     double *aux;          /* inout: scalar state (NAdam mu_product), NULL where unused */

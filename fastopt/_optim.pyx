@@ -24,10 +24,11 @@ cnp.import_array()
 include "_runtime_api.pxi"
 
 cdef extern from "optim.h" nogil:
+    enum: FO_MAX_SLOTS
     ctypedef struct fo_tensor:
         void *param
         const void *grad
-        void *state[3]
+        void *state[FO_MAX_SLOTS]
         int64_t numel
         int64_t *step
         double *aux
@@ -48,6 +49,8 @@ cdef extern from "optim.h" nogil:
 
 # Algorithm ids by name, from csrc/optim.h's one list (FO_OPTIM_ALGOS): {"sgd": 0, "adam": 1, ...}.
 ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}
+# The state-slot bits of a required-slots mask (the bit above them, FO_NEEDS_AUX, is the scalar aux state).
+MAX_SLOTS, SLOT_MASK = FO_MAX_SLOTS, FO_NEEDS_AUX - 1
 
 cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
@@ -101,7 +104,7 @@ cdef class StepPlan:
             self.ts[k].param = cnp.PyArray_DATA(p)
             self.ts[k].numel = cnp.PyArray_SIZE(p)
             st = states[k]
-            for s in range(3):
+            for s in range(FO_MAX_SLOTS):
                 if st is not None and s < len(st) and st[s] is not None:
                     a = st[s]
                     if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(p) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(p) \
@@ -141,7 +144,7 @@ cdef class StepPlan:
         for k in range(self.n):
             if self.ts[k].step == NULL:
                 continue
-            for s in range(3):
+            for s in range(FO_MAX_SLOTS):
                 if (mask >> s) & 1 and self.ts[k].state[s] == NULL:
                     return False
         return True

@@ -54,6 +54,9 @@ def optimizer_cases():
         cases.append(("AdEMAMix", dict(lr=0.01, **kw)))
     cases.append(("AdEMAMix", dict(lr=0.01, t_alpha_beta3=5.0, alpha=2.0)))        # warm-up ends within the run
     cases.append(("AdEMAMix", dict(lr=0.01, betas=(0.3, 0.9, 0.4), t_alpha_beta3=50.0)))  # other lerp branches
+    for kw in _grid(weight_decay=[0.0, 0.1], weight_decouple=[False, True], maximize=[False, True]):
+        cases.append(("Adan", dict(lr=0.01, **kw)))
+    cases.append(("Adan", dict(lr=0.01, betas=(0.3, 0.4, 0.9), eps=1e-3)))            # the other lerp branches
     return cases
 
 

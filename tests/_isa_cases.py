@@ -40,6 +40,8 @@ CASES = [
     ("adadelta-wd-max", "Adadelta", dict(lr=1.0, weight_decay=0.01, maximize=True)),
     ("rprop", "Rprop", dict(lr=1e-2, etas=(0.3, 1.5), step_sizes=(1e-4, 0.05))),
     ("asgd-averaging", "ASGD", dict(lr=1e-2, lambd=0.01, t0=1.0, weight_decay=0.01)),
+    ("adan-wd-max", "Adan", dict(lr=1e-2, weight_decay=0.01, maximize=True)),
+    ("adan-decoupled", "Adan", dict(lr=1e-2, weight_decay=0.01, weight_decouple=True, betas=(0.3, 0.4, 0.9))),
     ("ademamix-warmup-decoupled", "AdEMAMix", dict(lr=1e-2, t_alpha_beta3=10.0, weight_decay=0.01,
                                                    weight_decouple=True)),
 ]

@@ -1,6 +1,6 @@
 """float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
 torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD/
-AdEMAMix papers). Used only by tests and benchmarks.
+AdEMAMix/Adan papers). Used only by tests and benchmarks.
 
 ``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
 """
@@ -184,10 +184,28 @@ def ademamix(hp, p, g, st):
     p -= hp["lr"] * (m / (1 - b1 ** t) + alpha_t * s) / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + hp.get("eps", 1e-8))
 
 
+def adan(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2, b3 = hp.get("betas", (0.98, 0.92, 0.99))
+    lr, wd = hp["lr"], hp.get("weight_decay", 0.0)
+    g = -g if hp.get("maximize", False) else g
+    d = g - st["previous_grad"] if t > 1 else np.zeros_like(g)
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+    n = st["exp_avg_diff"] = b2 * st.get("exp_avg_diff", 0.0) + (1 - b2) * d
+    v = st["exp_avg_sq"] = b3 * st.get("exp_avg_sq", 0.0) + (1 - b3) * (g + b2 * d) ** 2
+    st["previous_grad"] = g.copy()
+    den = np.sqrt(v) / np.sqrt(1 - b3 ** t) + hp.get("eps", 1e-8)
+    if hp.get("weight_decouple", False):
+        p *= 1 - lr * wd
+    p -= lr / (1 - b1 ** t) * m / den + lr * b2 / (1 - b2 ** t) * n / den
+    if not hp.get("weight_decouple", False):
+        p /= 1 + lr * wd
+
+
 REFERENCE = {
     "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
     "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion, "Adadelta": adadelta, "Rprop": rprop, "ASGD": asgd,
-    "AdEMAMix": ademamix,
+    "AdEMAMix": ademamix, "Adan": adan,
 }
 
 

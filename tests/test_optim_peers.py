@@ -1,7 +1,11 @@
 """The same trajectories as the reference implementations the field uses, for optimizers torch.optim lacks, option
 by option, float32 and float64 (test-only peers; each test skips where its peer is absent, CI installs them):
 
-* AdEMAMix: ``pytorch_optimizer.AdEMAMix`` (its single-tensor path, ``foreach=False``).
+* AdEMAMix: ``pytorch_optimizer.AdEMAMix`` (its single-tensor path, ``foreach=False``);
+* Adan: ``pytorch_optimizer.Adan`` (the same path). It seeds ``previous_grad`` with the gradient before
+  ``maximize`` negates it, so with maximize=True its first gradient difference is -2 g, not the paper's 0; fastopt
+  follows the paper, and is compared with the peer minimizing -f (maximize=False on the negated gradients). Its
+  ``previous_grad`` holds -g_{t-1}, fastopt's g_{t-1}.
 """
 import numpy as np
 import pytest
@@ -13,12 +17,15 @@ from test_optim_torch import run_torch
 
 torch = pytest.importorskip("torch")
 
-PEERS = {"AdEMAMix": ("pytorch_optimizer", "AdEMAMix")}
+PEERS = {"AdEMAMix": ("pytorch_optimizer", "AdEMAMix"), "Adan": ("pytorch_optimizer", "Adan")}
+STATE_SIGN = {("Adan", "previous_grad"): -1.0}       # the peer's state that holds the negated value
 PEER_CASES = [(c, i) for c, i in zip(CASES, IDS) if c[0] in PEERS]
 
 
 def run_peer(name, kwargs, params, grads):
     module, cls = PEERS[name]
+    if name == "Adan" and kwargs.get("maximize"):           # see the module docstring
+        kwargs, grads = dict(kwargs, maximize=False), [[-g for g in gs] for gs in grads]
     return run_torch(name, kwargs, params, grads, cls=getattr(pytest.importorskip(module), cls))
 
 
@@ -35,8 +42,8 @@ def test_trajectory_matches_the_reference_implementation(case, dtype, num_thread
     tstate = peer.state[peer.param_groups[0]["params"][0]]
     for key, value in tstate.items():
         if isinstance(value, torch.Tensor) and value.ndim > 0:
-            np.testing.assert_allclose(opt.state[0][key], value.numpy(), rtol=10 * rtol, atol=10 * atol,
-                                       err_msg=f"state {key}")
+            theirs = STATE_SIGN.get((name, key), 1.0) * value.numpy()
+            np.testing.assert_allclose(opt.state[0][key], theirs, rtol=10 * rtol, atol=10 * atol, err_msg=f"state {key}")
 
 
 def test_defaults_match_the_reference_implementations():

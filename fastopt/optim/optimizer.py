@@ -189,7 +189,7 @@ class Optimizer:
         try:
             for gi, group in enumerate(self.param_groups):
                 hp = self._pack(group, gi)        # every step: schedules and users write groups
-                plans = self._bound_plans(gi, group, grads, offset, hp.slots & 7)
+                plans = self._bound_plans(gi, group, grads, offset, hp.slots & _optim.SLOT_MASK)
                 runs.append((plans, hp))
                 offset += len(group["params"])
             if check_finite:

@@ -309,5 +309,29 @@ ADEMAMIX = OptimizerSpec(
     State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``exp_avg_slow``.
     """)
 
+ADAN = OptimizerSpec(
+    "Adan", "adan",
+    (_lr(1e-3), Hyper("betas", (0.98, 0.92, 0.99), BETAS3, "beta1", functional_required=True), _wd(),
+     Hyper("weight_decouple", False, FLAG, "decoupled_weight_decay"), _eps(1e-8), MAXIMIZE),
+    (Slot("exp_avg"), Slot("exp_avg_sq"), Slot("exp_avg_diff"), Slot("previous_grad")),
+    r"""Adan: adaptive Nesterov momentum (Xie et al., 2022; ``pytorch_optimizer.Adan``'s semantics).
+
+    With :math:`d_t = g_t - g_{t-1}` (0 at the first step):
+
+    .. math::
+        m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+            n_t \leftarrow \beta_2 n_{t-1} + (1 - \beta_2) d_t \\
+        v_t &\leftarrow \beta_3 v_{t-1} + (1 - \beta_3) (g_t + \beta_2 d_t)^2, \qquad
+            \delta_t = \sqrt{v_t} / \sqrt{1 - \beta_3^t} + \epsilon \\
+        \theta_{t-1} &\leftarrow \theta_{t-1} (1 - \gamma\lambda) \quad\text{(weight_decouple)} \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \frac{m_t}{\delta_t}
+            - \frac{\gamma \beta_2}{1 - \beta_2^t} \frac{n_t}{\delta_t}, \qquad
+            \theta_t \leftarrow \theta_t / (1 + \gamma\lambda) \quad\text{(otherwise: the proximal decay)}
+
+    State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``previous_grad`` (:math:`g_{t-1}`,
+    negated if ``maximize``). pytorch_optimizer's ``max_grad_norm`` (a global clip before the step) is not an
+    argument: clip with :func:`fastopt.clip_grad_norm_` first (its divisor is ``norm + 1e-6``, not ``norm + eps``).
+    """)
+
 # Registry order: the order of every __all__ and of the estimators' solver names.
-SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX)
+SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN)
