@@ -9,7 +9,7 @@
 #define FO_PROBE_CLONES
 #endif
 
-/* One fused loop over up to 6 input and 4 output streams, like a real kernel (a blocked loop over one stream at a
+/* One fused loop over up to 6 input and 5 output streams (Adan: p, g and 4 state arrays in, p and the 4 out), like a real kernel (a blocked loop over one stream at a
  * time defeats the hardware prefetcher and under-reports the limit). nin/nout are compile-time constants. */
 #define FO_STREAM(REAL, SUFFIX)                                                                           \
     FO_INLINE void fo_stream_fixed_##SUFFIX(const REAL *const *in, REAL *const *out, int64_t lo, int64_t hi, \
@@ -18,7 +18,7 @@
         const REAL *i0 = in[0], *i1 = nin > 1 ? in[1] : 0, *i2 = nin > 2 ? in[2] : 0;                     \
         const REAL *i3 = nin > 3 ? in[3] : 0, *i4 = nin > 4 ? in[4] : 0, *i5 = nin > 5 ? in[5] : 0;       \
         REAL *o0 = out[0], *o1 = nout > 1 ? out[1] : 0, *o2 = nout > 2 ? out[2] : 0;                      \
-        REAL *o3 = nout > 3 ? out[3] : 0;                                                                 \
+        REAL *o3 = nout > 3 ? out[3] : 0, *o4 = nout > 4 ? out[4] : 0;                                    \
         int64_t i;                                                                                        \
         _Pragma("omp simd")                                                                               \
         for (i = lo; i < hi; ++i) {                                                                       \
@@ -33,6 +33,7 @@
             if (nout > 1) o1[i] = s;                                                                      \
             if (nout > 2) o2[i] = s;                                                                      \
             if (nout > 3) o3[i] = s;                                                                      \
+            if (nout > 4) o4[i] = s;                                                                      \
         }                                                                                                 \
     }                                                                                                     \
     FO_PROBE_CLONES static void fo_stream_range_##SUFFIX(const REAL *const *in, int nin, REAL *const *out, int nout,      \
@@ -63,7 +64,8 @@
 #define FO_CASE(SUFFIX, NIN, NOUT) \
     case NIN * 8 + NOUT: fo_stream_fixed_##SUFFIX(in, out, lo, hi, NIN, NOUT); break;
 #define FO_CASES(SUFFIX, NIN) \
-    FO_CASE(SUFFIX, NIN, 1) FO_CASE(SUFFIX, NIN, 2) FO_CASE(SUFFIX, NIN, 3) FO_CASE(SUFFIX, NIN, 4)
+    FO_CASE(SUFFIX, NIN, 1) FO_CASE(SUFFIX, NIN, 2) FO_CASE(SUFFIX, NIN, 3) FO_CASE(SUFFIX, NIN, 4) \
+    FO_CASE(SUFFIX, NIN, 5)
 
 FO_STREAM(float, f32)
 FO_STREAM(double, f64)

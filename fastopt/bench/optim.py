@@ -1,5 +1,6 @@
-"""Optimizer-step cases: fastopt against textbook NumPy, torch.optim (single-tensor, foreach, fused) and a
-roofline probe with the same memory traffic.
+"""Optimizer-step cases: fastopt against textbook NumPy, torch.optim (single-tensor, foreach, fused) or, where
+torch has none, the spec's ``peer`` (the reference implementation, e.g. ``pytorch_optimizer``'s, when installed),
+and a roofline probe with the same memory traffic.
 
 Every optimizer of the registry (fastopt/optim/specs.py) is a case, stepped with its spec's ``bench``
 hyperparameters; NumPy's hand-written rules and torch.optim join where they exist.
@@ -35,6 +36,7 @@ def _kernels():
 
 
 KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written))
+PEERS = {spec.name: spec.peer for spec in specs.SPECS if spec.peer}    # name: (module, class)
 HYPERS = {spec.name: dict(spec.defaults(), **spec.bench) for spec in specs.SPECS}   # every hyperparameter's value
 SIZES = {"1e3": [1000], "1e5": [100_000], "1e6": [1_000_000], "1e7": [10_000_000], "200x5000": [5000] * 200}
 QUICK_SIZES = {"1e3": [1000], "1e5": [100_000], "20x500": [500] * 20}
@@ -97,6 +99,15 @@ class NumpyStep:
         return self.params
 
 
+def _torch_class(torch, kernel):
+    """torch.optim's class of that name, else the spec's peer (None where neither is importable)."""
+    if hasattr(torch.optim, kernel):
+        return getattr(torch.optim, kernel)
+    peer = PEERS.get(kernel)
+    module = peer and optional_import(peer[0])
+    return getattr(module, peer[1], None) if module else None
+
+
 class TorchStep:
     def __init__(self, torch, kernel, shapes, dtype, mode):
         _, kwargs, _ = KERNELS[kernel]
@@ -106,7 +117,7 @@ class TorchStep:
             p.requires_grad_(True)
             p.grad = torch.from_numpy(g)
         flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
-        self.opt = getattr(torch.optim, kernel)(self.params, **kwargs, **flags)
+        self.opt = _torch_class(torch, kernel)(self.params, **kwargs, **flags)
 
     def run(self):
         self.opt.step()
@@ -127,15 +138,20 @@ class ProbeStep(Probe):
 
 
 def _torch_supports(torch, kernel, mode, dtype):
-    if not hasattr(torch.optim, kernel):
+    """Whether that class steps in that mode, and leaves the gradient as it found it (pytorch_optimizer's Adan
+    negates p.grad in place on its single-tensor path: stepped again on the same gradient, it would compute
+    something else, so that mode is left out)."""
+    cls = _torch_class(torch, kernel)
+    if cls is None or (mode == "fused" and kernel in PEERS):      # a peer takes fused=True and ignores it
         return False
     p = torch.zeros(2, dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
+    p.grad = torch.ones_like(p)
     flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
     try:
-        getattr(torch.optim, kernel)([p], **KERNELS[kernel][1], **flags)
+        cls([p], **KERNELS[kernel][1], **flags).step()
     except (TypeError, ValueError, RuntimeError):
         return False
-    return True
+    return bool((p.grad == 1).all())
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=False, peers=True):
@@ -154,7 +170,7 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=F
                 if torch is not None:
                     for mode in ("single", "foreach", "fused"):
                         if _torch_supports(torch, kernel, mode, dtype):
-                            impls.append(Impl(f"torch-{mode}", lambda k=kernel, s=shapes, d=dtype, m=mode:
+                            impls.append(Impl(f"{PEERS.get(kernel, ('torch',))[0]}-{mode}", lambda k=kernel, s=shapes, d=dtype, m=mode:
                                               TorchStep(torch, k, s, d, m)))
                 impls.append(Impl("roofline", lambda k=kernel, s=shapes, d=dtype: ProbeStep(k, s, d), is_probe=True))
                 for t in threads:

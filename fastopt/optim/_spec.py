@@ -66,7 +66,9 @@ class OptimizerSpec:
     notes of the functional form; ``bench``: the hyperparameters ``fastopt bench`` steps it with (defaults
     otherwise); ``elementwise``: each element's update depends only on that element's param, gradient and state
     and on per-param scalars (step, ``aux``), so a slice of a param steps as the whole does (what
-    ``fastopt.distributed.ZeroRedundancyOptimizer`` relies on; False for a rule with per-tensor reductions)."""
+    ``fastopt.distributed.ZeroRedundancyOptimizer`` relies on; False for a rule with per-tensor reductions);
+    ``peer``: (module, class) of the reference implementation where torch.optim has none, a torch optimizer
+    taking the same arguments (``fastopt bench`` compares with it when it is installed)."""
     name: str
     algo: str
     hypers: tuple
@@ -82,6 +84,7 @@ class OptimizerSpec:
     functional_doc: str = ""
     bench: dict = field(default_factory=dict)
     elementwise: bool = True
+    peer: Optional[tuple] = None
 
     @property
     def algo_id(self):

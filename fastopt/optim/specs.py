@@ -307,7 +307,7 @@ ADEMAMIX = OptimizerSpec(
             \frac{m_t / (1 - \beta_1^t) + \alpha_t s_t}{\sqrt{v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
 
     State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``exp_avg_slow``.
-    """)
+    """, peer=("pytorch_optimizer", "AdEMAMix"))
 
 ADAN = OptimizerSpec(
     "Adan", "adan",
@@ -331,7 +331,7 @@ ADAN = OptimizerSpec(
     State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``previous_grad`` (:math:`g_{t-1}`,
     negated if ``maximize``). pytorch_optimizer's ``max_grad_norm`` (a global clip before the step) is not an
     argument: clip with :func:`fastopt.clip_grad_norm_` first (its divisor is ``norm + 1e-6``, not ``norm + eps``).
-    """)
+    """, peer=("pytorch_optimizer", "Adan"))
 
 # Registry order: the order of every __all__ and of the estimators' solver names.
 SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN)
