@@ -1,6 +1,7 @@
 /* Optimizer driver: per-step scalars in double, then one parallel sweep over all tensors of the call. */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "optim.h"
 #include "dispatch.h"
@@ -38,11 +39,23 @@ static void fo_optim_adan_prepare(fo_tensor *t, const fo_hparams *hp, double ste
     t->coef[5] = 1.0 + hp->lr * hp->weight_decay;
 }
 
+/* LARS's trust ratio from the norm sweep's sums (coef[4] = sum p^2, coef[5] = sum g^2): r = tc ||p|| / (||g|| +
+ * wd ||p||), 1 where ||p|| or that denominator is 0 (or NaN). */
+static void fo_optim_lars_prepare(fo_tensor *t, const fo_hparams *hp)
+{
+    const double pn = sqrt(t->coef[4]), den = sqrt(t->coef[5]) + hp->weight_decay * pn;
+    t->coef[0] = pn > 0.0 && den > 0.0 ? hp->trust_coefficient * pn / den : 1.0;
+}
+
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
 static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
 {
     const double lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2;
     const double step = (double)(++*t->step);
+    if (algo == FO_ALGO_lars) {            /* reads the norm sweep's sums in coef[4], coef[5] */
+        fo_optim_lars_prepare(t, hp);
+        return;
+    }
     t->coef[0] = t->coef[1] = t->coef[2] = t->coef[3] = t->coef[4] = t->coef[5] = 0.0;
     switch (algo) {
     case FO_ALGO_adam:
@@ -92,6 +105,7 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     case FO_ALGO_adan:
         fo_optim_adan_prepare(t, hp, step);
         break;
+
     default:
         break;
     }
@@ -105,6 +119,7 @@ int fo_optim_required_slots(int algo, const fo_hparams *hp)
     case FO_ALGO_adamax: case FO_ALGO_radam: case FO_ALGO_adadelta: case FO_ALGO_rprop: return 3;
     case FO_ALGO_ademamix: return 7;
     case FO_ALGO_adan: return 15;
+    case FO_ALGO_lars: return hp->momentum > 0.0 ? 1 : 0;
     case FO_ALGO_asgd: return 1 | FO_NEEDS_AUX;
     case FO_ALGO_nadam: return 3 | FO_NEEDS_AUX;
     case FO_ALGO_rmsprop: return 1 | (hp->momentum > 0.0 ? 2 : 0) | (hp->centered ? 4 : 0);
@@ -192,6 +207,69 @@ static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
     ctx->chunk(&ctx->ts[k], ctx->hp, a, b);
 }
 
+/* The norm sweep of a per-tensor trust ratio (LARS): tensors with a gradient and 2+ dims take part. */
+static int fo_optim_takes_norms(int algo, const fo_tensor *t)
+{
+    return algo == FO_ALGO_lars && t->grad != NULL && t->ndim > 1;
+}
+
+/* Blocks of FO_BLOCK_ELEMENTS over the tensors that take part, each tensor's blocks in order. */
+typedef struct { const fo_tensor *ts; const int64_t *tensor, *lo; fo_optim_sumsq_fn sumsq; } fo_optim_norm_ctx;
+
+static void fo_optim_norm_block(const void *vctx, int64_t b, double *part)
+{
+    const fo_optim_norm_ctx *ctx = (const fo_optim_norm_ctx *)vctx;
+    const fo_tensor *t = &ctx->ts[ctx->tensor[b]];
+    const int64_t lo = ctx->lo[b], hi = lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel;
+    ctx->sumsq(t, lo, hi, part);
+}
+
+/* coef[4] = sum p^2 and coef[5] = sum g^2 of every tensor that takes part, its blocks' partials added in block
+ * order (blocked_sum.h: the same bits at any thread count). FO_OK, or FO_ENOMEM before anything is written. */
+static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntensors, int nthreads)
+{
+    fo_optim_norm_ctx ctx;
+    int64_t k, b, nblocks = 0, work = 0, *index;
+    double *part;
+    for (k = 0; k < ntensors; ++k)
+        if (fo_optim_takes_norms(algo, &ts[k])) {
+            nblocks += fo_block_count(ts[k].numel);
+            work += ts[k].numel;
+        }
+    index = (int64_t *)malloc((size_t)(2 * nblocks + 1) * sizeof(int64_t));
+    part = (double *)malloc((size_t)(2 * nblocks + 1) * sizeof(double));
+    if (index == NULL || part == NULL) {
+        free(index);
+        free(part);
+        return FO_ENOMEM;
+    }
+    for (k = 0, b = 0; k < ntensors; ++k) {
+        int64_t lo;
+        if (fo_optim_takes_norms(algo, &ts[k]))
+            for (lo = 0; lo < ts[k].numel; lo += FO_BLOCK_ELEMENTS, ++b) {
+                index[b] = k;
+                index[nblocks + b] = lo;
+            }
+    }
+    ctx.ts = ts;
+    ctx.tensor = index;
+    ctx.lo = index + nblocks;
+    ctx.sumsq = fo_optim_table()->sumsq[dtype];
+    fo_blocked_partials(&ctx, fo_optim_norm_block, nblocks, 2, fo_threads_for(work, nthreads), NULL, part);
+    for (k = 0, b = 0; k < ntensors; ++k) {
+        if (!fo_optim_takes_norms(algo, &ts[k]))
+            continue;
+        ts[k].coef[4] = ts[k].coef[5] = 0.0;
+        for (; b < nblocks && index[b] == k; ++b) {
+            ts[k].coef[4] += part[2 * b];
+            ts[k].coef[5] += part[2 * b + 1];
+        }
+    }
+    free(index);
+    free(part);
+    return FO_OK;
+}
+
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
 {
     fo_optim_sweep_ctx ctx;
@@ -204,6 +282,8 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
         return FO_ESTATE;
     chunk = fo_optim_table()->chunk[algo][dtype];
+    if (algo == FO_ALGO_lars && fo_optim_norm_sweep(algo, dtype, ts, ntensors, nthreads) != FO_OK)
+        return FO_ENOMEM;
 
     for (i = 0; i < ntensors; ++i) {
         if (ts[i].grad == NULL)

@@ -13,7 +13,8 @@
  * entry points, the kernel tables of every instruction set and fo_optim_algo_name() all expand from it.
  * AdamW is FO_ADAM with decoupled_weight_decay. */
 #define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion) \
-    X(adadelta) X(rprop) X(asgd) X(ademamix) X(adan)
+    X(adadelta) X(rprop) X(asgd) X(ademamix) X(adan) \
+    X(lars)
 
 #define FO_ALGO_ID(name) FO_ALGO_##name,
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
@@ -31,6 +32,7 @@ typedef struct fo_tensor {
     int64_t *step;        /* inout: number of steps taken by this tensor */
     double *aux;          /* inout: scalar state (NAdam mu_product), NULL where unused */
     int fresh;            /* inout: 1 while state[0] holds no history (SGD momentum buffer); cleared by the step */
+    int ndim;             /* the param's number of dimensions (LARS adapts only params of 2 or more) */
     double coef[6];       /* scratch: per-step scalars, computed by the driver */
 } fo_tensor;
 
@@ -47,6 +49,7 @@ typedef struct fo_tensor {
     R(etaminus) R(etaplus) R(step_size_min) R(step_size_max)   /* Rprop */                               \
     R(lambd) R(t0)                    /* ASGD */                                                         \
     R(t_alpha_beta3)                  /* AdEMAMix (0: no warm-up) */                                     \
+    R(trust_coefficient)              /* LARS */                                                         \
     F(maximize) F(amsgrad) F(nesterov) F(centered) F(decoupled_weight_decay)                              \
     F(fixed_decay)                    /* decoupled decay not scaled by lr (AdEMAMix) */
 
@@ -85,8 +88,12 @@ int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads);
 
 /* Element-range kernels of one instruction-set path: update elements [lo, hi) of tensor t. */
 typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi);
+/* Sums of squares of t's param and gradient over elements [lo, hi), in double: out[0] = sum p^2, out[1] = sum g^2
+ * (the norm sweep of a per-tensor trust ratio). */
+typedef void (*fo_optim_sumsq_fn)(const fo_tensor *t, int64_t lo, int64_t hi, double *out);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
+    fo_optim_sumsq_fn sumsq[2];                  /* [dtype] */
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */

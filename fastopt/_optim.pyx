@@ -33,6 +33,7 @@ cdef extern from "optim.h" nogil:
         int64_t *step
         double *aux
         int fresh
+        int ndim
         double coef[6]
     ctypedef struct fo_hparams:       # the fields: FO_HPARAM_FIELDS, reached by index (fo_optim_hparam_set)
         pass
@@ -103,6 +104,7 @@ cdef class StepPlan:
             self.dtype = 0 if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT32 else 1
             self.ts[k].param = cnp.PyArray_DATA(p)
             self.ts[k].numel = cnp.PyArray_SIZE(p)
+            self.ts[k].ndim = cnp.PyArray_NDIM(p)
             st = states[k]
             for s in range(FO_MAX_SLOTS):
                 if st is not None and s < len(st) and st[s] is not None:
@@ -228,8 +230,7 @@ cdef class StepPlan:
             self.bound[k] = None
         if rc == FO_ESTATE:
             raise RuntimeError("internal error: optimizer state missing for a tensor (nothing was written)")
-        if rc != FO_OK:
-            raise ValueError(f"unknown optimizer algorithm {self.algo}")
+        check_rc(rc, "optimizer step")
 
     def fresh_flags(self):
         """Per tensor, 1 while state slot 0 still holds no history."""

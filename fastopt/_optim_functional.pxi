@@ -87,6 +87,7 @@ cdef class FunctionalStep:
         t.param = cnp.PyArray_DATA(<cnp.ndarray>param)
         t.grad = cnp.PyArray_DATA(<cnp.ndarray>g)
         t.numel = cnp.PyArray_SIZE(<cnp.ndarray>param)
+        t.ndim = cnp.PyArray_NDIM(<cnp.ndarray>param)
         t.step = &counter
         t.fresh = fresh
         with nogil:

@@ -57,6 +57,11 @@ def optimizer_cases():
     for kw in _grid(weight_decay=[0.0, 0.1], weight_decouple=[False, True], maximize=[False, True]):
         cases.append(("Adan", dict(lr=0.01, **kw)))
     cases.append(("Adan", dict(lr=0.01, betas=(0.3, 0.4, 0.9), eps=1e-3)))            # the other lerp branches
+    for kw in _grid(momentum=[0.0, 0.9], nesterov=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]):
+        if kw["nesterov"] and not kw["momentum"]:
+            continue
+        cases.append(("LARS", dict(lr=0.1, trust_coefficient=0.02, **kw)))
+    cases.append(("LARS", dict(lr=0.1, dampening=0.5, weight_decay=0.01)))
     return cases
 
 

@@ -42,6 +42,7 @@ CASES = [
     ("asgd-averaging", "ASGD", dict(lr=1e-2, lambd=0.01, t0=1.0, weight_decay=0.01)),
     ("adan-wd-max", "Adan", dict(lr=1e-2, weight_decay=0.01, maximize=True)),
     ("adan-decoupled", "Adan", dict(lr=1e-2, weight_decay=0.01, weight_decouple=True, betas=(0.3, 0.4, 0.9))),
+    ("lars-nesterov-wd", "LARS", dict(lr=1e-2, weight_decay=0.01, nesterov=True, trust_coefficient=0.02)),
     ("ademamix-warmup-decoupled", "AdEMAMix", dict(lr=1e-2, t_alpha_beta3=10.0, weight_decay=0.01,
                                                    weight_decouple=True)),
 ]

@@ -1,6 +1,6 @@
 """float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
 torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD/
-AdEMAMix/Adan papers). Used only by tests and benchmarks.
+AdEMAMix/Adan/LARS papers). Used only by tests and benchmarks.
 
 ``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
 """
@@ -202,10 +202,24 @@ def adan(hp, p, g, st):
         p /= 1 + lr * wd
 
 
+def lars(hp, p, g, st):
+    mu, wd = hp.get("momentum", 0.9), hp.get("weight_decay", 0.0)
+    g = -g if hp.get("maximize", False) else g
+    if p.ndim > 1:
+        pn, gn = np.linalg.norm(p), np.linalg.norm(g)
+        den = gn + wd * pn
+        ratio = hp.get("trust_coefficient", 1e-3) * pn / den if pn > 0 and den > 0 else 1.0
+        g = (g + wd * p) * ratio
+    if mu > 0:
+        b = st["momentum_buffer"] = mu * st.get("momentum_buffer", 0.0) + (1 - hp.get("dampening", 0.0)) * g
+        g = g + mu * b if hp.get("nesterov", False) else b
+    p -= hp["lr"] * g
+
+
 REFERENCE = {
     "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
     "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion, "Adadelta": adadelta, "Rprop": rprop, "ASGD": asgd,
-    "AdEMAMix": ademamix, "Adan": adan,
+    "AdEMAMix": ademamix, "Adan": adan, "LARS": lars,
 }
 
 

@@ -5,19 +5,22 @@ by option, float32 and float64 (test-only peers; each test skips where its peer 
 * Adan: ``pytorch_optimizer.Adan`` (the same path). It seeds ``previous_grad`` with the gradient before
   ``maximize`` negates it, so with maximize=True its first gradient difference is -2 g, not the paper's 0; fastopt
   follows the paper, and is compared with the peer minimizing -f (maximize=False on the negated gradients). Its
-  ``previous_grad`` holds -g_{t-1}, fastopt's g_{t-1}.
+  ``previous_grad`` holds -g_{t-1}, fastopt's g_{t-1};
+* LARS: ``pytorch_optimizer.LARS`` (the same path; its trust ratio is computed in the dtype, fastopt's norms in
+  double: float32 agrees to ~1e-7).
 """
 import numpy as np
 import pytest
 
 import fastopt
+from fastopt.optim.specs import SPECS
 from _cases_optim import CASES, IDS
 from test_optim_reference import make_problem, run_fastopt
 from test_optim_torch import run_torch
 
 torch = pytest.importorskip("torch")
 
-PEERS = {"AdEMAMix": ("pytorch_optimizer", "AdEMAMix"), "Adan": ("pytorch_optimizer", "Adan")}
+PEERS = {s.name: s.peer for s in SPECS if s.peer}     # name: (module, class) of the reference implementation
 STATE_SIGN = {("Adan", "previous_grad"): -1.0}       # the peer's state that holds the negated value
 PEER_CASES = [(c, i) for c, i in zip(CASES, IDS) if c[0] in PEERS]
 

@@ -17,13 +17,14 @@ from fastopt.bench.core import Case, Impl, Probe, chosen_sizes, optional_import
 from fastopt.optim import specs
 
 
-def _traffic(cls, kwargs):
-    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses."""
+def _traffic(cls, kwargs, norm_sweep=False):
+    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses, and p and
+    g again for a norm sweep."""
     p = np.zeros(2)
     opt = cls([p], **kwargs)
     opt.step([np.ones(2)])
     slots = sum(1 for v in opt.state[0].values() if isinstance(v, np.ndarray) and v.shape == p.shape)
-    return 2 + slots, 1 + slots
+    return 2 + slots + 2 * norm_sweep, 1 + slots
 
 
 def _kernels():
@@ -31,28 +32,32 @@ def _kernels():
     out = {}
     for spec in specs.SPECS:
         cls = getattr(fastopt, spec.name)
-        out[spec.name] = (cls, dict(spec.bench), _traffic(cls, spec.bench))
+        out[spec.name] = (cls, dict(spec.bench), _traffic(cls, spec.bench, spec.norm_sweep))
     return out
 
 
 KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written))
+NORM_SWEEP = {spec.name for spec in specs.SPECS if spec.norm_sweep}
 PEERS = {spec.name: spec.peer for spec in specs.SPECS if spec.peer}    # name: (module, class)
 HYPERS = {spec.name: dict(spec.defaults(), **spec.bench) for spec in specs.SPECS}   # every hyperparameter's value
 SIZES = {"1e3": [1000], "1e5": [100_000], "1e6": [1_000_000], "1e7": [10_000_000], "200x5000": [5000] * 200}
 QUICK_SIZES = {"1e3": [1000], "1e5": [100_000], "20x500": [500] * 20}
 
 
-def _data(shapes, dtype, seed=0):
+def _data(kernel, shapes, dtype, seed=0):
+    """Params and gradients of ``shapes`` (element counts); matrices of 100 columns for an optimizer with a norm
+    sweep (its trust ratio adapts only params of 2+ dimensions)."""
     rng = np.random.default_rng(seed)
-    params = [rng.standard_normal(n).astype(dtype) for n in shapes]
-    grads = [rng.standard_normal(n).astype(dtype) for n in shapes]
+    dims = [(n // 100, 100) if kernel in NORM_SWEEP and n % 100 == 0 else (n,) for n in shapes]
+    params = [rng.standard_normal(d).astype(dtype) for d in dims]
+    grads = [rng.standard_normal(d).astype(dtype) for d in dims]
     return params, grads
 
 
 class FastoptStep:
     def __init__(self, kernel, shapes, dtype):
         cls, kwargs, _ = KERNELS[kernel]
-        self.params, self.grads = _data(shapes, dtype)
+        self.params, self.grads = _data(kernel, shapes, dtype)
         self.opt = cls(self.params, **kwargs)
 
     def run(self):
@@ -71,7 +76,7 @@ class NumpyStep:
     def __init__(self, kernel, shapes, dtype):
         self.kernel = kernel
         self.hp = HYPERS[kernel]
-        self.params, self.grads = _data(shapes, dtype)
+        self.params, self.grads = _data(kernel, shapes, dtype)
         self.s1 = [np.zeros_like(p) for p in self.params]
         self.s2 = [np.zeros_like(p) for p in self.params]
         self.t = 0
@@ -111,7 +116,7 @@ def _torch_class(torch, kernel):
 class TorchStep:
     def __init__(self, torch, kernel, shapes, dtype, mode):
         _, kwargs, _ = KERNELS[kernel]
-        params, grads = _data(shapes, dtype)
+        params, grads = _data(kernel, shapes, dtype)
         self.params = [torch.from_numpy(p) for p in params]
         for p, g in zip(self.params, grads):
             p.requires_grad_(True)
@@ -138,9 +143,9 @@ class ProbeStep(Probe):
 
 
 def _torch_supports(torch, kernel, mode, dtype):
-    """Whether that class steps in that mode, and leaves the gradient as it found it (pytorch_optimizer's Adan
-    negates p.grad in place on its single-tensor path: stepped again on the same gradient, it would compute
-    something else, so that mode is left out)."""
+    """Whether that class steps in that mode, and leaves the gradient as it found it (some peers negate p.grad in
+    place, or copy their momentum buffer into it: stepped again on the same gradient, they would compute something
+    else, so such a mode is left out)."""
     cls = _torch_class(torch, kernel)
     if cls is None or (mode == "fused" and kernel in PEERS):      # a peer takes fused=True and ignores it
         return False
@@ -148,10 +153,14 @@ def _torch_supports(torch, kernel, mode, dtype):
     p.grad = torch.ones_like(p)
     flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
     try:
-        cls([p], **KERNELS[kernel][1], **flags).step()
+        opt = cls([p], **KERNELS[kernel][1], **flags)
+        for _ in range(2):         # twice: a momentum buffer copied into p.grad equals it after one step
+            opt.step()
+            if not bool((p.grad == 1).all()):
+                return False
     except (TypeError, ValueError, RuntimeError):
         return False
-    return bool((p.grad == 1).all())
+    return True
 
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=False, peers=True):

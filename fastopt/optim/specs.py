@@ -333,5 +333,35 @@ ADAN = OptimizerSpec(
     argument: clip with :func:`fastopt.clip_grad_norm_` first (its divisor is ``norm + 1e-6``, not ``norm + eps``).
     """, peer=("pytorch_optimizer", "Adan"))
 
+LARS = OptimizerSpec(
+    "LARS", "lars",
+    (_lr(1e-3), _wd(), Hyper("momentum", 0.9, NONNEG, "momentum", "momentum value"),
+     Hyper("dampening", 0.0, FINITE, "dampening", "dampening value"),
+     Hyper("trust_coefficient", 1e-3, NONNEG, "trust_coefficient", "trust_coefficient value"), _flag("nesterov"),
+     MAXIMIZE),
+    (Slot("momentum_buffer", optional=True),),
+    r"""LARS: layer-wise adaptive rate scaling (You et al., 2017; ``pytorch_optimizer.LARS``'s semantics).
+
+    For a param of 2 or more dimensions, with :math:`\eta` = trust_coefficient and the norms of the param and of
+    the gradient computed in the same call (a first sweep; the same bits at any thread count):
+
+    .. math::
+        r &= rac{\eta \lVert	heta_{t-1}
+Vert}{\lVert g_t
+Vert + \lambda \lVert	heta_{t-1}
+Vert}
+            \ (1 	ext{ if } \lVert	heta_{t-1}
+Vert = 0 	ext{ or the denominator is } 0), \qquad
+            g_t \leftarrow r (g_t + \lambda 	heta_{t-1}) \
+        b_t &\leftarrow \mu b_{t-1} + (1 - 	au) g_t \ (b_0 = 0,\ \mu 
+e 0), \qquad
+            g_t \leftarrow g_t + \mu b_t 	ext{ (nesterov) or } b_t \
+        	heta_t &\leftarrow 	heta_{t-1} - \gamma g_t
+
+    Params of 0 or 1 dimensions (biases, norms' scales) take neither the ratio nor the weight decay, as in the
+    reference. State per param: ``momentum_buffer`` (momentum != 0) and ``step``.
+    """, uses_step=False, elementwise=False, norm_sweep=True, peer=("pytorch_optimizer", "LARS"),
+    bench={"lr": 1e-2})
+
 # Registry order: the order of every __all__ and of the estimators' solver names.
-SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN)
+SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN, LARS)
