@@ -1,8 +1,8 @@
 """Run: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/lars_peer.py (needs torch and pytorch-optimizer).
 
 LARS 200 x (50, 100) float32, 1 thread: fastopt.LARS vs pytorch_optimizer.LARS (foreach and single), medians of
-alternating rounds; the peer rewrites p.grad, so each of its steps is preceded by a copy of the gradients back,
-timed alone and subtracted."""
+alternating rounds; the peer rewrites p.grad, so the gradients are copied back before each of its steps, outside
+the timed call (the copy's own time is printed as "copy")."""
 import time, numpy as np, torch, fastopt
 from pytorch_optimizer import LARS
 torch.set_num_threads(1); fastopt.set_num_threads(1)
