@@ -47,13 +47,19 @@ static void fo_optim_lars_prepare(fo_tensor *t, const fo_hparams *hp)
     t->coef[0] = pn > 0.0 && den > 0.0 ? hp->trust_coefficient * pn / den : 1.0;
 }
 
+/* 1 if `algo`'s step starts with the norm sweep (fo_optim_norm_sweep), whose sums its scalars read. */
+static int fo_optim_has_norm_sweep(int algo)
+{
+    return algo == FO_ALGO_lars;
+}
+
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
 static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
 {
     const double lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2;
     const double step = (double)(++*t->step);
-    if (algo == FO_ALGO_lars) {            /* reads the norm sweep's sums in coef[4], coef[5] */
-        fo_optim_lars_prepare(t, hp);
+    if (fo_optim_has_norm_sweep(algo)) {   /* reads the sweep's sums in coef[4], coef[5]: not cleared */
+        fo_optim_lars_prepare(t, hp);      /* LARS, the one such algorithm */
         return;
     }
     t->coef[0] = t->coef[1] = t->coef[2] = t->coef[3] = t->coef[4] = t->coef[5] = 0.0;
@@ -105,7 +111,6 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     case FO_ALGO_adan:
         fo_optim_adan_prepare(t, hp, step);
         break;
-
     default:
         break;
     }
@@ -207,10 +212,10 @@ static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
     ctx->chunk(&ctx->ts[k], ctx->hp, a, b);
 }
 
-/* The norm sweep of a per-tensor trust ratio (LARS): tensors with a gradient and 2+ dims take part. */
-static int fo_optim_takes_norms(int algo, const fo_tensor *t)
+/* The tensors that take part in the norm sweep (a per-tensor trust ratio): those with a gradient and 2+ dims. */
+static int fo_optim_takes_norms(const fo_tensor *t)
 {
-    return algo == FO_ALGO_lars && t->grad != NULL && t->ndim > 1;
+    return t->grad != NULL && t->ndim > 1;
 }
 
 /* Blocks of FO_BLOCK_ELEMENTS over the tensors that take part, each tensor's blocks in order. */
@@ -226,13 +231,13 @@ static void fo_optim_norm_block(const void *vctx, int64_t b, double *part)
 
 /* coef[4] = sum p^2 and coef[5] = sum g^2 of every tensor that takes part, its blocks' partials added in block
  * order (blocked_sum.h: the same bits at any thread count). FO_OK, or FO_ENOMEM before anything is written. */
-static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntensors, int nthreads)
+static int fo_optim_norm_sweep(int dtype, fo_tensor *ts, int64_t ntensors, int nthreads)
 {
     fo_optim_norm_ctx ctx;
     int64_t k, b, nblocks = 0, work = 0, *index;
     double *part;
     for (k = 0; k < ntensors; ++k)
-        if (fo_optim_takes_norms(algo, &ts[k])) {
+        if (fo_optim_takes_norms(&ts[k])) {
             nblocks += fo_block_count(ts[k].numel);
             work += ts[k].numel;
         }
@@ -245,7 +250,7 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
     }
     for (k = 0, b = 0; k < ntensors; ++k) {
         int64_t lo;
-        if (fo_optim_takes_norms(algo, &ts[k]))
+        if (fo_optim_takes_norms(&ts[k]))
             for (lo = 0; lo < ts[k].numel; lo += FO_BLOCK_ELEMENTS, ++b) {
                 index[b] = k;
                 index[nblocks + b] = lo;
@@ -257,7 +262,7 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
     ctx.sumsq = fo_optim_table()->sumsq[dtype];
     fo_blocked_partials(&ctx, fo_optim_norm_block, nblocks, 2, fo_threads_for(work, nthreads), NULL, part);
     for (k = 0, b = 0; k < ntensors; ++k) {
-        if (!fo_optim_takes_norms(algo, &ts[k]))
+        if (!fo_optim_takes_norms(&ts[k]))
             continue;
         ts[k].coef[4] = ts[k].coef[5] = 0.0;
         for (; b < nblocks && index[b] == k; ++b) {
@@ -282,7 +287,7 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
         return FO_ESTATE;
     chunk = fo_optim_table()->chunk[algo][dtype];
-    if (algo == FO_ALGO_lars && fo_optim_norm_sweep(algo, dtype, ts, ntensors, nthreads) != FO_OK)
+    if (fo_optim_has_norm_sweep(algo) && fo_optim_norm_sweep(dtype, ts, ntensors, nthreads) != FO_OK)
         return FO_ENOMEM;
 
     for (i = 0; i < ntensors; ++i) {

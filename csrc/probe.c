@@ -9,8 +9,9 @@
 #define FO_PROBE_CLONES
 #endif
 
-/* One fused loop over up to 6 input and 5 output streams (Adan: p, g and 4 state arrays in, p and the 4 out), like a real kernel (a blocked loop over one stream at a
- * time defeats the hardware prefetcher and under-reports the limit). nin/nout are compile-time constants. */
+/* One fused loop over up to 6 input and 5 output streams (Adan: p, g and 4 state arrays in, p and the 4 out), like
+ * a real kernel (a blocked loop over one stream at a time defeats the hardware prefetcher and under-reports the
+ * limit). nin/nout are compile-time constants. */
 #define FO_STREAM(REAL, SUFFIX)                                                                           \
     FO_INLINE void fo_stream_fixed_##SUFFIX(const REAL *const *in, REAL *const *out, int64_t lo, int64_t hi, \
                                             const int nin, const int nout)                                \

@@ -177,9 +177,10 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=F
                 if peers and kernel in NumpyStep.RULES:
                     impls.append(Impl("numpy", lambda k=kernel, s=shapes, d=dtype: NumpyStep(k, s, d)))
                 if torch is not None:
+                    source = PEERS[kernel][0] if kernel in PEERS else "torch"     # whose implementation
                     for mode in ("single", "foreach", "fused"):
                         if _torch_supports(torch, kernel, mode, dtype):
-                            impls.append(Impl(f"{PEERS.get(kernel, ('torch',))[0]}-{mode}", lambda k=kernel, s=shapes, d=dtype, m=mode:
+                            impls.append(Impl(f"{source}-{mode}", lambda k=kernel, s=shapes, d=dtype, m=mode:
                                               TorchStep(torch, k, s, d, m)))
                 impls.append(Impl("roofline", lambda k=kernel, s=shapes, d=dtype: ProbeStep(k, s, d), is_probe=True))
                 for t in threads:
