@@ -47,10 +47,22 @@ static void fo_optim_lars_prepare(fo_tensor *t, const fo_hparams *hp)
     t->coef[0] = pn > 0.0 && den > 0.0 ? hp->trust_coefficient * pn / den : 1.0;
 }
 
+/* LAMB's step size times its trust ratio, from the norm sweep's sums (coef[4] = sum p'^2 of the decayed param,
+ * coef[5] = sum u^2 of the Adam update): r = min(||p'||, 10) / (||u|| + eps), 1 where either norm is 0 or with
+ * adam; the step size lr / (1 - b1^t), or lr with adam_debias. coef[1]: the decoupled decay factor. */
+static void fo_optim_lamb_prepare(fo_tensor *t, const fo_hparams *hp, double step)
+{
+    const double wn = fmin(sqrt(t->coef[4]), 10.0), un = sqrt(t->coef[5]);
+    const double ratio = hp->adam || wn == 0.0 || un == 0.0 ? 1.0 : wn / (un + hp->eps);
+    const double step_size = hp->adam_debias ? hp->lr : hp->lr / (1.0 - pow(hp->beta1, step));
+    t->coef[0] = step_size * ratio;
+    t->coef[1] = 1.0 - hp->weight_decay * (hp->fixed_decay ? 1.0 : hp->lr);
+}
+
 /* 1 if `algo`'s step starts with the norm sweep (fo_optim_norm_sweep), whose sums its scalars read. */
 static int fo_optim_has_norm_sweep(int algo)
 {
-    return algo == FO_ALGO_lars;
+    return fo_optim_table()->norm[algo][0] != NULL;
 }
 
 /* Advances the tensor's step count and fills t->coef for `algo` (all in double, once per tensor). */
@@ -59,7 +71,10 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     const double lr = hp->lr, b1 = hp->beta1, b2 = hp->beta2;
     const double step = (double)(++*t->step);
     if (fo_optim_has_norm_sweep(algo)) {   /* reads the sweep's sums in coef[4], coef[5]: not cleared */
-        fo_optim_lars_prepare(t, hp);      /* LARS, the one such algorithm */
+        if (algo == FO_ALGO_lamb)
+            fo_optim_lamb_prepare(t, hp, step);
+        else
+            fo_optim_lars_prepare(t, hp);
         return;
     }
     t->coef[0] = t->coef[1] = t->coef[2] = t->coef[3] = t->coef[4] = t->coef[5] = 0.0;
@@ -121,7 +136,7 @@ int fo_optim_required_slots(int algo, const fo_hparams *hp)
     switch (algo) {
     case FO_ALGO_sgd: return hp->momentum != 0.0 ? 1 : 0;
     case FO_ALGO_adam: return hp->amsgrad ? 7 : 3;
-    case FO_ALGO_adamax: case FO_ALGO_radam: case FO_ALGO_adadelta: case FO_ALGO_rprop: return 3;
+    case FO_ALGO_adamax: case FO_ALGO_radam: case FO_ALGO_adadelta: case FO_ALGO_rprop: case FO_ALGO_lamb: return 3;
     case FO_ALGO_ademamix: return 7;
     case FO_ALGO_adan: return 15;
     case FO_ALGO_lars: return hp->momentum > 0.0 ? 1 : 0;
@@ -212,32 +227,40 @@ static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
     ctx->chunk(&ctx->ts[k], ctx->hp, a, b);
 }
 
-/* The tensors that take part in the norm sweep (a per-tensor trust ratio): those with a gradient and 2+ dims. */
-static int fo_optim_takes_norms(const fo_tensor *t)
+/* The tensors that take part in the norm sweep: those with a gradient, of 2+ dims for LARS (which adapts only
+ * those), every one for LAMB (whose sweep also updates the moments). */
+static int fo_optim_takes_norms(int algo, const fo_tensor *t)
 {
-    return t->grad != NULL && t->ndim > 1;
+    return t->grad != NULL && (t->ndim > 1 || algo == FO_ALGO_lamb);
 }
 
 /* Blocks of FO_BLOCK_ELEMENTS over the tensors that take part, each tensor's blocks in order. */
-typedef struct { const fo_tensor *ts; const int64_t *tensor, *lo; fo_optim_sumsq_fn sumsq; } fo_optim_norm_ctx;
+typedef struct {
+    fo_tensor *ts;
+    const fo_hparams *hp;
+    const int64_t *tensor, *lo;
+    fo_optim_norm_fn norms;
+} fo_optim_norm_ctx;
 
 static void fo_optim_norm_block(const void *vctx, int64_t b, double *part)
 {
     const fo_optim_norm_ctx *ctx = (const fo_optim_norm_ctx *)vctx;
-    const fo_tensor *t = &ctx->ts[ctx->tensor[b]];
+    fo_tensor *t = &ctx->ts[ctx->tensor[b]];
     const int64_t lo = ctx->lo[b], hi = lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel;
-    ctx->sumsq(t, lo, hi, part);
+    ctx->norms(t, ctx->hp, lo, hi, part);
 }
 
-/* coef[4] = sum p^2 and coef[5] = sum g^2 of every tensor that takes part, its blocks' partials added in block
- * order (blocked_sum.h: the same bits at any thread count). FO_OK, or FO_ENOMEM before anything is written. */
-static int fo_optim_norm_sweep(int dtype, fo_tensor *ts, int64_t ntensors, int nthreads)
+/* coef[4] and coef[5]: the two sums of `algo`'s norm kernel (fo_optim_norm_fn) over every tensor that takes
+ * part, its blocks' partials added in block order (blocked_sum.h: the same bits at any thread count). FO_OK, or
+ * FO_ENOMEM before anything is written. */
+static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp,
+                               int nthreads)
 {
     fo_optim_norm_ctx ctx;
     int64_t k, b, nblocks = 0, work = 0, *index;
     double *part;
     for (k = 0; k < ntensors; ++k)
-        if (fo_optim_takes_norms(&ts[k])) {
+        if (fo_optim_takes_norms(algo, &ts[k])) {
             nblocks += fo_block_count(ts[k].numel);
             work += ts[k].numel;
         }
@@ -250,7 +273,7 @@ static int fo_optim_norm_sweep(int dtype, fo_tensor *ts, int64_t ntensors, int n
     }
     for (k = 0, b = 0; k < ntensors; ++k) {
         int64_t lo;
-        if (fo_optim_takes_norms(&ts[k]))
+        if (fo_optim_takes_norms(algo, &ts[k]))
             for (lo = 0; lo < ts[k].numel; lo += FO_BLOCK_ELEMENTS, ++b) {
                 index[b] = k;
                 index[nblocks + b] = lo;
@@ -259,10 +282,11 @@ static int fo_optim_norm_sweep(int dtype, fo_tensor *ts, int64_t ntensors, int n
     ctx.ts = ts;
     ctx.tensor = index;
     ctx.lo = index + nblocks;
-    ctx.sumsq = fo_optim_table()->sumsq[dtype];
+    ctx.hp = hp;
+    ctx.norms = fo_optim_table()->norm[algo][dtype];
     fo_blocked_partials(&ctx, fo_optim_norm_block, nblocks, 2, fo_threads_for(work, nthreads), NULL, part);
     for (k = 0, b = 0; k < ntensors; ++k) {
-        if (!fo_optim_takes_norms(&ts[k]))
+        if (!fo_optim_takes_norms(algo, &ts[k]))
             continue;
         ts[k].coef[4] = ts[k].coef[5] = 0.0;
         for (; b < nblocks && index[b] == k; ++b) {
@@ -287,7 +311,7 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
         return FO_ESTATE;
     chunk = fo_optim_table()->chunk[algo][dtype];
-    if (fo_optim_has_norm_sweep(algo) && fo_optim_norm_sweep(dtype, ts, ntensors, nthreads) != FO_OK)
+    if (fo_optim_has_norm_sweep(algo) && fo_optim_norm_sweep(algo, dtype, ts, ntensors, hp, nthreads) != FO_OK)
         return FO_ENOMEM;
 
     for (i = 0; i < ntensors; ++i) {

@@ -14,7 +14,7 @@
  * AdamW is FO_ADAM with decoupled_weight_decay. */
 #define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion) \
     X(adadelta) X(rprop) X(asgd) X(ademamix) X(adan) \
-    X(lars)
+    X(lars) X(lamb)
 
 #define FO_ALGO_ID(name) FO_ALGO_##name,
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
@@ -51,7 +51,8 @@ typedef struct fo_tensor {
     R(t_alpha_beta3)                  /* AdEMAMix (0: no warm-up) */                                     \
     R(trust_coefficient)              /* LARS */                                                         \
     F(maximize) F(amsgrad) F(nesterov) F(centered) F(decoupled_weight_decay)                              \
-    F(fixed_decay)                    /* decoupled decay not scaled by lr (AdEMAMix) */
+    F(fixed_decay)                    /* decoupled decay not scaled by lr (AdEMAMix, LAMB) */             \
+    F(grad_averaging) F(adam) F(adam_debias)   /* LAMB: (1 - b1) g in m; ratio 1; no 1 - b1^t */
 
 /* Hyperparameters of a group, read at call time. Each algorithm uses the fields it names. */
 #define FO_HP_REAL(name) double name;
@@ -88,12 +89,13 @@ int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads);
 
 /* Element-range kernels of one instruction-set path: update elements [lo, hi) of tensor t. */
 typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi);
-/* Sums of squares of t's param and gradient over elements [lo, hi), in double: out[0] = sum p^2, out[1] = sum g^2
- * (the norm sweep of a per-tensor trust ratio). */
-typedef void (*fo_optim_sumsq_fn)(const fo_tensor *t, int64_t lo, int64_t hi, double *out);
+/* The first sweep of a rule with a per-tensor trust ratio, over elements [lo, hi) of t: two sums of squares in
+ * double, out[0] and out[1] (LARS: of the param and the gradient; LAMB: of the decayed param and the Adam update,
+ * the sweep also writing the moments). */
+typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *out);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
-    fo_optim_sumsq_fn sumsq[2];                  /* [dtype] */
+    fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */

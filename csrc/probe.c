@@ -9,7 +9,8 @@
 #define FO_PROBE_CLONES
 #endif
 
-/* One fused loop over up to 6 input and 5 output streams (Adan: p, g and 4 state arrays in, p and the 4 out), like
+/* One fused loop over up to 7 input and 5 output streams (Adan: p, g and 4 state arrays in, p and the 4 out; LAMB's
+ * two sweeps: 7 in, 3 out), like
  * a real kernel (a blocked loop over one stream at a time defeats the hardware prefetcher and under-reports the
  * limit). nin/nout are compile-time constants. */
 #define FO_STREAM(REAL, SUFFIX)                                                                           \
@@ -18,6 +19,7 @@
     {                                                                                                     \
         const REAL *i0 = in[0], *i1 = nin > 1 ? in[1] : 0, *i2 = nin > 2 ? in[2] : 0;                     \
         const REAL *i3 = nin > 3 ? in[3] : 0, *i4 = nin > 4 ? in[4] : 0, *i5 = nin > 5 ? in[5] : 0;       \
+        const REAL *i6 = nin > 6 ? in[6] : 0;                                                             \
         REAL *o0 = out[0], *o1 = nout > 1 ? out[1] : 0, *o2 = nout > 2 ? out[2] : 0;                      \
         REAL *o3 = nout > 3 ? out[3] : 0, *o4 = nout > 4 ? out[4] : 0;                                    \
         int64_t i;                                                                                        \
@@ -29,6 +31,7 @@
             if (nin > 3) s += i3[i];                                                                      \
             if (nin > 4) s += i4[i];                                                                      \
             if (nin > 5) s += i5[i];                                                                      \
+            if (nin > 6) s += i6[i];                                                                      \
             s *= (REAL)0.5;                                                                               \
             o0[i] = s;                                                                                    \
             if (nout > 1) o1[i] = s;                                                                      \
@@ -42,7 +45,7 @@
     {                                                                                                     \
         switch (nin * 8 + nout) {                                                                         \
         FO_CASES(SUFFIX, 1) FO_CASES(SUFFIX, 2) FO_CASES(SUFFIX, 3)                                       \
-        FO_CASES(SUFFIX, 4) FO_CASES(SUFFIX, 5) FO_CASES(SUFFIX, 6)                                       \
+        FO_CASES(SUFFIX, 4) FO_CASES(SUFFIX, 5) FO_CASES(SUFFIX, 6) FO_CASES(SUFFIX, 7)                   \
         default: break;                                                                                   \
         }                                                                                                 \
     }                                                                                                     \

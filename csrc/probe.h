@@ -5,7 +5,7 @@
 
 #include "fo_common.h"
 
-/* Reads nin (1..6) arrays and writes nout (1..5) arrays of n elements once each in one fused loop:
+/* Reads nin (1..7) arrays and writes nout (1..5) arrays of n elements once each in one fused loop:
  * out_j[i] = 0.5 * sum_k in_k[i]. An output may also be an input (read-modify-write, as an in-place optimizer
  * step). Parallel like the kernels (static split, same threshold). Other counts do nothing. */
 void fo_probe_stream_f32(const float *const *in, int nin, float *const *out, int nout, int64_t n, int nthreads);

@@ -45,8 +45,8 @@ def stream(list reads, list writes, int nthreads=0):
     cdef Py_ssize_t k, nin = len(reads), nout = len(writes)
     cdef int64_t n
     cdef cnp.ndarray a
-    if not (1 <= nin <= 6 and 1 <= nout <= 5):
-        raise ValueError(f"stream: 1-6 reads and 1-5 writes, got {nin} and {nout}")
+    if not (1 <= nin <= 7 and 1 <= nout <= 5):
+        raise ValueError(f"stream: 1-7 reads and 1-5 writes, got {nin} and {nout}")
     cdef cnp.ndarray first = writes[0]
     _check(reads + writes, first, "stream")
     for a in writes:

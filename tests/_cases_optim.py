@@ -62,6 +62,12 @@ def optimizer_cases():
             continue
         cases.append(("LARS", dict(lr=0.1, trust_coefficient=0.02, **kw)))
     cases.append(("LARS", dict(lr=0.1, dampening=0.5, weight_decay=0.01)))
+    for kw in _grid(weight_decay=[0.0, 0.1], weight_decouple=[False, True], adam_debias=[False, True],
+                    maximize=[False, True]):
+        cases.append(("LAMB", dict(lr=0.01, **kw)))
+    for kw in _grid(fixed_decay=[False, True], grad_averaging=[False, True], adam=[False, True]):
+        cases.append(("LAMB", dict(lr=0.002, weight_decay=0.1, **kw)))   # m without (1 - b1) is 10x larger
+    cases.append(("LAMB", dict(lr=0.01, betas=(0.3, 0.5), eps=1e-3)))
     return cases
 
 

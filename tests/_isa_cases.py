@@ -43,6 +43,8 @@ CASES = [
     ("adan-wd-max", "Adan", dict(lr=1e-2, weight_decay=0.01, maximize=True)),
     ("adan-decoupled", "Adan", dict(lr=1e-2, weight_decay=0.01, weight_decouple=True, betas=(0.3, 0.4, 0.9))),
     ("lars-nesterov-wd", "LARS", dict(lr=1e-2, weight_decay=0.01, nesterov=True, trust_coefficient=0.02)),
+    ("lamb-coupled-max", "LAMB", dict(lr=1e-2, weight_decay=0.01, weight_decouple=False, maximize=True)),
+    ("lamb-decoupled", "LAMB", dict(lr=1e-2, weight_decay=0.01, grad_averaging=False)),
     ("ademamix-warmup-decoupled", "AdEMAMix", dict(lr=1e-2, t_alpha_beta3=10.0, weight_decay=0.01,
                                                    weight_decouple=True)),
 ]

@@ -1,6 +1,6 @@
 """float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
 torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD/
-AdEMAMix/Adan/LARS papers). Used only by tests and benchmarks.
+AdEMAMix/Adan/LARS/LAMB papers). Used only by tests and benchmarks.
 
 ``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
 """
@@ -216,10 +216,25 @@ def lars(hp, p, g, st):
     p -= hp["lr"] * g
 
 
+def lamb(hp, p, g, st):
+    t = st["step"] = st.get("step", 0) + 1
+    b1, b2 = hp["betas"]
+    lr, wd, eps = hp["lr"], hp["weight_decay"], hp["eps"]
+    g = -g if hp["maximize"] else g
+    m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1 if hp["grad_averaging"] else 1.0) * g
+    v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g * g
+    if hp["weight_decouple"]:
+        p *= 1 - wd * (1.0 if hp["fixed_decay"] else lr)
+    u = m / (np.sqrt(v) + eps) + (0.0 if hp["weight_decouple"] else wd * p)
+    wn, un = min(np.linalg.norm(p), 10.0), np.linalg.norm(u)
+    ratio = 1.0 if hp["adam"] or wn == 0 or un == 0 else wn / (un + eps)
+    p -= (lr if hp["adam_debias"] else lr / (1 - b1 ** t)) * ratio * u
+
+
 REFERENCE = {
     "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
     "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion, "Adadelta": adadelta, "Rprop": rprop, "ASGD": asgd,
-    "AdEMAMix": ademamix, "Adan": adan, "LARS": lars,
+    "AdEMAMix": ademamix, "Adan": adan, "LARS": lars, "LAMB": lamb,
 }
 
 

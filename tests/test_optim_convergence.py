@@ -31,6 +31,9 @@ SETTINGS = {      # name: (parabola hyperparameters, Rosenbrock hyperparameters)
     "AdEMAMix": (dict(lr=3e-2, betas=(0.9, 0.999, 0.999)), dict(lr=1e-2)),   # beta3 0.9999 settles in ~1e4 steps
     "Adan": (dict(lr=1e-2), dict(lr=1e-2)),
     "LARS": (dict(lr=1e-3), dict(lr=1e-3)),        # 1-D params: plain momentum SGD (no trust ratio)
+    # LAMB's steps scale with ||x||: at lr 1e-3 Rosenbrock stalls near x = 0; eps 1e-3 lets the parabola's steps
+    # shrink with the gradient near the minimum (with 1e-6 they keep a unit size there and hover at ~1e-3).
+    "LAMB": (dict(lr=1e-3, eps=1e-3), dict(lr=2e-3)),
 }
 # Adadelta does not reach Rosenbrock's minimum in 100,000 steps for any lr, rho or eps tried (1 to 30, 0.5 to 0.99,
 # 1e-6 to 1e-1: it crawls along the valley or diverges), as its unit-free steps shrink with the gradient history;

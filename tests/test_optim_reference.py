@@ -80,32 +80,37 @@ def test_thread_counts_give_identical_bits(case):
         np.testing.assert_array_equal(a, b)
 
 
+NORM_SWEEP_CASES = {"LARS": dict(lr=0.1, weight_decay=0.01, trust_coefficient=0.02),
+                    "LAMB": dict(lr=0.01, weight_decay=0.01)}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_norm_sweep_of_many_blocks_has_the_same_bits_at_any_thread_count(dtype):
-    """LARS's per-tensor norms over params of many blocks (blocked_sum.h), split among threads: the same bits at 1
-    and 2 threads, and the float64 reference's trajectory."""
+@pytest.mark.parametrize("name", sorted(NORM_SWEEP_CASES))
+def test_norm_sweep_of_many_blocks_has_the_same_bits_at_any_thread_count(name, dtype):
+    """Per-tensor norms over params of many blocks (blocked_sum.h), split among threads: the same bits at 1 and 2
+    threads, and the float64 reference's trajectory."""
     rng = np.random.default_rng(3)
     shapes = [(300, 201), (5, 9000), (70001,)]
     start = [rng.standard_normal(s).astype(dtype) for s in shapes]
     grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(5)]
-    kwargs = dict(lr=0.1, weight_decay=0.01, trust_coefficient=0.02)
+    kwargs = NORM_SWEEP_CASES[name]
     results = []
     for threads in (1, 2):
         before = fastopt.get_num_threads()
         fastopt.set_num_threads(threads)
         try:
             params = [p.copy() for p in start]
-            run_fastopt("LARS", kwargs, params, grads)
+            run_fastopt(name, kwargs, params, grads)
         finally:
             fastopt.set_num_threads(before)
         results.append(params)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
-    hp = reference_hparams("LARS", kwargs)
+    hp = reference_hparams(name, kwargs)
     for p, p0, k in zip(results[0], start, range(len(shapes))):
         ref, st = p0.astype(np.float64), {}
         for gs in grads:
-            reference_step("LARS", hp, ref, gs[k].astype(np.float64), st)
+            reference_step(name, hp, ref, gs[k].astype(np.float64), st)
         np.testing.assert_allclose(p, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
 
 

@@ -7,7 +7,7 @@ from fastopt import _probe
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("nin,nout", [(1, 1), (4, 3), (6, 5)])      # (6, 5): Adan's traffic
+@pytest.mark.parametrize("nin,nout", [(1, 1), (4, 3), (6, 5), (7, 3)])   # Adan's, LAMB's traffic
 def test_stream_writes_half_the_sum_of_its_reads_to_every_output(nin, nout, dtype):
     rng = np.random.default_rng(nin * 10 + nout)
     reads = [rng.standard_normal(1001).astype(dtype) for _ in range(nin)]
@@ -22,8 +22,8 @@ def test_stream_writes_half_the_sum_of_its_reads_to_every_output(nin, nout, dtyp
 
 
 def test_stream_rejects_counts_it_has_no_loop_for():
-    a = [np.ones(8) for _ in range(7)]
-    with pytest.raises(ValueError, match="1-6 reads and 1-5 writes"):
-        _probe.stream(a[:7], a[:1])
-    with pytest.raises(ValueError, match="1-6 reads and 1-5 writes"):
+    a = [np.ones(8) for _ in range(8)]
+    with pytest.raises(ValueError, match="1-7 reads and 1-5 writes"):
+        _probe.stream(a[:8], a[:1])
+    with pytest.raises(ValueError, match="1-7 reads and 1-5 writes"):
         _probe.stream(a[:1], a[:6])

@@ -17,14 +17,14 @@ from fastopt.bench.core import Case, Impl, Probe, chosen_sizes, optional_import
 from fastopt.optim import specs
 
 
-def _traffic(cls, kwargs, norm_sweep=False):
-    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses, and p and
-    g again for a norm sweep."""
+def _traffic(cls, kwargs, norm_sweep=0):
+    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses, and the
+    arrays a norm sweep reads again (the spec's ``norm_sweep``)."""
     p = np.zeros(2)
     opt = cls([p], **kwargs)
     opt.step([np.ones(2)])
     slots = sum(1 for v in opt.state[0].values() if isinstance(v, np.ndarray) and v.shape == p.shape)
-    return 2 + slots + 2 * norm_sweep, 1 + slots
+    return 2 + slots + norm_sweep, 1 + slots
 
 
 def _kernels():

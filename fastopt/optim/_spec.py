@@ -68,8 +68,9 @@ class OptimizerSpec:
     and on per-param scalars (step, ``aux``), so a slice of a param steps as the whole does (what
     ``fastopt.distributed.ZeroRedundancyOptimizer`` relies on; False for a rule with per-tensor reductions);
     ``peer``: (module, class) of the reference implementation where torch.optim has none, a torch optimizer
-    taking the same arguments (``fastopt bench`` compares with it when it is installed); ``norm_sweep``: a first
-    sweep reads param and gradient for per-tensor norms (a trust ratio), traffic the benchmark's probe must also move."""
+    taking the same arguments (``fastopt bench`` compares with it when it is installed); ``norm_sweep``: the arrays
+    a first sweep for per-tensor norms (a trust ratio) reads beyond the step's own, traffic the benchmark's probe
+    must also move (LARS: param and gradient, 2; LAMB: param and the moments again, 3; 0: no such sweep)."""
     name: str
     algo: str
     hypers: tuple
@@ -86,7 +87,7 @@ class OptimizerSpec:
     bench: dict = field(default_factory=dict)
     elementwise: bool = True
     peer: Optional[tuple] = None
-    norm_sweep: bool = False
+    norm_sweep: int = 0
 
     @property
     def algo_id(self):

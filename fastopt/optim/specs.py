@@ -360,8 +360,37 @@ e 0), \qquad
 
     Params of 0 or 1 dimensions (biases, norms' scales) take neither the ratio nor the weight decay, as in the
     reference. State per param: ``momentum_buffer`` (momentum != 0) and ``step``.
-    """, uses_step=False, elementwise=False, norm_sweep=True, peer=("pytorch_optimizer", "LARS"),
+    """, uses_step=False, elementwise=False, norm_sweep=2, peer=("pytorch_optimizer", "LARS"),
     bench={"lr": 1e-2})
 
+LAMB = OptimizerSpec(
+    "LAMB", "lamb",
+    (_lr(1e-3), _betas((0.9, 0.999)), _wd(), Hyper("weight_decouple", True, FLAG, "decoupled_weight_decay"),
+     Hyper("fixed_decay", False, FLAG, "fixed_decay"), Hyper("grad_averaging", True, FLAG, "grad_averaging"),
+     Hyper("adam", False, FLAG, "adam"), Hyper("adam_debias", False, FLAG, "adam_debias"), _eps(1e-6), MAXIMIZE),
+    (Slot("exp_avg"), Slot("exp_avg_sq")),
+    r"""LAMB: Adam's update scaled by a trust ratio per tensor (You et al., 2019; ``pytorch_optimizer.Lamb``'s
+    semantics: the paper's version 3, the second moment without bias correction).
+
+    With :math:`\beta_3 = 1 - \beta_1` (grad_averaging) or 1, and the two norms computed in the same call (a first
+    sweep that also updates the moments; the same bits at any thread count):
+
+    .. math::
+        m_t &\leftarrow \beta_1 m_{t-1} + \beta_3 g_t, \qquad v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}(1 - \gamma\lambda) \ (\lambda \text{ if fixed_decay})
+            \quad\text{(weight_decouple)} \\
+        u_t &= \frac{m_t}{\sqrt{v_t} + \epsilon} \ (+ \lambda \theta_{t-1} \text{ without weight_decouple}),
+            \qquad r_t = \frac{\min(\lVert\theta_{t-1}\rVert, 10)}{\lVert u_t\rVert + \epsilon}
+            \ (1 \text{ if either norm is 0, or with adam}) \\
+        \theta_t &\leftarrow \theta_{t-1} - s_t r_t u_t, \qquad
+            s_t = \gamma / (1 - \beta_1^t) \text{, or } \gamma \text{ with adam_debias}
+
+    Every param takes the ratio, whatever its dimensions. State per param: ``step``, ``exp_avg``, ``exp_avg_sq``.
+    Not arguments: the peer's ``rectify`` (use :class:`RAdam`'s rule without a ratio) and ``pre_norm`` /
+    ``max_grad_norm`` (a global clip before the step: :func:`fastopt.clip_grad_norm_` first, whose divisor
+    ``norm + 1e-6`` is the peer's ``norm + eps`` at the default eps).
+    """, elementwise=False, norm_sweep=3, peer=("pytorch_optimizer", "Lamb"))
+
 # Registry order: the order of every __all__ and of the estimators' solver names.
-SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN, LARS)
+SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN, LARS,
+         LAMB)
