@@ -6,6 +6,7 @@ maps lower-case names to the classes, in the registry's order.
 from fastopt.optim._spec import make_class
 from fastopt.optim.adafactor import Adafactor
 from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.sparse_adam import SparseAdam
 from fastopt.optim.specs import SPECS
 
 
@@ -21,6 +22,6 @@ globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
 # Not element-wise, so not in SPECS / OPTIMIZERS (the native kernels, the functional forms, the estimators'
 # solvers and ZeroRedundancyOptimizer cover the spec-made classes only): stepped in NumPy, see _numpy_optimizer.py.
-NUMPY_OPTIMIZERS = (Adafactor,)
+NUMPY_OPTIMIZERS = (Adafactor, SparseAdam)
 
 __all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()] + [cls.__name__ for cls in NUMPY_OPTIMIZERS]
