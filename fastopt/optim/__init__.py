@@ -2,6 +2,12 @@
 
 Each class is made from its spec in ``fastopt/optim/specs.py`` (the one place an optimizer is declared); ``OPTIMIZERS``
 maps lower-case names to the classes, in the registry's order.
+
+``Adafactor`` (a factored second moment) and ``SparseAdam`` (row-sparse ``(indices, rows)`` gradients) have state
+or gradients that are not element-wise: they are written as their own modules (``adafactor.py``,
+``sparse_adam.py``) on ``NumpyOptimizer`` (``_numpy_optimizer.py``: the same groups, checks and state_dict, a step in
+NumPy) and listed in ``NUMPY_OPTIMIZERS``, not in ``SPECS`` / ``OPTIMIZERS`` (no functional form, estimator solver or
+ZeroRedundancyOptimizer sharding); both are in ``__all__``. ``step(check_finite=...)`` is not offered by them.
 """
 from fastopt.optim._spec import make_class
 from fastopt.optim.adafactor import Adafactor
