@@ -190,19 +190,20 @@ def test_bad_params_and_bad_state_dicts():
 
 
 def test_converges_on_a_parabola():
-    """sum((x - 3)^2) from 0: within 1e-2 of the minimum in 2,000 steps (lr=0.1; relative steps, so the error
-    ends near rho_t * RMS(x) = 3 / sqrt(2000) scaled by lr's cap ... measured: < 1e-2)."""
+    """sum((x - 3)^2) from 0 with lr=0.1: at the minimum within 1e-6 in 500 steps (measured: 0.78 off after 100
+    steps, exactly 3.0 by step 500: a zero gradient gives a zero update)."""
     x = np.zeros(10)
     opt = fastopt.Adafactor([x], lr=0.1)
-    for _ in range(2000):
+    for _ in range(500):
         opt.step([2 * (x - 3.0)])
-    assert np.max(np.abs(x - 3.0)) < 1e-2
+    assert np.max(np.abs(x - 3.0)) < 1e-6
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_converges_on_least_squares(dtype):
-    """0.5 ||A W - B||^2 over a (20, 5) weight matrix (the factored path): the loss falls below 1e-3 of its
-    starting value in 1,500 steps."""
+    """0.5 ||A W - B||^2 over a (20, 5) weight matrix (the factored path), lr=0.05: the loss falls below 1e-3 of
+    its starting value in 1,500 steps (measured: 1.8e-6 at step 300; the relative step size keeps the iterate
+    moving near the optimum, so 3.3e-5 (float32) and 3.7e-6 (float64) at step 1,500)."""
     rng = np.random.default_rng(3)
     a = rng.standard_normal((200, 20)).astype(dtype)
     w_true = rng.standard_normal((20, 5)).astype(dtype)
@@ -228,3 +229,24 @@ def test_a_step_allocates_no_temporary_of_the_params_size():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 256 * 1024, peak
+
+
+@pytest.mark.parametrize("first", [np.float32, np.float64])
+def test_eps1_none_takes_the_dtype_of_the_groups_first_param_with_a_gradient(first):
+    """torch resolves eps1=None once per group, from the first param stepped: a float64 param after a float32 one
+    gets float32's machine epsilon (and the other way round). Zero gradient rows make eps1 matter."""
+    second = np.float64 if first is np.float32 else np.float32
+    rng = np.random.default_rng(5)
+    params = [rng.standard_normal((4, 3)).astype(first), rng.standard_normal((6, 2)).astype(second)]
+    grads = []
+    for _ in range(10):
+        gs = [rng.standard_normal(p.shape).astype(p.dtype) * 1e-4 for p in params]
+        for g in gs:
+            g[0] = 0.0
+        grads.append(gs)
+    expected = _torch_run([(params, {})], grads, {})
+    opt = fastopt.Adafactor(params)
+    for gs in grads:
+        opt.step(gs)
+    for a, b in zip(params, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
