@@ -6,9 +6,9 @@ format, so that either library loads the other's checkpoints) but runs fastopt's
 group and dtype for all tensors, with the GIL released. There are no copies: each parameter and gradient is seen
 through a NumPy view of the tensor's own storage (``tensor.detach().numpy()``), so the update lands in the tensor.
 
-One class per fastopt optimizer, made from ``fastopt.optim.__all__``, with the same constructor keywords and
-update rule (see the fastopt class's docstring): for each fastopt class ``C``, ``fastopt.torch.C(params, ...)``
-steps ``params`` as ``C([p.detach().numpy() for p in params], ...).step([p.grad.numpy() ...])`` would.
+One class per element-wise fastopt optimizer, made from ``fastopt.optim.OPTIMIZERS``, with the same constructor
+keywords and update rule (see the fastopt class's docstring): for each such class ``C``, ``fastopt.torch.C(params,
+...)`` steps ``params`` as ``C([p.detach().numpy() for p in params], ...).step([p.grad.numpy() ...])`` would.
 
 Requirements, checked with the error named after the tensor: CPU tensors, strided layout, float32 or float64,
 parameters C-contiguous (an in-place target is never copied; gradients may be strided and are then copied once
@@ -225,6 +225,7 @@ def _make(name):
     return type(name, (FastoptTorchOptimizer,), {"fastopt_class": cls, "__doc__": doc, "__module__": __name__})
 
 
-__all__ = [name for name in _optim.__all__ if name != "Optimizer"]
+# Muon and LBFGS are left out: torch.optim has both, and their steps are not the element-wise rule this wraps.
+__all__ = [cls.__name__ for cls in _optim.OPTIMIZERS.values()]
 globals().update({name: _make(name) for name in __all__})
 __all__ += ["FastoptTorchOptimizer"]
