@@ -10,7 +10,7 @@ from fastopt.optim.specs import SPECS
 
 def test_registries_derive_from_the_specs():
     names = [s.name for s in SPECS]
-    assert fastopt.optim.__all__ == ["Optimizer"] + names + ["Muon"]     # outside the registry: not element-wise
+    assert fastopt.optim.__all__ == ["Optimizer"] + names + ["Muon", "LBFGS"]     # outside the registry: not element-wise
     assert all(n in fastopt.__all__ and getattr(fastopt, n) is getattr(fastopt.optim, n) for n in names)
     assert [f for f in fastopt.functional.__all__ if f.endswith("_")] == [n.lower() + "_" for n in names]
     from fastopt.estimators._mlp import OPTIMIZERS

@@ -8,6 +8,7 @@ is not element-wise are their own modules, outside the registry (``__all__`` lis
 """
 from fastopt.optim._spec import make_class
 from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.lbfgs import LBFGS
 from fastopt.optim.muon import Muon
 from fastopt.optim.specs import SPECS
 
@@ -22,4 +23,4 @@ def _classes():
 OPTIMIZERS = {name.lower(): cls for name, cls in _classes().items()}
 globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
-__all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()] + ["Muon"]
+__all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()] + ["Muon", "LBFGS"]
