@@ -163,7 +163,7 @@ def test_non_finite_loss_is_handled_as_torch(line_search_fn, bad_loss):
     def torch_closure():
         topt.zero_grad()
         rosenbrock(tx).backward()
-        return torch.tensor(loss_of(tx.detach(), 1), dtype=torch.float64)
+        return torch.tensor(float(loss_of(tx.detach(), 1)), dtype=torch.float64)
     for _ in range(2):
         opt.step(closure)
         if line_search_fn and np.isnan(bad_loss):

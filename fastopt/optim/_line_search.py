@@ -9,7 +9,13 @@ import numpy as np
 
 def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
     """The minimiser of the cubic through (x1, f1) and (x2, f2) with slopes g1, g2, clamped to ``bounds`` (default:
-    [min(x1, x2), max(x1, x2)]); the bounds' midpoint when the cubic has no minimiser."""
+    [min(x1, x2), max(x1, x2)]); the bounds' midpoint when the cubic has no minimiser. Non-finite losses give
+    NaN here without a warning, as in torch."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds)
+
+
+def _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds):
     low, high = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1 ** 2 - g1 * g2
