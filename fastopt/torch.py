@@ -6,10 +6,10 @@ format, so that either library loads the other's checkpoints) but runs fastopt's
 group and dtype for all tensors, with the GIL released. There are no copies: each parameter and gradient is seen
 through a NumPy view of the tensor's own storage (``tensor.detach().numpy()``), so the update lands in the tensor.
 
-One class per fastopt optimizer of ``fastopt.optim.__all__`` (but SparseAdam, whose gradients are row-sparse), with
-the same constructor keywords and update rule (see the fastopt class's docstring): for each fastopt class ``C``,
-``fastopt.torch.C(params, ...)`` steps ``params`` as ``C([p.detach().numpy() for p in params], ...).step([p.grad.numpy()
-...])`` would.
+One class per fastopt optimizer of ``fastopt.optim.__all__`` but SparseAdam, Muon and LBFGS (see ``__all__``
+below), with the same constructor keywords and update rule (see the fastopt class's docstring): for each such
+class ``C``, ``fastopt.torch.C(params, ...)`` steps ``params`` as ``C([p.detach().numpy() for p in params],
+...).step([p.grad.numpy() ...])`` would.
 
 Requirements, checked with the error named after the tensor: CPU tensors, strided layout, float32 or float64,
 parameters C-contiguous (an in-place target is never copied; gradients may be strided and are then copied once
@@ -226,8 +226,10 @@ def _make(name):
     return type(name, (FastoptTorchOptimizer,), {"fastopt_class": cls, "__doc__": doc, "__module__": __name__})
 
 
-# SparseAdam's gradients are (indices, rows) pairs, not dense tensors: it has no class here (torch.optim.SparseAdam
-# takes torch's sparse COO gradients).
-__all__ = [name for name in _optim.__all__ if name not in ("Optimizer", "SparseAdam")]
+# Left out: SparseAdam, whose gradients are (indices, rows) pairs, not dense tensors (torch.optim.SparseAdam takes
+# torch's sparse COO gradients); Muon and LBFGS, whose steps are not the dense step(grads) rule this wraps (Muon
+# takes 2-D params only, LBFGS a closure), and which torch.optim has.
+NOT_WRAPPED = ("Optimizer", "SparseAdam", "Muon", "LBFGS")
+__all__ = [name for name in _optim.__all__ if name not in NOT_WRAPPED]
 globals().update({name: _make(name) for name in __all__})
 __all__ += ["FastoptTorchOptimizer"]

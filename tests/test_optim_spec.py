@@ -10,10 +10,9 @@ from fastopt.optim.specs import SPECS
 
 def test_registries_derive_from_the_specs():
     names = [s.name for s in SPECS]
-    numpy_stepped = [cls.__name__ for cls in fastopt.optim.NUMPY_OPTIMIZERS]     # not element-wise: no spec
-    assert fastopt.optim.__all__ == ["Optimizer"] + names + numpy_stepped
-    assert all(n in fastopt.__all__ and getattr(fastopt, n) is getattr(fastopt.optim, n)
-               for n in names + numpy_stepped)
+    outside = [cls.__name__ for cls in fastopt.optim.NOT_ELEMENTWISE]     # not element-wise: no spec
+    assert fastopt.optim.__all__ == ["Optimizer"] + names + outside
+    assert all(n in fastopt.__all__ and getattr(fastopt, n) is getattr(fastopt.optim, n) for n in names + outside)
     assert [f for f in fastopt.functional.__all__ if f.endswith("_")] == [n.lower() + "_" for n in names]
     from fastopt.estimators._mlp import OPTIMIZERS
     assert list(OPTIMIZERS) == [n.lower() for n in names]

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 import fastopt.optim  # noqa: E402
 import fastopt.torch as ft  # noqa: E402
 
-NAMES = [n for n in fastopt.optim.__all__ if n not in ("Optimizer", "SparseAdam")]   # SparseAdam: sparse gradients
+NAMES = [n for n in fastopt.optim.__all__ if n not in ft.NOT_WRAPPED]
 # the torch.optim twin and keywords for each algorithm torch has (Lion has none)
 TWINS = {"SGD": dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2),
          "Adam": dict(lr=1e-2, weight_decay=1e-2, amsgrad=True), "AdamW": dict(lr=1e-2),

@@ -1,16 +1,22 @@
 """Optimizer objects with torch.optim's names, defaults and update rules, over NumPy arrays.
 
-Each class is made from its spec in ``fastopt/optim/specs.py`` (the one place an optimizer is declared); ``OPTIMIZERS``
-maps lower-case names to the classes, in the registry's order.
+Each element-wise class is made from its spec in ``fastopt/optim/specs.py`` (the one place such an optimizer is
+declared); ``OPTIMIZERS`` maps lower-case names to those classes, in the registry's order.
 
-``Adafactor`` (a factored second moment) and ``SparseAdam`` (row-sparse ``(indices, rows)`` gradients) have state
-or gradients that are not element-wise: they are written as their own modules (``adafactor.py``,
-``sparse_adam.py``) on ``NumpyOptimizer`` (``_numpy_optimizer.py``: the same groups, checks and state_dict, a step in
-NumPy) and listed in ``NUMPY_OPTIMIZERS``, not in ``SPECS`` / ``OPTIMIZERS`` (no functional form, estimator solver or
-ZeroRedundancyOptimizer sharding); both are in ``__all__``. ``step(check_finite=...)`` is not offered by them.
+Four optimizers have state, gradients or steps that are not element-wise: they are their own modules, outside
+``SPECS`` / ``OPTIMIZERS`` (no functional form, estimator solver or ZeroRedundancyOptimizer sharding; no
+``step(check_finite=...)``), listed in ``NOT_ELEMENTWISE`` and last in ``__all__``:
+
+* ``Adafactor`` (``adafactor.py``: a factored second moment) and ``SparseAdam`` (``sparse_adam.py``: row-sparse
+  ``(indices, rows)`` gradients), on ``NumpyOptimizer`` (``_numpy_optimizer.py``: the same groups, checks and
+  state_dict, a step in NumPy);
+* ``Muon`` (``muon.py``: momentum orthogonalised by Newton-Schulz matmuls, 2-D params; ``step(grads)``) and
+  ``LBFGS`` (``lbfgs.py``: limited-memory BFGS with an optional strong-Wolfe line search; ``step(closure)``).
 """
 from fastopt.optim._spec import make_class
 from fastopt.optim.adafactor import Adafactor
+from fastopt.optim.lbfgs import LBFGS
+from fastopt.optim.muon import Muon
 from fastopt.optim.optimizer import Optimizer
 from fastopt.optim.sparse_adam import SparseAdam
 from fastopt.optim.specs import SPECS
@@ -27,7 +33,7 @@ OPTIMIZERS = {name.lower(): cls for name, cls in _classes().items()}
 globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
 # Not element-wise, so not in SPECS / OPTIMIZERS (the native kernels, the functional forms, the estimators'
-# solvers and ZeroRedundancyOptimizer cover the spec-made classes only): stepped in NumPy, see _numpy_optimizer.py.
-NUMPY_OPTIMIZERS = (Adafactor, SparseAdam)
+# solvers and ZeroRedundancyOptimizer cover the spec-made classes only).
+NOT_ELEMENTWISE = (Adafactor, SparseAdam, Muon, LBFGS)
 
-__all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()] + [cls.__name__ for cls in NUMPY_OPTIMIZERS]
+__all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()] + [cls.__name__ for cls in NOT_ELEMENTWISE]
