@@ -172,7 +172,7 @@ def test_unknown_hyperparameter_is_a_type_error():
 
 @pytest.mark.parametrize("make_grads,error,message", [
     (lambda ws: [np.ones((4, 6), np.float32), np.ones_like(ws[1])], ValueError,
-     r"grads\[0\]: shape \(4, 6\) does not match params\[0\] shape \(6, 4\)"),
+     r"grads\[0\]: shape \(4, 6\) does not match params\[0\]'s shape \(6, 4\)"),
     (lambda ws: [np.ones_like(ws[0]), np.ones(ws[1].shape)], TypeError,
      r"grads\[1\]: expected dtype float32 \(the dtype of params\[1\]\), got float64"),
     (lambda ws: [np.ones_like(ws[0])], ValueError, r"expected 2 gradients .* got 1"),
@@ -243,10 +243,10 @@ def test_resume_from_state_dict_is_bit_identical(dtype):
 
 @pytest.mark.parametrize("edit,error,message", [
     (lambda sd: sd["state"][0].update(momentum_buffer=np.zeros((4, 6), np.float32)), ValueError,
-     r"params\[0\] 'momentum_buffer': shape \(4, 6\) does not match the param's \(6, 4\)"),
+     r"params\[0\] 'momentum_buffer': shape \(4, 6\) does not match the expected \(6, 4\)"),
     (lambda sd: sd["state"][1].update(momentum_buffer=np.zeros((4, 5))), TypeError,
      r"'momentum_buffer': expected dtype float32 \(the param's\), got float64"),
-    (lambda sd: sd["state"][0].update(step=3), ValueError, r"expected a dict with the one key 'momentum_buffer'"),
+    (lambda sd: sd["state"][0].update(step=3), ValueError, r"unknown entries \['step'\] for Muon \(expected \['momentum_buffer'\]\)"),
     (lambda sd: sd["state"].update({7: {}}), ValueError, r"state for param 7, which no group lists"),
     (lambda sd: sd["param_groups"][0].update(lr=-2.0), ValueError, r"Invalid learning rate: -2\.0"),
     (lambda sd: sd["param_groups"].append(dict(sd["param_groups"][0])), ValueError, r"has 2 parameter groups"),

@@ -24,7 +24,10 @@ from fastopt.optim.optimizer import SCHEDULE_KEYS, _loaded_step, _ParamState
 
 
 class NumpyOptimizer:
-    """Param groups, state and state_dict of an optimizer stepped in NumPy (see the module docstring)."""
+    """Param groups, state and state_dict of an optimizer stepped in NumPy (see the module docstring).
+    ``counts_steps``: each param's state holds its ``step`` count (False: torch keeps none, as for Muon)."""
+
+    counts_steps = True
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -99,7 +102,8 @@ class NumpyOptimizer:
                 if i not in self._state:
                     self._state[i] = self._new_state(p)
                 st = self._state[i]
-                st["step"][...] = st["step"] + 1
+                if self.counts_steps:
+                    st["step"][...] = st["step"] + 1
                 self._update(i, p, g, st, hp)
 
     def _checked_work(self, grads):
@@ -150,7 +154,7 @@ class NumpyOptimizer:
         return (grad,)
 
     def _new_state(self, p):
-        state = {"step": np.zeros((), dtype=np.int64)}
+        state = {"step": np.zeros((), dtype=np.int64)} if self.counts_steps else {}
         for name, shape in self._state_shapes(p).items():
             state[name] = np.zeros(shape, dtype=p.dtype)
         return state
@@ -217,13 +221,14 @@ class NumpyOptimizer:
             raise TypeError(f"{where}: expected a dict, got {type(st).__name__}")
         p = self._params[i]
         shapes = self._state_shapes(p)
-        if "step" not in st:
+        expected = (["step"] if self.counts_steps else []) + sorted(shapes)
+        if self.counts_steps and "step" not in st:
             raise ValueError(f"{where} has no 'step'")
-        extra = set(st) - set(shapes) - {"step"}
+        extra = set(st) - set(expected)
         if extra:
             raise ValueError(f"{where} has unknown entries {sorted(extra)} for {type(self).__name__} "
-                             f"(expected 'step' and {sorted(shapes)})")
-        out = {"step": np.array(_loaded_step(st["step"], where), dtype=np.int64)}
+                             f"(expected {expected})")
+        out = {"step": np.array(_loaded_step(st["step"], where), dtype=np.int64)} if self.counts_steps else {}
         for name, shape in shapes.items():
             value = st.get(name)
             if value is None:
