@@ -212,13 +212,19 @@ static int fo_optim_has_state(const fo_tensor *ts, int64_t ntensors, int need)
     return 1;
 }
 
-/* The segment sweep of a step (dispatch.h): a tensor without a gradient takes no part. */
-typedef struct { fo_tensor *ts; const fo_hparams *hp; fo_optim_chunk_fn chunk; } fo_optim_sweep_ctx;
+/* 1 if t steps in the team-wide sweeps: it has a gradient, and the step is not tiled or t is too large a tile. */
+static int fo_optim_in_sweep(const fo_tensor *t, int tiled)
+{
+    return t->grad != NULL && !(tiled && t->numel <= FO_OPTIM_TILE);
+}
+
+/* The segment sweep of a step (dispatch.h): a tensor outside the team-wide sweep takes no part. */
+typedef struct { fo_tensor *ts; const fo_hparams *hp; fo_optim_chunk_fn chunk; int tiled; } fo_optim_sweep_ctx;
 
 static int64_t fo_optim_segment_size(const void *vctx, int64_t k)
 {
-    const fo_tensor *t = &((const fo_optim_sweep_ctx *)vctx)->ts[k];
-    return t->grad != NULL ? t->numel : 0;
+    const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
+    return fo_optim_in_sweep(&ctx->ts[k], ctx->tiled) ? ctx->ts[k].numel : 0;
 }
 
 static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
@@ -232,6 +238,56 @@ static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
 static int fo_optim_takes_norms(int algo, const fo_tensor *t)
 {
     return t->grad != NULL && (t->ndim > 1 || algo == FO_ALGO_lamb);
+}
+
+/* One tile (see FO_OPTIM_TILE): its sums in block order, as fo_optim_norm_sweep adds them, then its step. */
+static void fo_optim_tile(int algo, int dtype, fo_tensor *t, const fo_hparams *hp)
+{
+    const fo_optim_kernels *k = fo_optim_table();
+    int64_t lo;
+    if (fo_optim_takes_norms(algo, t)) {
+        t->coef[4] = t->coef[5] = 0.0;
+        for (lo = 0; lo < t->numel; lo += FO_BLOCK_ELEMENTS) {
+            double part[2];
+            k->norm[algo][dtype](t, hp, lo, lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel,
+                                 part);
+            t->coef[4] += part[0];
+            t->coef[5] += part[1];
+        }
+    }
+    fo_optim_prepare(algo, t, hp);
+    k->chunk[algo][dtype](t, hp, 0, t->numel);
+}
+
+/* Every tile of the step, whole tiles split among the team: thread tid takes those that start in its share
+ * [fo_split(total, tid, team), fo_split(total, tid + 1, team)) of the tiles' concatenated elements. */
+static void fo_optim_tiles(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
+{
+    int64_t k, total = 0;
+    int nth;
+    for (k = 0; k < ntensors; ++k)
+        if (ts[k].grad != NULL && !fo_optim_in_sweep(&ts[k], 1)) {
+            total += ts[k].numel;
+            if (ts[k].numel == 0)
+                fo_optim_tile(algo, dtype, &ts[k], hp);    /* its step count only: no thread's share holds it */
+        }
+    nth = fo_threads_for(total, nthreads);
+    (void)nth;
+#pragma omp parallel num_threads(nth) if(nth > 1)
+    {
+        int tid = 0, team = 1;
+        int64_t j, off = 0, lo, hi;
+        FO_TEAM(tid, team);
+        lo = fo_split(total, tid, team);
+        hi = fo_split(total, tid + 1, team);
+        for (j = 0; j < ntensors && off < hi; ++j) {
+            if (ts[j].grad == NULL || fo_optim_in_sweep(&ts[j], 1) || ts[j].numel == 0)
+                continue;
+            if (off >= lo)
+                fo_optim_tile(algo, dtype, &ts[j], hp);
+            off += ts[j].numel;
+        }
+    }
 }
 
 /* Blocks of FO_BLOCK_ELEMENTS over the tensors that take part, each tensor's blocks in order. */
@@ -260,7 +316,7 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
     int64_t k, b, nblocks = 0, work = 0, *index;
     double *part;
     for (k = 0; k < ntensors; ++k)
-        if (fo_optim_takes_norms(algo, &ts[k])) {
+        if (fo_optim_takes_norms(algo, &ts[k]) && fo_optim_in_sweep(&ts[k], 1)) {
             nblocks += fo_block_count(ts[k].numel);
             work += ts[k].numel;
         }
@@ -273,7 +329,7 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
     }
     for (k = 0, b = 0; k < ntensors; ++k) {
         int64_t lo;
-        if (fo_optim_takes_norms(algo, &ts[k]))
+        if (fo_optim_takes_norms(algo, &ts[k]) && fo_optim_in_sweep(&ts[k], 1))
             for (lo = 0; lo < ts[k].numel; lo += FO_BLOCK_ELEMENTS, ++b) {
                 index[b] = k;
                 index[nblocks + b] = lo;
@@ -286,7 +342,7 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
     ctx.norms = fo_optim_table()->norm[algo][dtype];
     fo_blocked_partials(&ctx, fo_optim_norm_block, nblocks, 2, fo_threads_for(work, nthreads), NULL, part);
     for (k = 0, b = 0; k < ntensors; ++k) {
-        if (!fo_optim_takes_norms(algo, &ts[k]))
+        if (!fo_optim_takes_norms(algo, &ts[k]) && fo_optim_in_sweep(&ts[k], 1))
             continue;
         ts[k].coef[4] = ts[k].coef[5] = 0.0;
         for (; b < nblocks && index[b] == k; ++b) {
@@ -302,20 +358,19 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
 {
     fo_optim_sweep_ctx ctx;
-    fo_optim_chunk_fn chunk;
     int64_t i, total = 0;
-    int nth;
+    int tiled;
 
     if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64))
         return FO_EINVAL;
     if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
         return FO_ESTATE;
-    chunk = fo_optim_table()->chunk[algo][dtype];
-    if (fo_optim_has_norm_sweep(algo) && fo_optim_norm_sweep(algo, dtype, ts, ntensors, hp, nthreads) != FO_OK)
+    tiled = fo_optim_has_norm_sweep(algo);
+    if (tiled && fo_optim_norm_sweep(algo, dtype, ts, ntensors, hp, nthreads) != FO_OK)
         return FO_ENOMEM;
 
     for (i = 0; i < ntensors; ++i) {
-        if (ts[i].grad == NULL)
+        if (!fo_optim_in_sweep(&ts[i], tiled))
             continue;
         fo_optim_prepare(algo, &ts[i], hp);
         total += ts[i].numel;
@@ -323,9 +378,12 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
 
     ctx.ts = ts;
     ctx.hp = hp;
-    ctx.chunk = chunk;
-    nth = fo_threads_for(total, nthreads);
-    fo_segment_sweep(&ctx, ntensors, total, nth, fo_optim_segment_size, fo_optim_segment);
+    ctx.chunk = fo_optim_table()->chunk[algo][dtype];
+    ctx.tiled = tiled;
+    fo_segment_sweep(&ctx, ntensors, total, fo_threads_for(total, nthreads), fo_optim_segment_size,
+                     fo_optim_segment);
+    if (tiled)
+        fo_optim_tiles(algo, dtype, ts, ntensors, hp, nthreads);
 
     for (i = 0; i < ntensors; ++i)
         if (ts[i].grad != NULL)

@@ -20,6 +20,11 @@
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
 #undef FO_ALGO_ID
 
+/* A tensor of at most FO_OPTIM_TILE elements with a norm sweep takes its sums and its step back to back on one
+ * thread, while its arrays are still in cache: the step's second read of them moves no memory. Larger ones take
+ * the team-wide norm sweep, then the team-wide step. The sums are the same additions either way. */
+enum { FO_OPTIM_TILE = 16384 };
+
 /* State a step of `algo` reads and writes under `hp`: bit s = state[s] (s < FO_MAX_SLOTS), FO_NEEDS_AUX = aux. */
 enum { FO_MAX_SLOTS = 4, FO_NEEDS_AUX = 1 << FO_MAX_SLOTS };
 

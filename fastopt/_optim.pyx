@@ -25,6 +25,7 @@ include "_runtime_api.pxi"
 
 cdef extern from "optim.h" nogil:
     enum: FO_MAX_SLOTS
+    enum: FO_OPTIM_TILE
     ctypedef struct fo_tensor:
         void *param
         const void *grad
@@ -52,6 +53,7 @@ cdef extern from "optim.h" nogil:
 ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}
 # The state-slot bits of a required-slots mask (the bit above them, FO_NEEDS_AUX, is the scalar aux state).
 MAX_SLOTS, SLOT_MASK = FO_MAX_SLOTS, FO_NEEDS_AUX - 1
+OPTIM_TILE = FO_OPTIM_TILE     # the largest tensor whose norm sweep and step run back to back in cache
 
 cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 

@@ -12,19 +12,28 @@ in one fused loop with trivial arithmetic.
 """
 import numpy as np
 
-from fastopt import _probe
+from fastopt import _optim, _probe
 from fastopt.bench.core import Case, Impl, Probe, chosen_sizes, optional_import
 from fastopt.optim import specs
 
 
-def _traffic(cls, kwargs, norm_sweep=0):
-    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses, and the
-    arrays a norm sweep reads again (the spec's ``norm_sweep``)."""
+def _traffic(cls, kwargs):
+    """(arrays read, arrays written) per element of a step: p, g and the per-element state slots it uses."""
     p = np.zeros(2)
     opt = cls([p], **kwargs)
     opt.step([np.ones(2)])
     slots = sum(1 for v in opt.state[0].values() if isinstance(v, np.ndarray) and v.shape == p.shape)
-    return 2 + slots + norm_sweep, 1 + slots
+    return 2 + slots, 1 + slots
+
+
+def traffic(kernel, shapes):
+    """(arrays read, arrays written) per element of a step over tensors of ``shapes`` (element counts): with a norm
+    sweep, the arrays it reads again (the spec's ``norm_sweep``) count where a tensor is larger than a tile
+    (``_optim.OPTIM_TILE``), whose second read comes from cache."""
+    n_read, n_write = KERNELS[kernel][2]
+    if kernel in NORM_SWEEP and max(shapes) > _optim.OPTIM_TILE:
+        n_read += NORM_SWEEP[kernel]
+    return n_read, n_write
 
 
 def _kernels():
@@ -32,12 +41,12 @@ def _kernels():
     out = {}
     for spec in specs.SPECS:
         cls = getattr(fastopt, spec.name)
-        out[spec.name] = (cls, dict(spec.bench), _traffic(cls, spec.bench, spec.norm_sweep))
+        out[spec.name] = (cls, dict(spec.bench), _traffic(cls, spec.bench))
     return out
 
 
-KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written))
-NORM_SWEEP = {spec.name for spec in specs.SPECS if spec.norm_sweep}
+KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written) without a norm sweep)
+NORM_SWEEP = {spec.name: spec.norm_sweep for spec in specs.SPECS if spec.norm_sweep}   # name: arrays read again
 PEERS = {spec.name: spec.peer for spec in specs.SPECS if spec.peer}    # name: (module, class)
 HYPERS = {spec.name: dict(spec.defaults(), **spec.bench) for spec in specs.SPECS}   # every hyperparameter's value
 SIZES = {"1e3": [1000], "1e5": [100_000], "1e6": [1_000_000], "1e7": [10_000_000], "200x5000": [5000] * 200}
@@ -133,7 +142,7 @@ class TorchStep:
 
 class ProbeStep(Probe):
     def __init__(self, kernel, shapes, dtype):
-        n_read, n_write = KERNELS[kernel][2]
+        n_read, n_write = traffic(kernel, shapes)
         n = int(sum(shapes))
         self.arrays = [np.ones(n, dtype=dtype) for _ in range(n_read)]
         self.writes = [self.arrays[0]] + self.arrays[2:2 + n_write - 1]   # p and the state arrays, in place
@@ -168,8 +177,8 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=F
     chosen = chosen_sizes(sizes, quick, SIZES, QUICK_SIZES)
     out = []
     for kernel in kernels or list(KERNELS):
-        n_read, n_write = KERNELS[kernel][2]
         for size, shapes in chosen:
+            n_read, n_write = traffic(kernel, shapes)
             for dtype in dtypes:
                 numel = int(sum(shapes))
                 itemsize = np.dtype(dtype).itemsize
