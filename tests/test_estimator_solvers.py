@@ -5,10 +5,19 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import check_estimator
 
 import fastopt
 from fastopt.estimators import MLPClassifier, MLPRegressor
 from fastopt.estimators._solvers import SOLVERS, RoleOptimizer
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adafactor", "muon", "lbfgs"])
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_check_estimator(Estimator, solver):
+    est = Estimator(hidden_layer_sizes=(16,), max_iter=50, learning_rate=1e-2, optimizer=solver, random_state=0)
+    check_estimator(est)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +82,7 @@ def test_muon_steps_matrices_and_adamw_the_rest(digits):
     assert len(lrs) == 2 and lrs[0] == lrs[1] < 1e-2
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_lbfgs_is_full_batch_and_has_no_partial_fit(digits):
     X_train, X_test, y_train, y_test = digits
     clf = MLPClassifier(hidden_layer_sizes=(16,), optimizer="lbfgs", max_iter=5, random_state=0)
@@ -84,6 +94,7 @@ def test_lbfgs_is_full_batch_and_has_no_partial_fit(digits):
     assert clf.n_iter_ == 5                          # max_iter counts L-BFGS iterations
     assert clf.loss_ <= clf.loss_curve_[0] and clf.t_ == 0
     assert hasattr(MLPClassifier(optimizer="adam"), "partial_fit")
+    assert hasattr(MLPClassifier(optimizer="bogus"), "partial_fit")      # which then raises the name's error
     reg = MLPRegressor(hidden_layer_sizes=(16,), optimizer="lbfgs", max_iter=50, random_state=0)
     assert not hasattr(reg, "partial_fit")
     Xr = X_train[:300]

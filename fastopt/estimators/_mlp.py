@@ -315,7 +315,11 @@ class _BaseMLP(BaseEstimator):
 
     def _check_stochastic(self):
         """partial_fit exists for the stochastic solvers only (scikit-learn's rule: not for lbfgs)."""
-        if solver_name(self.optimizer) == "lbfgs":
+        try:
+            lbfgs = solver_name(self.optimizer) == "lbfgs"
+        except ValueError:
+            return True                           # a bad optimizer: partial_fit exists and says so when called
+        if lbfgs:
             raise AttributeError("partial_fit is only available for stochastic optimizers; lbfgs is not stochastic")
         return True
 

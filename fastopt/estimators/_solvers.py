@@ -86,7 +86,10 @@ def fit_lbfgs(est, X, Y):
     history 10 (scipy's ``maxcor``), a strong-Wolfe line search from a step of 1 (``learning_rate`` is not
     used, as in sklearn); ``optimizer_params`` overrides any of these. The batch-size, schedule, clipping,
     shuffling and early-stopping parameters do not apply. Dropout masks are fixed during the fit (a fixed
-    seed: the same objective at every evaluation). ``loss_curve_`` gets the loss of every evaluation, ``loss_``
+    seed: the same objective at every evaluation). Batch norm normalizes with the full batch's statistics; its
+    running statistics are updated at every evaluation. ``comm`` is not supported. Ctrl-C raises
+    KeyboardInterrupt at once, leaving the weights as they were before the step (``LBFGS.step`` is all or
+    nothing). ``loss_curve_`` gets the loss of every evaluation, ``loss_``
     the loss at the params the fit ends on."""
     net, n = est._net, X.shape[0]
     idx = np.arange(n)
