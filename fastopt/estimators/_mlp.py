@@ -340,7 +340,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     + fused ReLU after every hidden layer), ``dropout`` (rate after every hidden layer), ``optimizer`` (the
     lower-case name of a solver, the keys of ``fastopt.estimators._mlp.SOLVERS``: every element-wise optimizer
     of ``fastopt.optim.OPTIMIZERS``, "adafactor", "muon" (Muon on the weight matrices, AdamW on the rest) and
-    "lbfgs" (full batch, as scikit-learn's; no partial_fit), see _solvers.py; or a fastopt optimizer class) with ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule``
+    "lbfgs" (full batch, as scikit-learn's; no partial_fit; ``progress`` is not called), see _solvers.py; or a
+    fastopt optimizer class) with ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule``
     ("constant", "cosine", "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up),
     ``l1``/``l2`` (penalty l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm
     clipping), ``early_stopping`` on a stratified ``validation_fraction`` (accuracy; the best weights are
