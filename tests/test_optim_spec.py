@@ -13,7 +13,9 @@ def test_registries_derive_from_the_specs():
     outside = [cls.__name__ for cls in fastopt.optim.NOT_ELEMENTWISE]     # not element-wise: no spec
     assert fastopt.optim.__all__ == ["Optimizer"] + names + outside
     assert all(n in fastopt.__all__ and getattr(fastopt, n) is getattr(fastopt.optim, n) for n in names + outside)
-    assert [f for f in fastopt.functional.__all__ if f.endswith("_")] == [n.lower() + "_" for n in names]
+    # the spec-made forms, then those of the optimizers that are not element-wise (LBFGS has none)
+    assert [f for f in fastopt.functional.__all__ if f.endswith("_")] == [n.lower() + "_" for n in names] + [
+        "adafactor_", "sparse_adam_", "muon_"]
     from fastopt.estimators._mlp import OPTIMIZERS
     assert list(OPTIMIZERS) == [n.lower() for n in names]
 

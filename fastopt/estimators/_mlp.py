@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -23,6 +24,7 @@ from fastopt.callbacks import EarlyStopping
 from fastopt.clip import clip_grad_norm_
 from fastopt.estimators._interrupt import deferred_interrupt
 from fastopt.estimators._network import Network
+from fastopt.estimators._solvers import SOLVERS, fit_lbfgs, make_optimizer, solver_name  # noqa: F401 (SOLVERS)
 from fastopt.estimators._threads import training_threads
 from fastopt.losses import mse, softmax_cross_entropy
 from fastopt.regularize import add_penalty_grad_
@@ -71,12 +73,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
         if not (0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if isinstance(self.optimizer, str):
-            if self.optimizer.lower() not in OPTIMIZERS:
-                raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer class, "
-                                 f"got {self.optimizer!r}")
-        elif not (isinstance(self.optimizer, type) and issubclass(self.optimizer, optim.Optimizer)):
-            raise ValueError(f"optimizer must be a name or a fastopt Optimizer class, got {self.optimizer!r}")
+        self._solver = solver_name(self.optimizer)         # _solvers.py: the names, and what is not a solver
+        if self._solver == "lbfgs" and self.comm is not None:
+            raise ValueError("optimizer='lbfgs' does not support comm (data-parallel fitting is minibatch only)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("learning_rate", "l1", "l2", "tol", "warmup_epochs"):
@@ -105,8 +104,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ model pieces
     def _make_optimizer(self, params, total_steps, steps_per_epoch):
-        cls = OPTIMIZERS[self.optimizer.lower()] if isinstance(self.optimizer, str) else self.optimizer
-        opt = cls(params, lr=self.learning_rate, **(self.optimizer_params or {}))
+        opt = make_optimizer(self._solver, self.optimizer, params, self.learning_rate, self.optimizer_params or {})
         warmup = int(round(self.warmup_epochs * steps_per_epoch))
         main = max(1, total_steps - warmup)
         if self.lr_schedule == "onecycle":
@@ -165,6 +163,12 @@ class _BaseMLP(BaseEstimator):
         if first:
             self._initialize(X.shape[1], Y.shape[1] if Y.ndim == 2 else int(self._n_classes()), hidden, dtype, rng)
         X_val = Y_val = None
+        if self._solver == "lbfgs":                 # full batch, as scikit-learn's solver="lbfgs" (_solvers.py)
+            with self._thread_limits(X.shape[0]):
+                fit_lbfgs(self, kernel_input(np.asarray(X), dtype),
+                          kernel_input(np.asarray(Y), np.intp if self._is_classifier() else dtype))
+            self.best_loss_ = min(self.loss_curve_, default=np.inf)
+            return self
         if self.early_stopping and not incremental:
             stratify = Y if self._is_classifier() and len(np.unique(Y)) > 1 else None
             X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction,
@@ -309,6 +313,16 @@ class _BaseMLP(BaseEstimator):
     def _is_classifier(self):
         return False
 
+    def _check_stochastic(self):
+        """partial_fit exists for the stochastic solvers only (scikit-learn's rule: not for lbfgs)."""
+        try:
+            lbfgs = solver_name(self.optimizer) == "lbfgs"
+        except ValueError:
+            return True                           # a bad optimizer: partial_fit exists and says so when called
+        if lbfgs:
+            raise AttributeError("partial_fit is only available for stochastic optimizers; lbfgs is not stochastic")
+        return True
+
     def __getstate__(self):
         """The fitted network pickles; the optimizer and schedule do not (partial_fit after unpickling starts a
         fresh optimizer, fit always does)."""
@@ -324,8 +338,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters (beyond scikit-learn's ``MLPClassifier`` names where they exist): ``batch_norm`` (batch norm
     + fused ReLU after every hidden layer), ``dropout`` (rate after every hidden layer), ``optimizer`` (the
-    lower-case name of any fastopt optimizer, the keys of ``fastopt.estimators._mlp.OPTIMIZERS``, or a fastopt
-    Optimizer class) with ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule``
+    lower-case name of a solver, the keys of ``fastopt.estimators._mlp.SOLVERS``: every element-wise optimizer
+    of ``fastopt.optim.OPTIMIZERS``, "adafactor", "muon" (Muon on the weight matrices, AdamW on the rest) and
+    "lbfgs" (full batch, as scikit-learn's; no partial_fit; ``progress`` is not called), see _solvers.py; or a
+    fastopt optimizer class) with ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule``
     ("constant", "cosine", "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up),
     ``l1``/``l2`` (penalty l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm
     clipping), ``early_stopping`` on a stratified ``validation_fraction`` (accuracy; the best weights are
@@ -376,6 +392,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"contains only one class: {self.classes_[0]!r} (1 class)")
         return self._fit(X, y, incremental=False, epochs=self.max_iter, progress=progress)
 
+    @available_if(_BaseMLP._check_stochastic)
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y); ``classes`` is required at the first call."""
         first = not hasattr(self, "_net")
@@ -434,6 +451,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X, Y = self._prepare(X, y, reset=reset)
         return self._fit(X, Y, incremental=False, epochs=self.max_iter, progress=progress)
 
+    @available_if(_BaseMLP._check_stochastic)
     def partial_fit(self, X, y):
         first = not hasattr(self, "_net")
         X, Y = self._prepare(X, y, reset=first)

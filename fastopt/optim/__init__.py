@@ -4,8 +4,10 @@ Each element-wise class is made from its spec in ``fastopt/optim/specs.py`` (the
 declared); ``OPTIMIZERS`` maps lower-case names to those classes, in the registry's order.
 
 Four optimizers have state, gradients or steps that are not element-wise: they are their own modules, outside
-``SPECS`` / ``OPTIMIZERS`` (no functional form, estimator solver or ZeroRedundancyOptimizer sharding; no
-``step(check_finite=...)``), listed in ``NOT_ELEMENTWISE`` and last in ``__all__``:
+``SPECS`` / ``OPTIMIZERS`` (no native kernel or ZeroRedundancyOptimizer sharding; no ``step(check_finite=...)``),
+listed in ``NOT_ELEMENTWISE`` and last in ``__all__``. Their functional forms (``adafactor_``, ``sparse_adam_``,
+``muon_``; none for LBFGS) are in ``fastopt.functional.optim``, their estimator solvers ("adafactor", "muon",
+"lbfgs"; SparseAdam is none: dense gradients) in ``fastopt.estimators._solvers``:
 
 * ``Adafactor`` (``adafactor.py``: a factored second moment) and ``SparseAdam`` (``sparse_adam.py``: row-sparse
   ``(indices, rows)`` gradients), on ``NumpyOptimizer`` (``_numpy_optimizer.py``: the same groups, checks and
@@ -32,8 +34,8 @@ def _classes():
 OPTIMIZERS = {name.lower(): cls for name, cls in _classes().items()}
 globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
-# Not element-wise, so not in SPECS / OPTIMIZERS (the native kernels, the functional forms, the estimators'
-# solvers and ZeroRedundancyOptimizer cover the spec-made classes only).
+# Not element-wise, so not in SPECS / OPTIMIZERS (the native kernels and ZeroRedundancyOptimizer cover the
+# spec-made classes only; functional forms and estimator solvers: see the module docstring).
 NOT_ELEMENTWISE = (Adafactor, SparseAdam, Muon, LBFGS)
 
 __all__ = ["Optimizer"] + [cls.__name__ for cls in OPTIMIZERS.values()] + [cls.__name__ for cls in NOT_ELEMENTWISE]

@@ -51,21 +51,7 @@ class Adafactor(NumpyOptimizer):
     def _checked_hypers(self, group, where):
         """A group's hyperparameters (torch's checks; ValueError/TypeError naming the bad one, with its value)."""
         self._known_keys(group, where)
-        eps = group["eps"]
-        if not isinstance(eps, (tuple, list)) or len(eps) != 2:
-            raise TypeError(f"{where}: Invalid eps: expected a tuple (epsilon1 or None, epsilon2), got {eps!r}")
-        try:
-            return {"lr": check_nonnegative(group["lr"], "learning rate"),
-                    "beta2_decay": check_range(group["beta2_decay"], "beta2_decay (must be <= 0)", -math.inf, 0.0,
-                                               low_open=True),
-                    "eps1": None if eps[0] is None else check_nonnegative(eps[0], "epsilon1 (eps[0])"),
-                    "eps2": check_nonnegative(eps[1], "epsilon2 (eps[1])"),
-                    "d": check_range(group["d"], "clipping threshold d (must be >= 1)", 1.0, math.inf,
-                                     high_open=True),
-                    "weight_decay": check_nonnegative(group["weight_decay"], "weight_decay value"),
-                    "maximize": check_flag(group["maximize"], "maximize")}
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"{where}: {e}") from None
+        return checked_hypers(group, where)
 
     def _checked_grad(self, i, p, grad, hp):
         g = self.dense_grad(i, p, grad)
@@ -74,9 +60,7 @@ class Adafactor(NumpyOptimizer):
         return g
 
     def _state_shapes(self, p):
-        if p.ndim < 2:
-            return {"variance": p.shape}
-        return {"row_var": p.shape[:-1] + (1,), "col_var": p.shape[:-2] + (1, p.shape[-1])}
+        return state_shapes(p)
 
     # ------------------------------------------------------------------ step
     def _work(self, p):
@@ -89,40 +73,79 @@ class Adafactor(NumpyOptimizer):
         return flat[:p.size].reshape(p.shape)
 
     def _update(self, i, p, g, st, hp):
-        if p.size == 0:
-            return
-        step = float(st["step"])
-        lr, eps1 = hp["lr"], hp["eps1"]
-        w = step ** hp["beta2_decay"]
-        rho = min(lr, 1 / step ** 0.5)
-        alpha = max(hp["eps2"], math.sqrt(_sum_squares(p)) / p.size ** 0.5) * rho
-        if hp["weight_decay"] != 0:
-            np.multiply(p, 1 - lr * hp["weight_decay"], out=p)
-        work = self._work(p)
+        small = None
         if p.ndim >= 2:
-            _factored_estimate(g, st["row_var"], st["col_var"], w, eps1, self._small_buffers(i, p), work)
-        else:
-            _full_estimate(g, st["variance"], w, work)
-        np.maximum(work, eps1 * eps1, out=work)            # U = g / sqrt(max(V, eps1^2)), as torch's rsqrt * g
-        np.sqrt(work, out=work)
-        np.divide(1, work, out=work)
-        np.multiply(work, g, out=work)
-        denom = max(1.0, math.sqrt(_sum_squares(work)) / (work.size ** 0.5 * hp["d"]))
-        scale = -alpha / denom
-        np.multiply(work, -scale if hp["maximize"] else scale, out=work)     # maximize: U of -g is -U
-        np.add(p, work, out=p)
+            small = self._scratch.get(("small", i))
+            if small is None:
+                small = self._scratch[("small", i)] = small_buffers(p)
+        update_(p, g, st, int(st["step"]), hp, self._work(p), small)
 
-    def _small_buffers(self, i, p):
-        """Per-param buffers of the factored step: row and column means of g^2, the mean of the row factor, and a
-        scratch of the row factor's shape (made at the param's first step, never part of the state)."""
-        small = self._scratch.get(("small", i))
-        if small is None:
-            shapes = self._state_shapes(p)
-            small = (np.empty(shapes["row_var"], p.dtype), np.empty(shapes["col_var"], p.dtype),
-                     np.empty(p.shape[:-2] + (1, 1), p.dtype), np.empty(shapes["row_var"], p.dtype),
-                     np.empty(shapes["col_var"], p.dtype))
-            self._scratch[("small", i)] = small
-        return small
+
+def checked_hypers(group, where):
+    """{lr, beta2_decay, eps1 (None or a float), eps2, d, weight_decay, maximize} of ``group`` (a dict with
+    Adafactor's hyperparameter names), checked as torch does: ValueError/TypeError naming the bad one and
+    ``where``. The one check of the class and of ``fastopt.functional.adafactor_``."""
+    eps = group["eps"]
+    if not isinstance(eps, (tuple, list)) or len(eps) != 2:
+        raise TypeError(f"{where}: Invalid eps: expected a tuple (epsilon1 or None, epsilon2), got {eps!r}")
+    try:
+        return {"lr": check_nonnegative(group["lr"], "learning rate"),
+                "beta2_decay": check_range(group["beta2_decay"], "beta2_decay (must be <= 0)", -math.inf, 0.0,
+                                           low_open=True),
+                "eps1": None if eps[0] is None else check_nonnegative(eps[0], "epsilon1 (eps[0])"),
+                "eps2": check_nonnegative(eps[1], "epsilon2 (eps[1])"),
+                "d": check_range(group["d"], "clipping threshold d (must be >= 1)", 1.0, math.inf,
+                                 high_open=True),
+                "weight_decay": check_nonnegative(group["weight_decay"], "weight_decay value"),
+                "maximize": check_flag(group["maximize"], "maximize")}
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from None
+
+
+def state_shapes(p):
+    """{state name: shape} of a param: ``row_var`` (..., rows, 1) and ``col_var`` (..., 1, cols) for 2+ dims,
+    else ``variance`` (the param's shape)."""
+    if p.ndim < 2:
+        return {"variance": p.shape}
+    return {"row_var": p.shape[:-1] + (1,), "col_var": p.shape[:-2] + (1, p.shape[-1])}
+
+
+def small_buffers(p):
+    """The work buffers of the factored step of a 2+-dim param: row and column means of g^2, the mean of the row
+    factor, and scratches of the row and column factors' shapes (never part of the state)."""
+    shapes = state_shapes(p)
+    return (np.empty(shapes["row_var"], p.dtype), np.empty(shapes["col_var"], p.dtype),
+            np.empty(p.shape[:-2] + (1, 1), p.dtype), np.empty(shapes["row_var"], p.dtype),
+            np.empty(shapes["col_var"], p.dtype))
+
+
+def update_(p, g, state, step, hp, work, small):
+    """The Adafactor update of one param (the class docstring's rule), in place on ``p`` and ``state`` (its
+    ``row_var``/``col_var`` or ``variance``): ``step`` is the param's 1-based step count, ``hp`` from
+    ``checked_hypers`` with ``eps1`` a float, ``work`` a buffer of p's shape and dtype, ``small`` from
+    ``small_buffers(p)`` (2+ dims; else None). Checks nothing: the class and ``adafactor_`` check first. The one
+    update of ``Adafactor.step`` and ``fastopt.functional.adafactor_``."""
+    if p.size == 0:
+        return
+    step = float(step)
+    lr, eps1 = hp["lr"], hp["eps1"]
+    w = step ** hp["beta2_decay"]
+    rho = min(lr, 1 / step ** 0.5)
+    alpha = max(hp["eps2"], math.sqrt(_sum_squares(p)) / p.size ** 0.5) * rho
+    if hp["weight_decay"] != 0:
+        np.multiply(p, 1 - lr * hp["weight_decay"], out=p)
+    if p.ndim >= 2:
+        _factored_estimate(g, state["row_var"], state["col_var"], w, eps1, small, work)
+    else:
+        _full_estimate(g, state["variance"], w, work)
+    np.maximum(work, eps1 * eps1, out=work)            # U = g / sqrt(max(V, eps1^2)), as torch's rsqrt * g
+    np.sqrt(work, out=work)
+    np.divide(1, work, out=work)
+    np.multiply(work, g, out=work)
+    denom = max(1.0, math.sqrt(_sum_squares(work)) / (work.size ** 0.5 * hp["d"]))
+    scale = -alpha / denom
+    np.multiply(work, -scale if hp["maximize"] else scale, out=work)     # maximize: U of -g is -U
+    np.add(p, work, out=p)
 
 
 def _sum_squares(a):

@@ -106,6 +106,20 @@ def orthogonalize(update, coefficients, steps, eps, work):
     return x.T if tall else x
 
 
+def update_(p, g, buf, hypers, work):
+    """The Muon update of one 2-D param (the class docstring's rule), in place on ``p`` and its momentum buffer
+    ``buf``: ``hypers`` from ``checked_hypers``, ``work`` a ``_Workspace`` of p's shape and dtype. Checks
+    nothing: the class and ``fastopt.functional.muon_`` check first. The one update of both."""
+    lr, weight_decay, momentum, nesterov, coefficients, eps, steps, adjust = hypers
+    lerp_(buf, g, 1 - momentum, out=buf, scratch=work.update)
+    update = lerp_(g, buf, momentum, out=work.update, scratch=work.update) if nesterov else buf
+    ortho = orthogonalize(update, coefficients, steps, eps, work)
+    if lr * weight_decay != 0:
+        np.multiply(p, 1 - lr * weight_decay, out=p)
+    from fastopt.functional import sgd_       # here: fastopt.functional imports fastopt.optim
+    sgd_(p, ortho, lr=adjusted_lr(lr, adjust, p.shape))
+
+
 class Muon(NumpyOptimizer):
     r"""Muon (Jordan et al. 2024; ``torch.optim.Muon``'s names, defaults, checks and update order) for 2-D params.
 
@@ -159,12 +173,4 @@ class Muon(NumpyOptimizer):
         return self._scratch[key]
 
     def _update(self, i, p, g, state, hypers):
-        lr, weight_decay, momentum, nesterov, coefficients, eps, steps, adjust = hypers
-        buf, work = state["momentum_buffer"], self._workspace(p)
-        lerp_(buf, g, 1 - momentum, out=buf, scratch=work.update)
-        update = lerp_(g, buf, momentum, out=work.update, scratch=work.update) if nesterov else buf
-        ortho = orthogonalize(update, coefficients, steps, eps, work)
-        if lr * weight_decay != 0:
-            np.multiply(p, 1 - lr * weight_decay, out=p)
-        from fastopt.functional import sgd_       # here: fastopt.functional imports fastopt.optim
-        sgd_(p, ortho, lr=adjusted_lr(lr, adjust, p.shape))
+        update_(p, g, state["momentum_buffer"], hypers, self._workspace(p))

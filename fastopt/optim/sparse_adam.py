@@ -45,14 +45,7 @@ class SparseAdam(NumpyOptimizer):
     def _checked_hypers(self, group, where):
         """A group's hyperparameters (torch's checks; ValueError/TypeError naming the bad one, with its value)."""
         self._known_keys(group, where)
-        try:
-            beta1, beta2 = check_betas(group["betas"])
-            return {"lr": check_range(group["lr"], "learning rate", 0.0, math.inf, low_open=True, high_open=True),
-                    "beta1": beta1, "beta2": beta2,
-                    "eps": check_range(group["eps"], "epsilon value", 0.0, math.inf, low_open=True, high_open=True),
-                    "maximize": check_flag(group["maximize"], "maximize")}
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"{where}: {e}") from None
+        return checked_hypers(group, where)
 
     def _checked_grad(self, i, p, grad, hp):
         """``(indices as intp, rows)`` of ``grads[i]``, checked against ``params[i]``; rows itself or one contiguous
@@ -61,23 +54,7 @@ class SparseAdam(NumpyOptimizer):
         if not isinstance(grad, tuple) or len(grad) != 2:
             raise TypeError(f"{name}: expected a tuple (indices, rows) (a row-sparse gradient), got "
                             f"{type(grad).__name__}")
-        indices, rows = grad
-        if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
-            what = f"dtype {indices.dtype}" if isinstance(indices, np.ndarray) else type(indices).__name__
-            raise TypeError(f"{name} indices: expected an integer ndarray, got {what}")
-        if indices.ndim != 1:
-            raise ValueError(f"{name} indices: expected shape (k,), got {indices.shape}")
-        if indices.size and (indices.min() < 0 or indices.max() >= p.shape[0]):
-            bad = indices[(indices < 0) | (indices >= p.shape[0])][0]
-            raise ValueError(f"{name} indices: index {bad} is out of range for params[{i}] with {p.shape[0]} rows")
-        if not isinstance(rows, np.ndarray):
-            raise TypeError(f"{name} rows: expected a numpy.ndarray, got {type(rows).__name__}")
-        if rows.dtype != p.dtype:
-            raise TypeError(f"{name} rows: expected dtype {p.dtype} (the param's), got {rows.dtype}")
-        if rows.shape != (indices.size, p.shape[1]):
-            raise ValueError(f"{name} rows: shape {rows.shape} does not match (k, n_cols) = "
-                             f"{(indices.size, p.shape[1])}")
-        return indices.astype(np.intp, copy=False), input_array(rows, f"{name} rows")
+        return checked_sparse_grad(p, grad[0], grad[1], name, f"params[{i}]")
 
     def _grad_arrays(self, grad):
         return grad
@@ -87,30 +64,71 @@ class SparseAdam(NumpyOptimizer):
 
     # ------------------------------------------------------------------ step
     def _update(self, i, p, grad, st, hp):
-        indices, rows = grad
-        if indices.size == 0:
-            return
-        indices, rows, owned = _coalesced(indices, rows)
-        if hp["maximize"]:
-            rows = np.negative(rows, out=rows if owned else None)
-        beta1, beta2, step = hp["beta1"], hp["beta2"], int(st["step"])
-        exp_avg, exp_avg_sq = st["exp_avg"], st["exp_avg_sq"]
-        m, v = exp_avg[indices], exp_avg_sq[indices]
-        t = np.subtract(rows, m)                       # torch: (g - m) * (1 - beta1), then m + that
-        np.multiply(t, 1 - beta1, out=t)
-        np.add(m, t, out=m)
-        exp_avg[indices] = m
-        np.multiply(rows, rows, out=t)                 # (g^2 - v) * (1 - beta2), then v + that
-        np.subtract(t, v, out=t)
-        np.multiply(t, 1 - beta2, out=t)
-        np.add(v, t, out=v)
-        exp_avg_sq[indices] = v
-        np.sqrt(v, out=t)
-        np.add(t, hp["eps"], out=t)
-        np.divide(m, t, out=t)
-        step_size = hp["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-        np.multiply(t, -step_size, out=t)
-        p[indices] += t                                # unique indices: a gather, an add and a scatter
+        update_(p, grad[0], grad[1], st["exp_avg"], st["exp_avg_sq"], int(st["step"]), hp)
+
+
+def checked_hypers(group, where):
+    """{lr, beta1, beta2, eps, maximize} of ``group`` (a dict with SparseAdam's hyperparameter names), checked as
+    torch does: ValueError/TypeError naming the bad one and ``where``. The one check of the class and of
+    ``fastopt.functional.sparse_adam_``."""
+    try:
+        beta1, beta2 = check_betas(group["betas"])
+        return {"lr": check_range(group["lr"], "learning rate", 0.0, math.inf, low_open=True, high_open=True),
+                "beta1": beta1, "beta2": beta2,
+                "eps": check_range(group["eps"], "epsilon value", 0.0, math.inf, low_open=True, high_open=True),
+                "maximize": check_flag(group["maximize"], "maximize")}
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from None
+
+
+def checked_sparse_grad(p, indices, rows, name, pname):
+    """``(indices as intp, rows)``: a row-sparse gradient of the 2-D param ``p`` (named ``pname``), checked
+    (TypeError/ValueError naming ``name``); rows itself or one contiguous copy."""
+    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+        what = f"dtype {indices.dtype}" if isinstance(indices, np.ndarray) else type(indices).__name__
+        raise TypeError(f"{name} indices: expected an integer ndarray, got {what}")
+    if indices.ndim != 1:
+        raise ValueError(f"{name} indices: expected shape (k,), got {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= p.shape[0]):
+        bad = indices[(indices < 0) | (indices >= p.shape[0])][0]
+        raise ValueError(f"{name} indices: index {bad} is out of range for {pname} with {p.shape[0]} rows")
+    if not isinstance(rows, np.ndarray):
+        raise TypeError(f"{name} rows: expected a numpy.ndarray, got {type(rows).__name__}")
+    if rows.dtype != p.dtype:
+        raise TypeError(f"{name} rows: expected dtype {p.dtype} (the param's), got {rows.dtype}")
+    if rows.shape != (indices.size, p.shape[1]):
+        raise ValueError(f"{name} rows: shape {rows.shape} does not match (k, n_cols) = "
+                         f"{(indices.size, p.shape[1])}")
+    return indices.astype(np.intp, copy=False), input_array(rows, f"{name} rows")
+
+
+def update_(p, indices, rows, exp_avg, exp_avg_sq, step, hp):
+    """The lazy Adam update of the rows ``indices`` of one param (the class docstring's rule), in place on ``p``,
+    ``exp_avg`` and ``exp_avg_sq``: ``step`` the param's 1-based step count, ``hp`` from ``checked_hypers``,
+    ``(indices, rows)`` from ``checked_sparse_grad``. Checks nothing: the class and ``sparse_adam_`` check
+    first. The one update of ``SparseAdam.step`` and ``fastopt.functional.sparse_adam_``."""
+    if indices.size == 0:
+        return
+    indices, rows, owned = _coalesced(indices, rows)
+    if hp["maximize"]:
+        rows = np.negative(rows, out=rows if owned else None)
+    beta1, beta2 = hp["beta1"], hp["beta2"]
+    m, v = exp_avg[indices], exp_avg_sq[indices]
+    t = np.subtract(rows, m)                       # torch: (g - m) * (1 - beta1), then m + that
+    np.multiply(t, 1 - beta1, out=t)
+    np.add(m, t, out=m)
+    exp_avg[indices] = m
+    np.multiply(rows, rows, out=t)                 # (g^2 - v) * (1 - beta2), then v + that
+    np.subtract(t, v, out=t)
+    np.multiply(t, 1 - beta2, out=t)
+    np.add(v, t, out=v)
+    exp_avg_sq[indices] = v
+    np.sqrt(v, out=t)
+    np.add(t, hp["eps"], out=t)
+    np.divide(m, t, out=t)
+    step_size = hp["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+    np.multiply(t, -step_size, out=t)
+    p[indices] += t                                # unique indices: a gather, an add and a scatter
 
 
 def _coalesced(indices, rows):
