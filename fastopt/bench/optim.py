@@ -113,6 +113,12 @@ def _torch_class(torch, kernel):
     return getattr(module, peer[1], None) if module else None
 
 
+def _train_mode(opt):
+    """schedulefree's optimizers step only after train()."""
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+
+
 class TorchStep:
     def __init__(self, torch, kernel, shapes, dtype, mode):
         _, kwargs, _ = KERNELS[kernel]
@@ -123,6 +129,7 @@ class TorchStep:
             p.grad = torch.from_numpy(g)
         flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
         self.opt = _torch_class(torch, kernel)(self.params, **kwargs, **flags)
+        _train_mode(self.opt)
 
     def run(self):
         self.opt.step()
@@ -154,6 +161,7 @@ def _torch_supports(torch, kernel, mode, dtype):
     flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
     try:
         opt = cls([p], **KERNELS[kernel][1], **flags)
+        _train_mode(opt)
         for _ in range(2):         # twice: a momentum buffer copied into p.grad equals it after one step
             opt.step()
             if not bool((p.grad == 1).all()):

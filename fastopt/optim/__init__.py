@@ -5,13 +5,15 @@ maps lower-case names to the classes, in the registry's order.
 """
 from fastopt.optim._spec import make_class
 from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.schedulefree import ScheduleFreeOptimizer
 from fastopt.optim.specs import SPECS
 
 
 def _classes():
     out = {}
     for spec in SPECS:
-        out[spec.name] = make_class(spec, out[spec.parent] if spec.parent else Optimizer)
+        base = Optimizer if spec.interpolation is None else ScheduleFreeOptimizer     # train() / eval()
+        out[spec.name] = make_class(spec, out[spec.parent] if spec.parent else base)
     return out
 
 
