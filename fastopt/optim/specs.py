@@ -401,7 +401,8 @@ def _schedulefree_hypers():
 def _momentum_exclusive(hp):
     momentum = hp.as_dict()["momentum"]
     if not 0.0 < momentum < 1.0:
-        raise ValueError(f"Momentum must be between 0 and 1 exclusive: {momentum}")
+        raise ValueError(f"Invalid momentum value: {momentum} (Schedule-Free momentum must be between 0 and 1 "
+                         "exclusive)")
 
 
 _SCHEDULEFREE_DOC = r"""
