@@ -59,6 +59,25 @@ static void fo_optim_lamb_prepare(fo_tensor *t, const fo_hparams *hp, double ste
     t->coef[1] = 1.0 - hp->weight_decay * (hp->fixed_decay ? 1.0 : hp->lr);
 }
 
+/* Schedule-Free's per-step scalars (schedulefree's group values, here per param: k = step - 1; aux[0] lr_max,
+ * aux[1] weight_sum, advanced once per step), in the reference's operation order: the warmed-up lr, 1 - b2^t,
+ * c = ckp1 = weight / weight_sum (0 when weight_sum is 0) and y's gradient coefficient lr (b1 (1 - c) - 1). */
+static void fo_optim_schedulefree_prepare(fo_tensor *t, const fo_hparams *hp, double step, double b1)
+{
+    const double k = step - 1.0;
+    const double sched = k < hp->warmup_steps ? (k + 1.0) / hp->warmup_steps : 1.0;
+    const double lr = hp->lr * sched;
+    double lr_max, weight, weight_sum, ckp1;
+    lr_max = t->aux[0] = t->aux[0] > lr ? t->aux[0] : lr;      /* Python's max(lr, lr_max) */
+    weight = pow(k + 1.0, hp->r) * pow(lr_max, hp->weight_lr_power);
+    weight_sum = t->aux[1] = t->aux[1] + weight;
+    ckp1 = weight_sum != 0.0 ? weight / weight_sum : 0.0;
+    t->coef[0] = lr;
+    t->coef[1] = 1.0 - pow(hp->beta2, k + 1.0);
+    t->coef[2] = ckp1;
+    t->coef[3] = lr * (b1 * (1.0 - ckp1) - 1.0);
+}
+
 /* 1 if `algo`'s step starts with the norm sweep (fo_optim_norm_sweep), whose sums its scalars read. */
 static int fo_optim_has_norm_sweep(int algo)
 {
@@ -126,6 +145,12 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     case FO_ALGO_adan:
         fo_optim_adan_prepare(t, hp, step);
         break;
+    case FO_ALGO_sfadamw:
+        fo_optim_schedulefree_prepare(t, hp, step, b1);
+        break;
+    case FO_ALGO_sfsgd:
+        fo_optim_schedulefree_prepare(t, hp, step, hp->momentum);
+        break;
     default:
         break;
     }
@@ -142,6 +167,8 @@ int fo_optim_required_slots(int algo, const fo_hparams *hp)
     case FO_ALGO_lars: return hp->momentum > 0.0 ? 1 : 0;
     case FO_ALGO_asgd: return 1 | FO_NEEDS_AUX;
     case FO_ALGO_nadam: return 3 | FO_NEEDS_AUX;
+    case FO_ALGO_sfadamw: return 3 | FO_NEEDS_AUX;    /* z, exp_avg_sq; lr_max and weight_sum */
+    case FO_ALGO_sfsgd: return 1 | FO_NEEDS_AUX;      /* z */
     case FO_ALGO_rmsprop: return 1 | (hp->momentum > 0.0 ? 2 : 0) | (hp->centered ? 4 : 0);
     default: return algo >= 0 && algo < FO_ALGO_COUNT ? 1 : -1;
     }

@@ -14,7 +14,7 @@
  * AdamW is FO_ADAM with decoupled_weight_decay. */
 #define FO_OPTIM_ALGOS(X) X(sgd) X(adam) X(adamax) X(nadam) X(radam) X(rmsprop) X(adagrad) X(lion) \
     X(adadelta) X(rprop) X(asgd) X(ademamix) X(adan) \
-    X(lars) X(lamb)
+    X(lars) X(lamb) X(sfadamw) X(sfsgd)
 
 #define FO_ALGO_ID(name) FO_ALGO_##name,
 enum fo_algo { FO_OPTIM_ALGOS(FO_ALGO_ID) FO_ALGO_COUNT };
@@ -35,7 +35,8 @@ typedef struct fo_tensor {
     void *state[FO_MAX_SLOTS];   /* inout: optimizer state arrays (see each algorithm), NULL where unused */
     int64_t numel;
     int64_t *step;        /* inout: number of steps taken by this tensor */
-    double *aux;          /* inout: scalar state (NAdam mu_product), NULL where unused */
+    double *aux;          /* inout: scalar state (NAdam mu_product; Schedule-Free: aux[0] lr_max, aux[1]
+                           * weight_sum), NULL where unused */
     int fresh;            /* inout: 1 while state[0] holds no history (SGD momentum buffer); cleared by the step */
     int ndim;             /* the param's number of dimensions (LARS adapts only params of 2 or more) */
     double coef[6];       /* scratch: per-step scalars, computed by the driver */
@@ -55,6 +56,7 @@ typedef struct fo_tensor {
     R(lambd) R(t0)                    /* ASGD */                                                         \
     R(t_alpha_beta3)                  /* AdEMAMix (0: no warm-up) */                                     \
     R(trust_coefficient)              /* LARS */                                                         \
+    R(warmup_steps) R(r) R(weight_lr_power)   /* Schedule-Free: lr warm-up, averaging weights' powers */     \
     F(maximize) F(amsgrad) F(nesterov) F(centered) F(decoupled_weight_decay)                              \
     F(fixed_decay)                    /* decoupled decay not scaled by lr (AdEMAMix, LAMB) */             \
     F(grad_averaging) F(adam) F(adam_debias)   /* LAMB: (1 - b1) g in m; ratio 1; no 1 - b1^t */

@@ -44,11 +44,13 @@ cdef class FunctionalStep:
     cdef HyperLayout layout
     cdef tuple names
     cdef str aux_name
+    cdef Py_ssize_t aux_size     # 0: aux is 0-d; n: aux holds n float64 values
 
-    def __cinit__(self, HyperLayout layout not None, tuple names, str aux_name=None):
+    def __cinit__(self, HyperLayout layout not None, tuple names, str aux_name=None, Py_ssize_t aux_size=0):
         self.layout = layout
         self.names = names
         self.aux_name = aux_name
+        self.aux_size = aux_size
 
     def __call__(self, param, grad, tuple states, aux, step, tuple values, bint fresh):
         cdef HParams h = self.layout.pack(values)
@@ -80,9 +82,15 @@ cdef class FunctionalStep:
         if not plain(g, typenum, False):
             g = kernel_input(g, (<cnp.ndarray>param).dtype)
         if req & FO_NEEDS_AUX:
-            if not (plain(aux, cnp.NPY_FLOAT64, True) and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
+            if self.aux_size == 0 and not (plain(aux, cnp.NPY_FLOAT64, True)
+                                           and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 0):
                 raise TypeError(f"{self.aux_name}: expected a writeable 0-d float64 numpy array (the scalar state "
                                 "the step updates in place)")
+            if self.aux_size > 0 and not (plain(aux, cnp.NPY_FLOAT64, True)
+                                          and cnp.PyArray_NDIM(<cnp.ndarray>aux) == 1
+                                          and cnp.PyArray_SIZE(<cnp.ndarray>aux) == self.aux_size):
+                raise TypeError(f"{self.aux_name}: expected a writeable float64 numpy array of shape "
+                                f"({self.aux_size},) (the scalar state the step updates in place)")
             t.aux = <double *>cnp.PyArray_DATA(<cnp.ndarray>aux)
         t.param = cnp.PyArray_DATA(<cnp.ndarray>param)
         t.grad = cnp.PyArray_DATA(<cnp.ndarray>g)

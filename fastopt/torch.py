@@ -60,15 +60,18 @@ def _state_to_torch(st):
     return out
 
 
-def _state_from_torch(st, param):
+def _state_from_torch(st, param, aux=None):
     """One param's state from torch's form: 0-d tensors as Python scalars, others as NumPy copies in the param's
-    dtype (as torch casts them on load); a missing ``step`` (torch's SGD keeps none) is 0."""
+    dtype (as torch casts them on load), but the scalar state ``aux`` (Schedule-Free's float64 pair) as saved; a
+    missing ``step`` (torch's SGD keeps none) is 0."""
     out = {"step": 0}
     for name, value in st.items():
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu()
             if value.ndim == 0:
                 value = int(value.item()) if name == "step" else float(value.item())
+            elif name == aux:
+                value = value.numpy().copy()
             else:
                 value = (value if param is None else value.to(param.dtype)).numpy().copy()
         out[name] = value
@@ -194,7 +197,9 @@ class FastoptTorchOptimizer(torch.optim.Optimizer):
         groups = []
         for tg, saved in zip(self.param_groups, inner["param_groups"]):
             groups.append({**{k: v for k, v in tg.items() if k != "params"}, "params": saved["params"]})
-        return {"state": {i: _state_to_torch(st) for i, st in inner["state"].items()}, "param_groups": groups}
+        extra = {"train_mode": inner["train_mode"]} if "train_mode" in inner else {}
+        return {"state": {i: _state_to_torch(st) for i, st in inner["state"].items()}, "param_groups": groups,
+                **extra}
 
     def load_state_dict(self, state_dict):
         """Loads a ``state_dict`` of this class or of the torch.optim class of the same algorithm (torch-only
@@ -208,14 +213,31 @@ class FastoptTorchOptimizer(torch.optim.Optimizer):
         state = {}
         for sid, st in dict(state_dict["state"]).items():
             p = self._params[flat[sid]] if sid in flat and flat[sid] < len(self._params) else None
-            state[sid] = _state_from_torch(st, p)
+            state[sid] = _state_from_torch(st, p, self.fastopt_class.spec.aux)
         groups = [{**{k: cur[k] for k in self.defaults}, **{k: g[k] for k in self.defaults if k in g},
                    "params": g["params"]} for g, cur in zip(saved_groups, self.param_groups)]
         if len(saved_groups) != len(self.param_groups):
             groups = saved_groups                # fastopt names the mismatch
-        self._inner.load_state_dict({"state": state, "param_groups": groups})
+        extra = {"train_mode": state_dict.get("train_mode")} if hasattr(self._inner, "train_mode") else {}
+        self._inner.load_state_dict({"state": state, "param_groups": groups, **extra})
         for tg, saved in zip(self.param_groups, saved_groups):
             tg.update({k: v for k, v in saved.items() if k not in ("params", "param_names")})
+
+
+class _ModeSwitch:
+    """``train()`` / ``eval()`` of a Schedule-Free optimizer: the fastopt optimizer's, which move the tensors
+    themselves (its params are views of their storage); ``train_mode`` and ``state_dict()['train_mode']`` as
+    fastopt's. As schedulefree's classes, the mode must be train for ``step`` (else RuntimeError)."""
+
+    def train(self):
+        self._inner.train()
+
+    def eval(self):
+        self._inner.eval()
+
+    @property
+    def train_mode(self):
+        return self._inner.train_mode
 
 
 def _make(name):
@@ -223,7 +245,8 @@ def _make(name):
     doc = (f"``{name}`` over CPU tensors, a ``torch.optim.Optimizer``: the update of "
            f":class:`fastopt.optim.{name}` (same keywords) run in place on the tensors' storage.\n\n"
            + (cls.__doc__ or ""))
-    return type(name, (FastoptTorchOptimizer,), {"fastopt_class": cls, "__doc__": doc, "__module__": __name__})
+    bases = (_ModeSwitch, FastoptTorchOptimizer) if cls.spec.interpolation is not None else (FastoptTorchOptimizer,)
+    return type(name, bases, {"fastopt_class": cls, "__doc__": doc, "__module__": __name__})
 
 
 # Left out: SparseAdam, whose gradients are (indices, rows) pairs, not dense tensors (torch.optim.SparseAdam takes

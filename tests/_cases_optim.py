@@ -68,6 +68,13 @@ def optimizer_cases():
     for kw in _grid(fixed_decay=[False, True], grad_averaging=[False, True], adam=[False, True]):
         cases.append(("LAMB", dict(lr=0.002, weight_decay=0.1, **kw)))   # m without (1 - b1) is 10x larger
     cases.append(("LAMB", dict(lr=0.01, betas=(0.3, 0.5), eps=1e-3)))
+    # Schedule-Free (foreach is the reference's implementation switch: not an argument here)
+    for kw in _grid(warmup_steps=[0, 5], weight_decay=[0.0, 0.1], r=[0.0, 1.0], weight_lr_power=[2.0, 0.0]):
+        cases.append(("ScheduleFreeAdamW", dict(lr=0.01, **kw)))
+    cases.append(("ScheduleFreeAdamW", dict(lr=0.01, betas=(0.3, 0.5), eps=1e-3, warmup_steps=40)))
+    for kw in _grid(warmup_steps=[0, 5], weight_decay=[0.0, 0.1], r=[0.0, 1.0], weight_lr_power=[2.0, 0.0]):
+        cases.append(("ScheduleFreeSGD", dict(lr=0.05, **kw)))
+    cases.append(("ScheduleFreeSGD", dict(lr=0.05, momentum=0.3, warmup_steps=40, r=0.5)))
     return cases
 
 

@@ -47,6 +47,8 @@ CASES = [
     ("lamb-decoupled", "LAMB", dict(lr=1e-2, weight_decay=0.01, grad_averaging=False)),
     ("ademamix-warmup-decoupled", "AdEMAMix", dict(lr=1e-2, t_alpha_beta3=10.0, weight_decay=0.01,
                                                    weight_decouple=True)),
+    ("schedulefree-adamw-warmup-wd", "ScheduleFreeAdamW", dict(lr=1e-2, warmup_steps=3, weight_decay=0.01, r=1.0)),
+    ("schedulefree-sgd-lowmomentum", "ScheduleFreeSGD", dict(lr=1e-2, momentum=0.3, weight_decay=0.01)),
 ]
 
 

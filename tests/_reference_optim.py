@@ -1,6 +1,6 @@
 """float64 NumPy reference of every optimizer, written from the published algorithms (the formulas in the
 torch.optim documentation, the Adam/AdamW/NAdam/RAdam/Lion/Adadelta/Rprop/ASGD/
-AdEMAMix/Adan/LARS/LAMB papers). Used only by tests and benchmarks.
+AdEMAMix/Adan/LARS/LAMB papers, Defazio et al. 2024 for Schedule-Free). Used only by tests and benchmarks.
 
 ``reference_step(name, hp, p, g, state)`` updates the float64 array ``p`` and the ``state`` dict for one step.
 """
@@ -231,10 +231,50 @@ def lamb(hp, p, g, st):
     p -= (lr if hp["adam_debias"] else lr / (1 - b1 ** t)) * ratio * u
 
 
+def _schedule_free(hp, p, g, st, beta, adaptive):
+    """The paper's form (Defazio et al. 2024, Algorithm 1 with the released code's warm-up and weights): z and x
+    are kept, y = (1 - beta) z + beta x is where the gradient was taken (the param), and the param is set to the
+    next y."""
+    if "z" not in st:
+        st["z"], st["averages"] = p.copy(), {"x": p.copy(), "lr_max": -1.0, "weight_sum": 0.0}
+    avg = st["averages"]
+    k = st.get("step", 0)
+    st["step"] = k + 1
+    warmup = hp["warmup_steps"]
+    lr = hp["lr"] * ((k + 1) / warmup if k < warmup else 1.0)
+    avg["lr_max"] = max(lr, avg["lr_max"])
+    weight = (k + 1) ** hp["r"] * avg["lr_max"] ** hp["weight_lr_power"]
+    avg["weight_sum"] += weight
+    c = weight / avg["weight_sum"] if avg["weight_sum"] != 0 else 0.0
+    y = p.copy()
+    if adaptive:
+        b2 = hp["betas"][1]
+        v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g * g
+        g = g / (np.sqrt(v / (1 - b2 ** (k + 1))) + hp["eps"])
+    g = g + hp["weight_decay"] * y
+    z = st["z"] = st["z"] - lr * g
+    x = avg["x"] = (1 - c) * avg["x"] + c * z
+    p[...] = (1 - beta) * z + beta * x
+
+
+def schedulefree_adamw(hp, p, g, st):
+    _schedule_free(hp, p, g, st, hp["betas"][0], True)
+
+
+def schedulefree_sgd(hp, p, g, st):
+    _schedule_free(hp, p, g, st, hp["momentum"], False)
+
+
+def schedulefree_x(beta, p, st):
+    """The evaluation point x of a Schedule-Free param p (y) with state st (the reference's x, or p if no step)."""
+    return st["averages"]["x"] if "averages" in st else p
+
+
 REFERENCE = {
     "SGD": sgd, "Adam": adam, "AdamW": adamw, "Adamax": adamax, "NAdam": nadam, "RAdam": radam,
     "RMSprop": rmsprop, "Adagrad": adagrad, "Lion": lion, "Adadelta": adadelta, "Rprop": rprop, "ASGD": asgd,
     "AdEMAMix": ademamix, "Adan": adan, "LARS": lars, "LAMB": lamb,
+    "ScheduleFreeAdamW": schedulefree_adamw, "ScheduleFreeSGD": schedulefree_sgd,
 }
 
 

@@ -16,6 +16,8 @@ def run_torch(name, kwargs, params, grads, cls=None):
     """The trajectory of torch.optim.<name> (or of the torch optimizer class ``cls``), single-tensor path."""
     tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
     opt = (cls or getattr(torch.optim, name))(tparams, foreach=False, **kwargs)
+    if callable(getattr(opt, "train", None)):     # schedulefree's optimizers step only in train mode
+        opt.train()
     for gs in grads:
         for tp, g in zip(tparams, gs):
             tp.grad = torch.tensor(g)

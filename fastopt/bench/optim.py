@@ -22,7 +22,8 @@ def _traffic(cls, kwargs):
     p = np.zeros(2)
     opt = cls([p], **kwargs)
     opt.step([np.ones(2)])
-    slots = sum(1 for v in opt.state[0].values() if isinstance(v, np.ndarray) and v.shape == p.shape)
+    slots = sum(1 for k, v in opt.state[0].items()
+                if k != cls.spec.aux and isinstance(v, np.ndarray) and v.shape == p.shape)   # aux: per param
     return 2 + slots, 1 + slots
 
 
@@ -122,6 +123,12 @@ def _torch_class(torch, kernel):
     return getattr(module, peer[1], None) if module else None
 
 
+def _train_mode(opt):
+    """schedulefree's optimizers step only after train()."""
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+
+
 class TorchStep:
     def __init__(self, torch, kernel, shapes, dtype, mode):
         _, kwargs, _ = KERNELS[kernel]
@@ -132,6 +139,7 @@ class TorchStep:
             p.grad = torch.from_numpy(g)
         flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
         self.opt = _torch_class(torch, kernel)(self.params, **kwargs, **flags)
+        _train_mode(self.opt)
 
     def run(self):
         self.opt.step()
@@ -153,19 +161,21 @@ class ProbeStep(Probe):
 
 def _torch_supports(torch, kernel, mode, dtype):
     """Whether that class steps in that mode, and leaves the gradient as it found it (some peers negate p.grad in
-    place, or copy their momentum buffer into it: stepped again on the same gradient, they would compute something
-    else, so such a mode is left out)."""
+    place, copy their momentum buffer into it, or divide it by its RMS (schedulefree's AdamW): stepped again on the
+    same gradient, they would compute something else, so such a mode is left out)."""
     cls = _torch_class(torch, kernel)
     if cls is None or (mode == "fused" and kernel in PEERS):      # a peer takes fused=True and ignores it
         return False
     p = torch.zeros(2, dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
-    p.grad = torch.ones_like(p)
+    g0 = torch.tensor([0.5, 3.0], dtype=p.dtype)     # not all ones: a gradient divided by its own RMS stays 1
+    p.grad = g0.clone()
     flags = {"single": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}[mode]
     try:
         opt = cls([p], **KERNELS[kernel][1], **flags)
+        _train_mode(opt)
         for _ in range(2):         # twice: a momentum buffer copied into p.grad equals it after one step
             opt.step()
-            if not bool((p.grad == 1).all()):
+            if not bool((p.grad == g0).all()):
                 return False
     except (TypeError, ValueError, RuntimeError):
         return False

@@ -36,6 +36,11 @@ def _check_class(optimizer_class):
     if not optimizer_class.spec.elementwise:
         raise ValueError(f"optimizer_class {optimizer_class.__name__} has state that is not element-wise: its "
                          "step cannot be sharded by ZeroRedundancyOptimizer")
+    if optimizer_class.spec.interpolation is not None:
+        # its steps shard, but train()/eval() (the full params between y and x) and the float64 aux pair in the
+        # consolidated state are not wired through the shards yet
+        raise ValueError(f"optimizer_class {optimizer_class.__name__} is a Schedule-Free optimizer: its train() / "
+                         "eval() modes are not supported by ZeroRedundancyOptimizer")
     return optimizer_class
 
 

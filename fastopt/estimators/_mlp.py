@@ -5,6 +5,7 @@ clipping, the optimizer step and the lr schedule are fastopt kernels. The estima
 (``get_params``/``set_params``, ``fit``/``partial_fit``/``predict``, fitted attributes ending in ``_``), so model
 selection, ensembles and metrics of scikit-learn work on them.
 """
+import contextlib
 import time
 import warnings
 
@@ -32,6 +33,22 @@ from fastopt.regularize import add_penalty_grad_
 OPTIMIZERS = dict(optim.OPTIMIZERS)
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
 
+
+
+@contextlib.contextmanager
+def _stepping(opt):
+    """The one place an estimator switches a Schedule-Free optimizer's mode: its params hold y (``train()``) only
+    while the minibatch steps run, and x (``eval()``), the point to evaluate, everywhere else, so that validation
+    scores, early stopping's saved weights, predictions, the fitted coefs_ and pickles all see x, and a
+    partial_fit goes back to y first. Nothing for an optimizer without modes."""
+    modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
+    if modes:
+        opt.train()
+    try:
+        yield
+    finally:
+        if modes:
+            opt.eval()
 
 class _BaseMLP(BaseEstimator):
     """Shared fitting loop. Subclasses define the output size, the loss and the validation score."""
@@ -242,6 +259,10 @@ class _BaseMLP(BaseEstimator):
         """One epoch's minibatches in ``order``, gathered into reused ``buffers``: forward, loss, backward,
         penalties, clipping, one optimizer step and one lr schedule step each. Returns (summed loss, whether every
         batch ran): it stops early, after a complete step, once ``interrupt.stop`` is set."""
+        with _stepping(self._opt):
+            return self._batches_stepping(X, Y, order, buffers, interrupt)
+
+    def _batches_stepping(self, X, Y, order, buffers, interrupt):
         opt, sched, net, dp = self._opt, self._sched, self._net, self._dp
         n, batch = X.shape[0], buffers[0].shape[0]
         l1, l2 = float(self.l1), float(self.l2)

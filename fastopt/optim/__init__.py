@@ -20,6 +20,7 @@ from fastopt.optim.adafactor import Adafactor
 from fastopt.optim.lbfgs import LBFGS
 from fastopt.optim.muon import Muon
 from fastopt.optim.optimizer import Optimizer
+from fastopt.optim.schedulefree import ScheduleFreeOptimizer
 from fastopt.optim.sparse_adam import SparseAdam
 from fastopt.optim.specs import SPECS
 
@@ -27,7 +28,8 @@ from fastopt.optim.specs import SPECS
 def _classes():
     out = {}
     for spec in SPECS:
-        out[spec.name] = make_class(spec, out[spec.parent] if spec.parent else Optimizer)
+        base = Optimizer if spec.interpolation is None else ScheduleFreeOptimizer     # train() / eval()
+        out[spec.name] = make_class(spec, out[spec.parent] if spec.parent else base)
     return out
 
 

@@ -19,6 +19,16 @@ _TUPLES = {BETAS: 2, PAIR: 2, BETAS3: 3}      # checks of a tuple filling that m
 REQUIRED = object()                           # functional_hypers' default of an argument without one
 
 
+class _CopyOfParam:
+    """``Slot(initial=COPY_OF_PARAM)``: the slot starts as a copy of its param (Schedule-Free's z)."""
+
+    def __repr__(self):
+        return "COPY_OF_PARAM"
+
+
+COPY_OF_PARAM = _CopyOfParam()
+
+
 @dataclass(frozen=True)
 class Hyper:
     """A hyperparameter: group key ``name`` (torch's), default, check (one of NONNEG, FINITE, UNIT, BETAS, FLAG,
@@ -42,7 +52,8 @@ class Hyper:
 @dataclass(frozen=True)
 class Slot:
     """A state array of a param, in kernel slot order: state-dict ``name``, functional argument name (``arg``),
-    ``initial`` value (a number, or the name of the hyperparameter holding it), and how the functional form takes
+    ``initial`` value (a number, the name of the hyperparameter holding it, or ``COPY_OF_PARAM``: the param's value
+    when the state is created, before its first step), and how the functional form takes
     it: positional, or keyword (an optional slot defaults to None)."""
     name: str
     arg: Optional[str] = None
@@ -59,7 +70,8 @@ class Slot:
 class OptimizerSpec:
     """One optimizer. ``algo``: the kernel's name in csrc/optim.h; ``fixed``: fo_hparams fields set for every step
     (AdamW: decoupled decay); ``aux``: the name of a per-param float64 scalar state (NAdam's running product),
-    ``aux_initial`` its value before the first step (a number, or the name of the hyperparameter holding it);
+    ``aux_initial`` its value before the first step (a number, or the name of the hyperparameter holding it; a
+    tuple of those: ``aux`` is a float64 array of that length, Schedule-Free's (lr_max, weight_sum));
     ``fresh_slot0``: slot 0 takes the gradient itself at its first step (SGD); ``uses_step``: the
     functional form takes ``step``; ``cross_check(hparams)``: raises on an invalid combination; ``parent``: the
     class this one's derives from (AdamW from Adam); ``doc``: the update rule as formulas; ``functional_doc``:
@@ -70,7 +82,9 @@ class OptimizerSpec:
     ``peer``: (module, class) of the reference implementation where torch.optim has none, a torch optimizer
     taking the same arguments (``fastopt bench`` compares with it when it is installed); ``norm_sweep``: the arrays
     a first sweep for per-tensor norms (a trust ratio) reads beyond the step's own, traffic the benchmark's probe
-    must also move (LARS: param and gradient, 2; LAMB: param and the moments again, 3; 0: no such sweep)."""
+    must also move (LARS: param and gradient, 2; LAMB: param and the moments again, 3; 0: no such sweep);
+    ``interpolation``: ``group -> beta`` of a Schedule-Free rule, whose param holds y during training and x for
+    evaluation: the class gets ``train()`` / ``eval()`` (``fastopt.optim.schedulefree``), slot 0 holding z."""
     name: str
     algo: str
     hypers: tuple
@@ -88,6 +102,12 @@ class OptimizerSpec:
     elementwise: bool = True
     peer: Optional[tuple] = None
     norm_sweep: int = 0
+    interpolation: Optional[Callable] = None
+
+    @property
+    def aux_size(self):
+        """0: ``aux`` is a 0-d float64 array; n: a float64 array of n values (``aux_initial`` a tuple)."""
+        return len(self.aux_initial) if isinstance(self.aux_initial, tuple) else 0
 
     @property
     def algo_id(self):
@@ -159,7 +179,7 @@ def make_functional(spec):
     hypers = spec.functional_hypers()
     kernel = _optim.FunctionalStep(_optim.HyperLayout(spec.algo_id, [(c, f, w) for _, _, c, f, w in hypers],
                                                       dict(spec.fixed), spec.cross_check),
-                                   tuple(s.arg_name for s in spec.slots), spec.aux)
+                                   tuple(s.arg_name for s in spec.slots), spec.aux, spec.aux_size)
     ns = {"_kernel": kernel}
     positional = [s.arg_name + ("=None" if s.optional else "") for s in spec.slots if not s.keyword]
     params = ["param", "grad"] + positional + ([spec.aux] if spec.aux else []) + ["*"]

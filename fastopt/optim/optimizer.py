@@ -18,6 +18,7 @@ import numpy as np
 from fastopt import _optim
 from fastopt._contract import IntervalSet
 from fastopt._validation import check_inplace_array, check_no_overlap, check_range
+from fastopt.optim._spec import COPY_OF_PARAM
 
 
 _LIVE = weakref.WeakSet()     # every optimizer of this process, for the fork handler below
@@ -301,7 +302,9 @@ class Optimizer:
         state = {"step": np.zeros((), dtype=np.int64)}
         if self.uses_aux:
             initial = self.spec.aux_initial
-            state[self.spec.aux] = np.array(group[initial] if isinstance(initial, str) else initial, np.float64)
+            resolve = (lambda v: group[v] if isinstance(v, str) else v)
+            value = [resolve(v) for v in initial] if isinstance(initial, tuple) else resolve(initial)
+            state[self.spec.aux] = np.array(value, np.float64)
         return state
 
     def _allocate_slots(self, group, missing):
@@ -314,14 +317,20 @@ class Optimizer:
         for (name, dtype), items in by_kind.items():
             align = max(1, 64 // dtype.itemsize)
             sizes = [-(-p.size // align) * align for _, p in items]
-            flat = np.full(sum(sizes) + align, self._slot_initial_value(group, name), dtype=dtype)
+            initial = self._slot_initial_value(group, name)
+            copy = initial is COPY_OF_PARAM
+            flat = np.full(sum(sizes) + align, 0.0 if copy else initial, dtype=dtype)
             start = (-(flat.ctypes.data // dtype.itemsize)) % align      # first 64-byte boundary
             for (i, p), size in zip(items, sizes):
-                self._state[i][name] = flat[start:start + p.size].reshape(p.shape)
+                self._state[i][name] = view = flat[start:start + p.size].reshape(p.shape)
+                if copy:
+                    np.copyto(view, p)
                 self._created.append((i, name))
                 start += size
 
     def _slot_initial_value(self, group, name):
+        """The initial value of slot ``name``: a number, a group hyperparameter's, or COPY_OF_PARAM (the param's
+        value at the state's creation, copied by _allocate_slots: the one place that rule lives)."""
         initial = next(s.initial for s in self.spec.slots if s.name == name)
         return group[initial] if isinstance(initial, str) else initial
 
@@ -368,7 +377,7 @@ class Optimizer:
                 if name == "step":
                     out[name] = int(value)
                 elif name == self.spec.aux:
-                    out[name] = float(value)
+                    out[name] = float(value) if value.ndim == 0 else value.copy()
                 elif value is None:
                     out[name] = None
                 else:
@@ -444,9 +453,7 @@ class Optimizer:
         if aux is not None:
             if aux not in st:
                 raise ValueError(f"{where} has no {aux!r}")
-            value = st[aux].item() if isinstance(st[aux], np.ndarray) and st[aux].ndim == 0 else st[aux]
-            out[aux] = np.array(check_range(value, f"{aux} in {where}", -math.inf, math.inf, True, True),
-                                dtype=np.float64)
+            out[aux] = _loaded_aux(st[aux], self.spec.aux_size, f"{aux} in {where}")
         extra = set(st) - set(self.slots) - {"step", aux}
         if extra:
             raise ValueError(f"{where} has unknown entries {sorted(extra)} for {type(self).__name__}")
@@ -516,3 +523,16 @@ def _loaded_step(step, where):
     if not (0 <= step <= MAX_STEP and float(step).is_integer()):
         raise ValueError(f"{where}: invalid step {step!r}: expected an integer in [0, 2**53]")
     return int(step)
+
+
+def _loaded_aux(value, size, what):
+    """A saved ``aux``: a float (size 0) or ``size`` floats (a sequence or 1-d array), each checked; a new float64
+    array."""
+    if size == 0:
+        value = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+        return np.array(check_range(value, what, -math.inf, math.inf, True, True), dtype=np.float64)
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__") or len(value) != size \
+            or (isinstance(value, np.ndarray) and value.ndim != 1):
+        raise ValueError(f"{what}: expected {size} floats, got {value!r}")
+    return np.array([check_range(v.item() if isinstance(v, np.generic) else v, f"{what} [{k}]", -math.inf,
+                                 math.inf, True, True) for k, v in enumerate(value)], dtype=np.float64)

@@ -3,7 +3,8 @@ r"""The optimizers, each declared once: torch's names, defaults and checks; stat
 Everything else derives from ``SPECS`` (see ``_spec.py``). In the formulas, :math:`g_t` is the gradient (negated if
 ``maximize``), :math:`\gamma` = lr, :math:`\lambda` = weight_decay, :math:`\theta` the param.
 """
-from fastopt.optim._spec import BETAS, BETAS3, FINITE, FLAG, NONNEG, OPTPOS, PAIR, UNIT, Hyper, OptimizerSpec, Slot
+from fastopt.optim._spec import (BETAS, BETAS3, COPY_OF_PARAM, FINITE, FLAG, NONNEG, OPTPOS, PAIR, UNIT, Hyper,
+                                 OptimizerSpec, Slot)
 
 
 def _lr(default):
@@ -391,6 +392,73 @@ LAMB = OptimizerSpec(
     ``norm + 1e-6`` is the peer's ``norm + eps`` at the default eps).
     """, elementwise=False, norm_sweep=3, peer=("pytorch_optimizer", "Lamb"))
 
+def _schedulefree_hypers():
+    return (Hyper("warmup_steps", 0, NONNEG, "warmup_steps", "warmup_steps value"),
+            Hyper("r", 0.0, FINITE, "r", "r value"),
+            Hyper("weight_lr_power", 2.0, FINITE, "weight_lr_power", "weight_lr_power value"))
+
+
+def _momentum_exclusive(hp):
+    momentum = hp.as_dict()["momentum"]
+    if not 0.0 < momentum < 1.0:
+        raise ValueError(f"Invalid momentum value: {momentum} (Schedule-Free momentum must be between 0 and 1 "
+                         "exclusive)")
+
+
+_SCHEDULEFREE_DOC = r"""
+    The param holds :math:`y_t`, where the gradient is taken; :math:`x_t`, the point to evaluate, is implied:
+    ``eval()`` moves the params to :math:`x` (:math:`p \leftarrow \mathrm{lerp}(p, z, 1 - 1/\beta)`), ``train()``
+    back to :math:`y` (:math:`p \leftarrow \mathrm{lerp}(p, z, 1 - \beta)`); a step in eval mode is a RuntimeError
+    that writes nothing. With :math:`k` = step - 1, :math:`W` = warmup_steps, :math:`\beta` = {beta}:
+
+    .. math::
+        \gamma_k &= \gamma \min(1, (k + 1)/W) \ (\gamma \text{ if } W = 0), \qquad
+            \gamma_{\max} \leftarrow \max(\gamma_k, \gamma_{\max}) \ (\gamma_{\max} = -1 \text{ at first}) \\
+        w_k &= (k + 1)^r \gamma_{\max}^{\text{weight_lr_power}}, \qquad S \leftarrow S + w_k, \qquad
+            c_{k+1} = w_k / S \ (0 \text{ if } S = 0) \\
+        {update}
+        g_t &\leftarrow g_t + \lambda y_t \qquad\text{(the decay taken at } y\text{)} \\
+        y_{t+1} &= \mathrm{lerp}(y_t, z_t, c_{k+1}) + \gamma_k (\beta (1 - c_{k+1}) - 1) g_t, \qquad
+            z_{t+1} = z_t - \gamma_k g_t
+
+    which is :math:`z_{t+1} = z_t - \gamma_k g_t`, :math:`x_{t+1} = (1 - c_{k+1}) x_t + c_{k+1} z_{t+1}`,
+    :math:`y_{t+1} = (1 - \beta) z_{t+1} + \beta x_{t+1}` (Defazio et al., 2024). ``z`` starts as a copy of the
+    param. State per param: ``step`` (:math:`k`), {state}``z`` and ``lr_max_weight_sum``, the float64 pair
+    :math:`(\gamma_{\max}, S)` (the reference keeps :math:`k`, :math:`\gamma_{\max}`, :math:`S` per group: the
+    same values whenever every param of the group is stepped at every step). The mode is saved in
+    ``state_dict()['train_mode']``; a new optimizer is in train mode (the reference needs ``train()`` first). See
+    ``fastopt.optim.schedulefree`` for the differences from the reference.
+    """
+
+SCHEDULEFREE_ADAMW = OptimizerSpec(
+    "ScheduleFreeAdamW", "sfadamw",
+    (_lr(0.0025), _betas((0.9, 0.999)), _eps(1e-8), _wd()) + _schedulefree_hypers(),
+    (Slot("z", initial=COPY_OF_PARAM), Slot("exp_avg_sq")),
+    r"""Schedule-Free AdamW (Defazio et al., 2024; ``schedulefree.AdamWScheduleFree``: no first moment, no lr
+    schedule; warmup_steps and the averaging weights in its place).
+    """ + _SCHEDULEFREE_DOC.replace("{beta}", r"beta1").replace("{state}", r"``exp_avg_sq``, ").replace(
+        "{update}", r"""v_t &\leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \qquad
+            g_t \leftarrow g_t / \left(\sqrt{v_t / (1 - \beta_2^{k+1})} + \epsilon\right) \\
+        """),
+    aux="lr_max_weight_sum", aux_initial=(-1.0, 0.0), interpolation=lambda group: group["betas"][0],
+    peer=("schedulefree", "AdamWScheduleFree"), bench={"lr": 1e-3},
+    functional_doc=r"``z`` must start as a copy of the param; ``lr_max_weight_sum`` is a float64 array of 2, "
+                   "(-1.0, 0.0) before the first step, advanced in place; ``step`` is the 1-based step (k + 1). The "
+                   "param holds y: the functional form has no train/eval (x = lerp(y, z, 1 - 1/beta1)).")
+
+SCHEDULEFREE_SGD = OptimizerSpec(
+    "ScheduleFreeSGD", "sfsgd",
+    (_lr(1.0), Hyper("momentum", 0.9, NONNEG, "momentum", "momentum value"), _wd()) + _schedulefree_hypers(),
+    (Slot("z", initial=COPY_OF_PARAM),),
+    r"""Schedule-Free SGD (Defazio et al., 2024; ``schedulefree.SGDScheduleFree``: momentum through the
+    interpolation, no lr schedule; momentum in (0, 1) exclusive, as the reference checks).
+    """ + _SCHEDULEFREE_DOC.replace("{beta}", r"momentum").replace("{state}", "").replace("{update}", ""),
+    aux="lr_max_weight_sum", aux_initial=(-1.0, 0.0), interpolation=lambda group: group["momentum"],
+    cross_check=_momentum_exclusive, peer=("schedulefree", "SGDScheduleFree"), bench={"lr": 1e-2},
+    functional_doc=r"``z`` must start as a copy of the param; ``lr_max_weight_sum`` is a float64 array of 2, "
+                   "(-1.0, 0.0) before the first step, advanced in place; ``step`` is the 1-based step (k + 1). The "
+                   "param holds y: the functional form has no train/eval (x = lerp(y, z, 1 - 1/momentum)).")
+
 # Registry order: the order of every __all__ and of the estimators' solver names.
 SPECS = (SGD, ADAM, ADAMW, ADAMAX, NADAM, RADAM, RMSPROP, ADAGRAD, LION, ADADELTA, RPROP, ASGD, ADEMAMIX, ADAN, LARS,
-         LAMB)
+         LAMB, SCHEDULEFREE_ADAMW, SCHEDULEFREE_SGD)
