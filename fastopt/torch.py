@@ -245,7 +245,8 @@ def _make(name):
     doc = (f"``{name}`` over CPU tensors, a ``torch.optim.Optimizer``: the update of "
            f":class:`fastopt.optim.{name}` (same keywords) run in place on the tensors' storage.\n\n"
            + (cls.__doc__ or ""))
-    bases = (_ModeSwitch, FastoptTorchOptimizer) if cls.spec.interpolation is not None else (FastoptTorchOptimizer,)
+    switches = issubclass(cls, _optim.ScheduleFreeOptimizer)      # train() / eval()
+    bases = (_ModeSwitch, FastoptTorchOptimizer) if switches else (FastoptTorchOptimizer,)
     return type(name, bases, {"fastopt_class": cls, "__doc__": doc, "__module__": __name__})
 
 
