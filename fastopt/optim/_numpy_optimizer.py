@@ -20,6 +20,7 @@ import numpy as np
 
 from fastopt._validation import (check_disjoint, check_inplace_array, check_no_overlap, check_same_dtype,
                                  check_same_shape, input_array)
+from fastopt.optim._groups import new_group, param_groups_of
 from fastopt.optim.optimizer import SCHEDULE_KEYS, _loaded_step, _ParamState
 
 
@@ -38,38 +39,19 @@ class NumpyOptimizer:
         self._scratch = {}    # work buffers of the step (never part of the state), made by the subclass
         self._lock = threading.Lock()
         self.state = _ParamState(self)
-        if isinstance(params, np.ndarray):
-            raise TypeError("params must be a list of arrays or of dicts, not a single array; pass [array]")
-        groups = list(params)
-        if not groups:
-            raise ValueError("optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for group in groups:
+        for group in param_groups_of(params):
             self.add_param_group(group)
 
     # ------------------------------------------------------------------ groups
     def add_param_group(self, param_group):
         """Adds a group (dict with "params" and optional hyperparameters; missing ones take the defaults)."""
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
         with self._lock:
-            group = dict(param_group)
-            params = group.get("params")
-            if isinstance(params, np.ndarray):
-                params = [params]
-            elif params is None or isinstance(params, (set, dict, str)):
-                raise TypeError("param group 'params' must be a list of arrays")
-            params = list(params)
-            base = len(self._params)
+            group = new_group(param_group, self.defaults, len(self._params))
+            params, base = group["params"], len(self._params)
             for k, p in enumerate(params):
-                check_inplace_array(p, f"params[{base + k}]")
                 self._check_param(p, f"params[{base + k}]")
-            for name, value in self.defaults.items():
-                group.setdefault(name, value)
             self._checked_hypers(group, f"param group {len(self.param_groups)}")
             check_no_overlap(self._params + params, lambda i: f"params[{i}]")
-            group["params"] = params
             self.param_groups.append(group)
             self._group_params.append(tuple(params))
             self._params.extend(params)

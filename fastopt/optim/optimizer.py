@@ -18,6 +18,7 @@ import numpy as np
 from fastopt import _optim
 from fastopt._contract import IntervalSet
 from fastopt._validation import check_inplace_array, check_no_overlap, check_range
+from fastopt.optim._groups import new_group, param_groups_of
 from fastopt.optim._spec import COPY_OF_PARAM
 
 
@@ -112,14 +113,7 @@ class Optimizer:
         self._lock = threading.Lock()     # one step at a time: plans hold bound gradients between bind and run
         _LIVE.add(self)
         self.state = _ParamState(self)
-        if isinstance(params, np.ndarray):
-            raise TypeError("params must be a list of arrays or of dicts, not a single array; pass [array]")
-        groups = list(params)
-        if not groups:
-            raise ValueError("optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for group in groups:
+        for group in param_groups_of(params):
             self.add_param_group(group)
 
     # ------------------------------------------------------------------ groups
@@ -129,28 +123,14 @@ class Optimizer:
             self._add_param_group(param_group)
 
     def _add_param_group(self, param_group):
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
-        group = dict(param_group)
-        params = group.get("params")
-        if isinstance(params, np.ndarray):
-            params = [params]
-        elif params is None or isinstance(params, (set, dict, str)):
-            raise TypeError("param group 'params' must be a list of arrays")
-        params = list(params)
-        base = len(self._params)
-        for k, p in enumerate(params):
-            check_inplace_array(p, f"params[{base + k}]")
-        for name, value in self.defaults.items():
-            group.setdefault(name, value)
+        group = new_group(param_group, self.defaults, len(self._params))
+        params = group["params"]
         unknown = set(group) - set(self.defaults) - SCHEDULE_KEYS - {"params"}
         if unknown:
             raise TypeError(f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
                             f"expected {sorted(self.defaults)}")
         self._pack(group, f"param group {len(self.param_groups)}")
-        everything = self._params + params
-        check_no_overlap(everything, lambda i: f"params[{i}]")
-        group["params"] = params
+        check_no_overlap(self._params + params, lambda i: f"params[{i}]")
         self.param_groups.append(group)
         self._group_params.append(tuple(params))
         self._params.extend(params)
