@@ -2,9 +2,9 @@
 loaded (resharded) from a full state onto any number of ranks.
 
 The full format is ``optimizer_class``'s own ``state_dict()`` format: state arrays of each param's full shape,
-``step`` and the per-param scalar (``aux``) as saved by one process. A shard's state array of param i covers its
-flat elements [a, b); scalars are the same in every shard of a param (each shard is stepped at every step of the
-param).
+``step`` and the per-param scalar state (``aux``: a float, or Schedule-Free's float64 pair) as saved by one process,
+and a Schedule-Free optimizer's ``train_mode``. A shard's slot array of param i covers its flat elements [a, b);
+the rest is the same in every shard of a param (each shard is stepped at every step of the param).
 """
 from collections.abc import Mapping
 
@@ -18,20 +18,27 @@ def consolidate(zero, to):
     gathered = zero.comm.gather(payload, root=to)
     if zero.rank != to:
         return None
-    params = zero._full._params
+    params, slots = zero._full._params, _slot_names(zero)
     full = {}
     for piece, st in (item for part in gathered for item in part):
         entry = full.setdefault(piece.index, {})
         p = params[piece.index]
         for name, value in st.items():
-            if isinstance(value, np.ndarray):
+            if name in slots:
                 arr = entry.setdefault(name, np.empty(p.shape, p.dtype))
                 arr.reshape(-1)[piece.a:piece.b] = value
             else:
                 entry[name] = value
     out = zero._full.state_dict()              # the groups, in the full format (it holds no state)
     out["state"] = {i: full[i] for i in sorted(full)}
+    if "train_mode" in local:
+        out["train_mode"] = local["train_mode"]
     return out
+
+
+def _slot_names(zero):
+    """The state entries that are arrays of the param's elements (sharded); every other entry is per param."""
+    return {slot.name for slot in zero.optimizer_class.spec.slots}
 
 
 def _check_arrays(zero, state_dict):
@@ -49,7 +56,7 @@ def _check_arrays(zero, state_dict):
     flat_of = {sid: i for i, sid in enumerate(sid for g in saved_groups for sid in g["params"])}
     if not isinstance(state_dict["state"], Mapping):
         raise TypeError("loaded state dict 'state': expected a dict")
-    params, out = zero._full._params, {}
+    params, slots, out = zero._full._params, _slot_names(zero), {}
     for sid, st in state_dict["state"].items():
         if sid not in flat_of:
             raise ValueError(f"loaded state dict has state for param {sid!r}, which no group lists")
@@ -57,7 +64,7 @@ def _check_arrays(zero, state_dict):
         if not isinstance(st, Mapping):
             raise TypeError(f"loaded state of params[{i}]: expected a dict, got {type(st).__name__}")
         for name, value in st.items():
-            if isinstance(value, np.ndarray) and value.ndim:
+            if name in slots and isinstance(value, np.ndarray):
                 if value.dtype != params[i].dtype:
                     raise TypeError(f"loaded state of params[{i}] {name!r}: expected dtype {params[i].dtype} "
                                     f"(the param's), got {value.dtype}")
@@ -72,20 +79,25 @@ def load(zero, state_dict):
     """Checks ``state_dict`` against the full params and groups, then loads this rank's slices of it into the
     local optimizer and the saved hyperparameters into ``param_groups``."""
     saved_groups, state = _check_arrays(zero, state_dict)
+    slots = _slot_names(zero)
     new_groups = [zero._full._loaded_group(gi, g)[0] for gi, g in enumerate(saved_groups)]
     local_state = {}
     for j, (_, piece) in enumerate(zero._pieces):
         st = state.get(piece.index)
         if st is not None:
             local_state[j] = {name: (np.ascontiguousarray(v).reshape(-1)[piece.a:piece.b]
-                                     if isinstance(v, np.ndarray) and v.ndim else v) for name, v in st.items()}
+                                     if name in slots and isinstance(v, np.ndarray) else v)
+                              for name, v in st.items()}
     local_groups, j = [], 0
     for new, local in zip(new_groups, zero._local.param_groups):
         g = {k: v for k, v in new.items() if k != "params"}
         g["params"] = list(range(j, j + len(local["params"])))
         j += len(local["params"])
         local_groups.append(g)
-    zero._local.load_state_dict({"state": local_state, "param_groups": local_groups})
+    local = {"state": local_state, "param_groups": local_groups}
+    if "train_mode" in state_dict:
+        local["train_mode"] = state_dict["train_mode"]
+    zero._local.load_state_dict(local)
     for group, new in zip(zero._full.param_groups, new_groups):
         group.clear()
         group.update(new)

@@ -36,11 +36,6 @@ def _check_class(optimizer_class):
     if not optimizer_class.spec.elementwise:
         raise ValueError(f"optimizer_class {optimizer_class.__name__} has state that is not element-wise: its "
                          "step cannot be sharded by ZeroRedundancyOptimizer")
-    if optimizer_class.spec.interpolation is not None:
-        # its steps shard, but train()/eval() (the full params between y and x) and the float64 aux pair in the
-        # consolidated state are not wired through the shards yet
-        raise ValueError(f"optimizer_class {optimizer_class.__name__} is a Schedule-Free optimizer: its train() / "
-                         "eval() modes are not supported by ZeroRedundancyOptimizer")
     return optimizer_class
 
 
@@ -117,6 +112,34 @@ class ZeroRedundancyOptimizer:
     def local_optimizer(self):
         return self._local
 
+    # ------------------------------------------------------------------ Schedule-Free modes
+    @property
+    def train_mode(self):
+        """A Schedule-Free ``optimizer_class``'s mode (see ``ScheduleFreeOptimizer``): True while the params hold y."""
+        return self._modes().train_mode
+
+    def train(self):
+        """Every param from x to y (collectively): each rank moves its own run, then the params' allgather."""
+        self._switch(self._modes().train)
+
+    def eval(self):
+        """Every param from y to x, the point to evaluate (collectively), as ``train()``."""
+        self._switch(self._modes().eval)
+
+    def _modes(self):
+        if self.optimizer_class.spec.interpolation is None:
+            raise TypeError(f"{self.optimizer_class.__name__} has no train() / eval() modes (only the Schedule-Free "
+                            "optimizers have)")
+        return self._local
+
+    def _switch(self, move):
+        self._sync_groups()
+        self._local.checked_betas()           # the same on every rank: raised before anything is sent or moved
+        self._consolidated = None
+        with _comm.guarded(self.comm, "ZeroRedundancyOptimizer.train/eval"):
+            move()
+            self._allgather()
+
     def local_state_nbytes(self):
         """Bytes of optimizer state this rank holds (its shard's slot arrays and per-param scalars)."""
         return sum(v.nbytes for st in self._local._state.values() for v in st.values() if isinstance(v, np.ndarray))
@@ -149,6 +172,9 @@ class ZeroRedundancyOptimizer:
         rank raises ValueError on every rank before anything is written. Arguments are checked before anything is
         sent; an exception after that aborts the communicator (the other ranks would wait forever)."""
         self._check_step(grads, max_norm, norm_type)
+        if self.optimizer_class.spec.interpolation is not None and not self._local.train_mode:
+            raise RuntimeError(f"{self.optimizer_class.__name__}.step() called in eval mode (the params hold x): "
+                               "call train() first; nothing was written")
         check_finite = check_flag(check_finite, "check_finite")
         self._consolidated = None
         with _comm.guarded(self.comm, "ZeroRedundancyOptimizer.step"):
@@ -161,15 +187,19 @@ class ZeroRedundancyOptimizer:
             if max_norm is not None:
                 total = clip_grad_norm_([g for g in local_grads if g is not None], max_norm, norm_type,
                                         comm=self.comm, timeout=self.timeout)
-            for group, local in zip(self._full.param_groups, self._local.param_groups):
-                for k, v in group.items():
-                    if k != "params":
-                        local[k] = v
+            self._sync_groups()
             self._local.step(local_grads)
             t2 = time.perf_counter()
             self._allgather()
             self.timings = {"reduce": t1 - t0, "update": t2 - t1, "gather": time.perf_counter() - t2}
         return total
+
+    def _sync_groups(self):
+        """The local groups take the full groups' hyperparameters (schedules and users write the full ones)."""
+        for group, local in zip(self._full.param_groups, self._local.param_groups):
+            for k, v in group.items():
+                if k != "params":
+                    local[k] = v
 
     def _reduce(self, grads):
         """Packs the gradients into each space's buffer (padding and None: zeros), sums them across ranks

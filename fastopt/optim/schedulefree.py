@@ -64,15 +64,21 @@ class ScheduleFreeOptimizer(Optimizer):
                 self._swap(lambda beta: 1.0 - 1.0 / beta)
                 self._train_mode = False
 
-    def _swap(self, weight):
-        beta_of = self.spec.interpolation
-        z_name = self.spec.slots[0].name
-        work, offset = [], 0
-        for gi, group in enumerate(self.param_groups):       # every weight first: an error moves nothing
-            beta = float(beta_of(group))
+    def checked_betas(self):
+        """Each group's interpolation beta, checked as a switch of modes needs it (ValueError otherwise)."""
+        betas = []
+        for gi, group in enumerate(self.param_groups):
+            beta = float(self.spec.interpolation(group))
             if not 0.0 < beta < 1.0:
                 raise ValueError(f"param_groups[{gi}]: the interpolation beta must be in (0, 1) to switch modes, "
                                  f"got {beta}")
+            betas.append(beta)
+        return betas
+
+    def _swap(self, weight):
+        z_name = self.spec.slots[0].name
+        work, offset = [], 0
+        for group, beta in zip(self.param_groups, self.checked_betas()):   # every weight first: an error moves nothing
             w = weight(beta)
             for k, p in enumerate(group["params"]):
                 z = self._state.get(offset + k, {}).get(z_name)

@@ -19,7 +19,11 @@ SHAPES = [(300, 7), (5,), (2, 1000), (3, 3), (257,)]
 CONFIGS = [("sgd", {"lr": 0.1}), ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
            ("adam", {"lr": 1e-2, "amsgrad": True}), ("adamw", {"lr": 1e-2}), ("adamax", {}),
            ("nadam", {"weight_decay": 0.1}), ("radam", {"decoupled_weight_decay": True}),
-           ("rmsprop", {"momentum": 0.5, "centered": True}), ("adagrad", {"lr_decay": 0.01}), ("lion", {})]
+           ("rmsprop", {"momentum": 0.5, "centered": True}), ("adagrad", {"lr_decay": 0.01}), ("lion", {}),
+           ("adadelta", {"weight_decay": 0.1}), ("rprop", {}), ("asgd", {"t0": 2}), ("ademamix", {"t_alpha_beta3": 3}),
+           ("adan", {"weight_decay": 0.02}), ("schedulefreeadamw", {"warmup_steps": 2, "weight_decay": 0.1}),
+           ("schedulefreesgd", {"lr": 0.1})]
+SCHEDULE_FREE = [name for name, cls in OPTIMIZERS.items() if cls.spec.interpolation is not None]
 
 
 def make_params(dtype, seed=0, shapes=SHAPES):
@@ -258,3 +262,50 @@ def test_add_param_group():
     zero.step(grads)
     single.step(averaged(grads))
     assert all(np.array_equal(a, b) for a, b in zip(params, ref))
+
+
+@pytest.mark.parametrize("name", SCHEDULE_FREE)
+def test_schedule_free_modes_state_and_resume(name):
+    """train() / eval() through the shards give the single process's x and y bit for bit; the consolidated state
+    (with the float64 aux pair and the mode) is the single process's, and a resharded resume continues as it."""
+    cls = OPTIMIZERS[name]
+    params, ref = make_params(np.float32), make_params(np.float32)
+    zero = ZeroRedundancyOptimizer(two_groups(params, 0.05), cls, comm=COMM, lr=0.05, warmup_steps=2)
+    single = cls(two_groups(ref, 0.05), lr=0.05, warmup_steps=2)
+    for t in range(3):
+        grads = rank_grads(params, t)
+        zero.step(grads)
+        single.step(averaged(grads))
+    zero.eval()
+    single.eval()
+    assert not zero.train_mode and all(np.array_equal(a, b) for a, b in zip(params, ref))
+    with pytest.raises(RuntimeError, match="eval mode"):
+        zero.step(rank_grads(params, 3))
+    assert all(np.array_equal(a, b) for a, b in zip(params, ref))         # the refused step wrote nothing
+    zero.consolidate_state_dict(to=0)
+    full = COMM.bcast(zero.state_dict() if RANK == 0 else None, root=0)
+    p2 = [p.copy() for p in params]              # x, as saved
+    expect = single.state_dict()
+    assert full["train_mode"] is False and sorted(full["state"]) == sorted(expect["state"])
+    for i, st in expect["state"].items():
+        for key, value in st.items():
+            assert np.array_equal(full["state"][i][key], value), (i, key)
+    zero.train()
+    single.train()
+    assert zero.train_mode and all(np.array_equal(a, b) for a, b in zip(params, ref))
+    resumed = ZeroRedundancyOptimizer(two_groups(p2, 0.05), cls, comm=COMM, lr=0.05, warmup_steps=2)
+    resumed.load_state_dict(full)                # in eval mode, as saved
+    assert not resumed.train_mode
+    resumed.train()
+    assert all(np.array_equal(a, b) for a, b in zip(p2, ref))
+    for t in range(3, 5):
+        grads = rank_grads(p2, t)
+        resumed.step(grads)
+        single.step(averaged(grads))
+    assert all(np.array_equal(a, b) for a, b in zip(p2, ref))
+
+
+def test_modes_only_for_schedule_free():
+    zero = ZeroRedundancyOptimizer(make_params(np.float32), fastopt.AdamW, comm=COMM)
+    with pytest.raises(TypeError, match="no train"):
+        zero.eval()
