@@ -1,8 +1,31 @@
 """Shared fixtures: thread counts, instruction-set paths and random generators."""
+import signal
+import sys
+
 import numpy as np
 import pytest
 
 import fastopt
+
+
+@pytest.fixture(scope="session", autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler, which the Ctrl-C tests need: a shell starts background jobs with SIGINT
+    ignored, and then neither _thread.interrupt_main() nor a raised SIGINT reaches Python."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_on_one_thread():
+    """Torch is a reference here: one thread, so that its OpenMP pool does not spin against fastopt's team on the
+    same cores (on 2 cores, a 30-step peer trajectory took 2.6-5.5 s with torch on 2 threads, 0.03-0.08 s on 1).
+    Collection has imported torch by now wherever a test module uses it; nothing imports it for this."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    yield
 
 
 def pytest_configure(config):

@@ -16,15 +16,6 @@ X, y = make_classification(n_samples=200, n_features=8, n_informative=5, n_class
 BATCH = 20                       # 10 steps an epoch
 
 
-@pytest.fixture(autouse=True)
-def default_sigint():
-    """Python's own SIGINT handler during each test: a shell starts background jobs with SIGINT ignored, and the
-    fit leaves a handler it did not install alone (see fastopt/estimators/_interrupt.py)."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, before)
-
-
 def _fit_interrupted_at(k, times=1, **kwargs):
     """Fits with SIGINT raised `times` times inside the loss of step k (1-based); returns (model, steps seen)."""
     est = MLPClassifier((16,), batch_size=BATCH, max_iter=5, random_state=0, learning_rate=0.01, **kwargs)
