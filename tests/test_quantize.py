@@ -392,3 +392,126 @@ def test_exported():
     import fastopt
     assert fastopt.quantize is q
     assert q.default_block_size(8) == 256 and q.default_block_size(4) == 128
+
+
+# ---- peers ---------------------------------------------------------------------------------------------------------
+def _near_tie(v, m, a, b, tol):
+    """|v - m[a]| and |v - m[b]| equal to within tol (float64)."""
+    v = v.astype(np.float64)
+    m = m.astype(np.float64)
+    return np.abs(np.abs(v - m[a]) - np.abs(v - m[b])) <= tol
+
+
+@pytest.fixture(scope="module")
+def bnb():
+    pytest.importorskip("torch")
+    return pytest.importorskip("bitsandbytes.functional")
+
+
+@pytest.fixture(scope="module")
+def torchao_quant():
+    pytest.importorskip("torch")
+    return pytest.importorskip("torchao.optim.quant_utils")
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_bitsandbytes_map_is_identical(bnb, signed):
+    np.testing.assert_array_equal(bnb.create_dynamic_map(signed).numpy(), q.code_map(8, signed))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("kind", ["normal", "heavy"])
+def test_bitsandbytes_quantize_blockwise(bnb, signed, kind):
+    """bitsandbytes.functional.quantize_blockwise(x, code=create_dynamic_map(signed), blocksize=256) on CPU: the
+    same absmax bit for bit; codes mostly the same. bitsandbytes' CPU float32 kernel (0.50) does not search the map:
+    it rounds v to a uniform 65536-point grid on [-1, 1] and takes the grid point's nearest code, so where the map
+    is finer than the grid (|v| below ~1e-3) or v is within a grid step of a boundary, its code can be another one.
+    fastopt's code is then always at least as near to v, and bitsandbytes' within two grid steps of as near."""
+    import torch
+    rng = np.random.default_rng(40 + signed)
+    n = 1 << 20
+    x = sample(rng, n, signed, kind)
+    codes, absmax = q.quantize_blockwise(x, signed=signed)
+    qb, state = bnb.quantize_blockwise(torch.from_numpy(x.copy()), code=bnb.create_dynamic_map(signed),
+                                       blocksize=256)
+    np.testing.assert_array_equal(state.absmax.numpy(), absmax)
+    cb = qb.numpy().reshape(-1).astype(np.int64)
+    c = codes.astype(np.int64)
+    m = q.code_map(8, signed).astype(np.float64)
+    v = x.astype(np.float64) / np.repeat(absmax, 256)[:n]
+    diff = c != cb
+    ours, theirs = np.abs(v - m[c]), np.abs(v - m[cb])
+    assert np.all(ours[diff] <= theirs[diff] + 1e-7)
+    assert np.all(theirs <= ours + 2 * 2 / 65535 + 1e-7)
+    y = q.dequantize_blockwise(codes, absmax, n=n, signed=signed)
+    yb = bnb.dequantize_blockwise(qb, state).numpy().reshape(-1)
+    am = np.repeat(absmax, 256)[:n].astype(np.float64)
+    rel = np.abs(y - yb) / am
+    excess = (np.abs(x - yb.astype(np.float64)) - np.abs(x - y.astype(np.float64))) / am
+    print(f"\nbitsandbytes signed={signed} {kind}: codes differ {diff.mean():.4%} ({diff.sum()} of {n}), "
+          f"max code distance {np.max(np.abs(c - cb))}, max |deq_fastopt - deq_bnb| / absmax {rel.max():.3g}, "
+          f"max (|x - deq_bnb| - |x - deq_fastopt|) / absmax {excess.max():.3g}, min {excess.min():.3g}")
+    assert excess.min() >= -1e-6 and excess.max() <= 2 * 2 / 65535 + 1e-6
+    if kind == "normal":
+        assert diff.mean() < (0.005 if signed else 0.05)
+    assert rel.max() <= np.max(np.diff(m)) + 1e-7                   # at most the map's largest step
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_bitsandbytes_dequantize_blockwise(bnb, signed):
+    """bitsandbytes.functional.dequantize_blockwise of fastopt's codes and absmax: bit for bit fastopt's values."""
+    import torch
+    rng = np.random.default_rng(50 + signed)
+    n = 100 * 256 + 77
+    x = sample(rng, n, signed, "heavy")
+    codes, absmax = q.quantize_blockwise(x, signed=signed)
+    yb = bnb.dequantize_blockwise(torch.from_numpy(codes), absmax=torch.from_numpy(absmax),
+                                  code=bnb.create_dynamic_map(signed), blocksize=256).numpy()
+    np.testing.assert_array_equal(q.dequantize_blockwise(codes, absmax, n=n, signed=signed), yb)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_torchao_maps_are_identical(torchao_quant, signed):
+    sub4 = pytest.importorskip("torchao.optim.subclass_4bit")
+    want = sub4.get_qmap_signed() if signed else sub4.get_qmap_unsigned()
+    np.testing.assert_array_equal(np.array(want, dtype=np.float32), q.code_map(4, signed))
+    # torchao's 8-bit optimizer state uses the bitsandbytes dynamic map too
+    np.testing.assert_array_equal(np.array(torchao_quant.create_dynamic_map(signed), dtype=np.float32),
+                                  q.code_map(8, signed))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("kind", ["normal", "heavy"])
+def test_torchao_quantize(torchao_quant, bits, signed, kind):
+    """torchao.optim.quant_utils: scale_tensor(x, block) then quantize_4bit_with_qmap / quantize_8bit_with_qmap
+    (what torchao's OptimState4bit / OptimState8bit store; 4 bits: block 128, 8 bits: block 256). Same scale (= our
+    absmax) and the same codes except at float32 ties: torchao rounds a tie up (residual >= half the gap), fastopt
+    down. dequant_with_qmap of fastopt's codes gives fastopt's values bit for bit."""
+    import torch
+    rng = np.random.default_rng(60 + 4 * bits + 2 * signed + (kind == "heavy"))
+    block = q.default_block_size(bits)
+    n = block * 4096
+    x = sample(rng, n, signed, kind)
+    codes, absmax = q.quantize_blockwise(x, bits=bits, signed=signed)
+    qmap = torch.from_numpy(q.code_map(bits, signed))
+    xs, scale = torchao_quant.scale_tensor(torch.from_numpy(x.copy()), block)
+    fn = torchao_quant.quantize_4bit_with_qmap if bits == 4 else torchao_quant.quantize_8bit_with_qmap
+    ct = fn(xs, qmap).numpy().astype(np.int64)
+    np.testing.assert_array_equal(scale.numpy(), absmax)
+    c = _codes_flat(codes, n, bits).astype(np.int64)
+    diff = c != ct
+    print(f"\ntorchao {bits}-bit signed={signed} {kind}: codes differ {diff.mean():.5%} ({diff.sum()} of {n})")
+    assert diff.mean() <= 1e-4
+    assert np.all(_near_tie(xs.numpy()[diff], q.code_map(bits, signed), c[diff], ct[diff], 1e-7))
+    yt = torchao_quant.dequant_with_qmap(torch.from_numpy(c.astype(np.uint8)), qmap, scale).numpy()
+    np.testing.assert_array_equal(q.dequantize_blockwise(codes, absmax, n=n, bits=bits, signed=signed), yt)
+
+
+def test_torchao_rounds_ties_up(torchao_quant):
+    import torch
+    m = q.code_map(4, False)
+    v = np.array([1.0, (m[0] + m[1]) / 2, (m[7] + m[8]) / 2], dtype=np.float32)
+    ct = torchao_quant.quantize_4bit_with_qmap(torch.from_numpy(v), torch.from_numpy(m)).numpy()
+    codes, _ = q.quantize_blockwise(v, bits=4, signed=False)
+    assert ct.tolist() == [15, 1, 8] and _unpack4(codes, 3).tolist() == [15, 0, 7]
