@@ -515,3 +515,35 @@ def test_torchao_rounds_ties_up(torchao_quant):
     ct = torchao_quant.quantize_4bit_with_qmap(torch.from_numpy(v), torch.from_numpy(m)).numpy()
     codes, _ = q.quantize_blockwise(v, bits=4, signed=False)
     assert ct.tolist() == [15, 1, 8] and _unpack4(codes, 3).tolist() == [15, 0, 7]
+
+
+# ---- property test -------------------------------------------------------------------------------------------------
+def test_property_codes_match_reference():
+    """Any finite float32 values (subnormals and the largest included), any length and block size: the float32 reference."""
+    hyp = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    hnp = pytest.importorskip("hypothesis.extra.numpy")
+
+    @hyp.settings(max_examples=200, deadline=None, derandomize=True)
+    @hyp.given(x=hnp.arrays(np.float32, st.integers(0, 700),
+                            elements=st.floats(width=32, allow_nan=False, allow_infinity=False,
+                                              allow_subnormal=True)),
+               bits_signed=st.sampled_from(MAPS), half_block=st.integers(1, 200))
+    def check(x, bits_signed, half_block):
+        bits, signed = bits_signed
+        block = 2 * half_block
+        codes, absmax = q.quantize_blockwise(x, bits=bits, signed=signed, block_size=block)
+        if x.size == 0:
+            assert codes.size == 0 and absmax.size == 0
+            return
+        want, want_absmax, _ = reference_f32(x, bits, signed, block)
+        zero = int(np.argmin(np.abs(q.code_map(bits, signed))))
+        want = np.where(np.repeat(want_absmax, block)[:x.size] == 0, zero, want)    # 0/0: the code of 0
+        np.testing.assert_array_equal(absmax, want_absmax)
+        np.testing.assert_array_equal(_codes_flat(codes, x.size, bits), want)
+        y = q.dequantize_blockwise(codes, absmax, n=x.size, bits=bits, signed=signed, block_size=block)
+        m = q.code_map(bits, signed)
+        np.testing.assert_array_equal(y, m[want] * np.repeat(absmax, block)[:x.size])
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        check()
