@@ -547,3 +547,25 @@ def test_property_codes_match_reference():
 
     with np.errstate(invalid="ignore", over="ignore"):
         check()
+
+
+def test_concurrent_calls_from_python_threads():
+    """The C passes run without the GIL: calls from several threads at once give each its own, correct result."""
+    import threading
+    rng = np.random.default_rng(8)
+    xs = [sample(rng, 300_000 + k, k % 2 == 0, "heavy") for k in range(4)]
+    want = [q.quantize_blockwise(x, bits=8 if k < 2 else 4, signed=k % 2 == 0) for k, x in enumerate(xs)]
+    got = [None] * 4
+
+    def work(k):
+        for _ in range(3):
+            got[k] = q.quantize_blockwise(xs[k], bits=8 if k < 2 else 4, signed=k % 2 == 0)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (c, a), (wc, wa) in zip(got, want):
+        np.testing.assert_array_equal(c, wc)
+        np.testing.assert_array_equal(a, wa)
