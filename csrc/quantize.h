@@ -4,7 +4,9 @@
  * A block of n float32 values x[0..n) is stored as one float32 absmax = max_i |x_i| and one code per element;
  * code c stands for map[c] * absmax, map = fo_qmap(bits, is_signed) (2^bits values, strictly ascending).
  *
- * The rounding rule (bitsandbytes' CPU rule, csrc/common.cpp quantize_block, written out exactly): with
+ * The rounding rule (bitsandbytes' original CPU rule, its csrc/common.cpp quantize_block, written out exactly; its
+ * 0.50 CPU float32 kernel instead rounds v to a 65536-point grid on [-1, 1] first: README.md has the measured
+ * differences, and fastopt keeps map[0] where that original code overwrote it with -1): with
  *     v = x_i / absmax                          (float32 division, correctly rounded: |v| <= 1)
  *     l = the largest c with map[c] <= v        (0 when v < map[0])
  *     code = l + 1  if l + 1 < 2^bits and |v - map[l+1]| < |v - map[l]|   (float32 subtractions and fabsf)
@@ -56,7 +58,8 @@ void fo_dequantize_block(const uint8_t *codes, int64_t n, int bits, int is_signe
 /* ---- for tests ------------------------------------------------------------------------------------------------ */
 /* The rule above evaluated directly for one v (binary search over the map, then the float32 distance compare). */
 int fo_qcode_reference(int bits, int is_signed, float v);
-/* The code the fast path gives for one v in [-1, 1] (what fo_quantize_block stores for x_i / absmax = v). */
+/* The code the fast path gives for one v in [-1, 1] (what fo_quantize_block stores for x_i / absmax = v); -1 for
+ * v outside [-1, 1] or NaN, or bad bits. */
 int fo_qcode(int bits, int is_signed, float v);
 /* The exact threshold T_k (1 <= k < 2^bits) of the fast path: the least float32 v with code(v) >= k. */
 float fo_qthreshold(int bits, int is_signed, int k);
