@@ -16,6 +16,12 @@ enough repetitions for about 5 ms; printed: the median over rounds of fastopt / 
 for the whole step (both sides are called from Python once per step, so this includes fastopt's per-call overhead,
 about 5 us, against ctypes' ~1 us) and for the kernels alone (each side's time at n = 16, timed in the same
 rounds, subtracted). Skipped with a message when there is no C compiler.
+
+Measured (2 shared cores, AMD EPYC znver3, avx2 path, 41 rounds, mean of two runs; before -> after the reciprocal
+kernels), kernel ratio at n = 1e4 / 1e5 / 1e6, float32: Adam 1.39/1.33/1.20 -> 1.05/1.02/0.93, NAdam
+1.75/1.69/1.48 -> 1.04/1.08/0.99; RMSprop, Adagrad, Adamax, SGD unchanged (<= 1.06 but SGD 1.12 at 1e4); Lion
+1.19/1.15/1.08 (no FMA contraction, NaN-propagating sign). The whole step at n = 1e4 is 1.2-2x the plain loop:
+fastopt's per-call cost (~2.8 us against ctypes' ~0.7 us at n = 16) is most of a 1e4 step.
 """
 import argparse
 import ctypes
