@@ -12,12 +12,12 @@ static const fo_optim_kernels *fo_optim_table(void)
 }
 
 /* AdEMAMix's per-step scalars (see ademamix_chunk): bias corrections, the alpha and beta3 warm-ups over
- * t_alpha_beta3 steps (0: none), the decoupled decay factor. */
+ * t_alpha_beta3 steps (0: none), the decoupled decay factor; reciprocals, so the kernel only multiplies. */
 static void fo_optim_ademamix_prepare(fo_tensor *t, const fo_hparams *hp, double step)
 {
     const double b1 = hp->beta1, b3 = hp->beta3, T = hp->t_alpha_beta3;
-    t->coef[0] = 1.0 - pow(b1, step);
-    t->coef[1] = sqrt(1.0 - pow(hp->beta2, step));
+    t->coef[0] = 1.0 / (1.0 - pow(b1, step));
+    t->coef[1] = 1.0 / sqrt(1.0 - pow(hp->beta2, step));
     t->coef[2] = T == 0.0 ? hp->alpha : fmin(step * hp->alpha / T, hp->alpha);
     t->coef[3] = b3;
     if (T != 0.0) {
@@ -28,15 +28,15 @@ static void fo_optim_ademamix_prepare(fo_tensor *t, const fo_hparams *hp, double
 }
 
 /* Adan's per-step scalars (see adan_chunk): the step sizes of m and n, sqrt(1 - b3^t), whether a previous
- * gradient exists, the decoupled decay and the proximal divisor. */
+ * gradient exists, the decoupled decay and the proximal factor. */
 static void fo_optim_adan_prepare(fo_tensor *t, const fo_hparams *hp, double step)
 {
     t->coef[0] = hp->lr / (1.0 - pow(hp->beta1, step));
     t->coef[1] = hp->lr * hp->beta2 / (1.0 - pow(hp->beta2, step));
-    t->coef[2] = sqrt(1.0 - pow(hp->beta3, step));
+    t->coef[2] = 1.0 / sqrt(1.0 - pow(hp->beta3, step));
     t->coef[3] = step == 1.0 ? 0.0 : 1.0;
     t->coef[4] = 1.0 - hp->lr * hp->weight_decay;
-    t->coef[5] = 1.0 + hp->lr * hp->weight_decay;
+    t->coef[5] = 1.0 / (1.0 + hp->lr * hp->weight_decay);
 }
 
 /* LARS's trust ratio from the norm sweep's sums (coef[4] = sum p^2, coef[5] = sum g^2): r = tc ||p|| / (||g|| +
@@ -60,7 +60,7 @@ static void fo_optim_lamb_prepare(fo_tensor *t, const fo_hparams *hp, double ste
 }
 
 /* Schedule-Free's per-step scalars (schedulefree's group values, here per param: k = step - 1; aux[0] lr_max,
- * aux[1] weight_sum, advanced once per step), in the reference's operation order: the warmed-up lr, 1 - b2^t,
+ * aux[1] weight_sum, advanced once per step), in the reference's operation order: the warmed-up lr, 1 / sqrt(1 - b2^t),
  * c = ckp1 = weight / weight_sum (0 when weight_sum is 0) and y's gradient coefficient lr (b1 (1 - c) - 1). */
 static void fo_optim_schedulefree_prepare(fo_tensor *t, const fo_hparams *hp, double step, double b1)
 {
@@ -73,7 +73,7 @@ static void fo_optim_schedulefree_prepare(fo_tensor *t, const fo_hparams *hp, do
     weight_sum = t->aux[1] = t->aux[1] + weight;
     ckp1 = weight_sum != 0.0 ? weight / weight_sum : 0.0;
     t->coef[0] = lr;
-    t->coef[1] = 1.0 - pow(hp->beta2, k + 1.0);
+    t->coef[1] = 1.0 / sqrt(1.0 - pow(hp->beta2, k + 1.0));
     t->coef[2] = ckp1;
     t->coef[3] = lr * (b1 * (1.0 - ckp1) - 1.0);
 }
@@ -100,7 +100,7 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
     switch (algo) {
     case FO_ALGO_adam:
         t->coef[0] = lr / (1.0 - pow(b1, step));
-        t->coef[1] = sqrt(1.0 - pow(b2, step));
+        t->coef[1] = 1.0 / sqrt(1.0 - pow(b2, step));
         t->coef[2] = 1.0 - lr * hp->weight_decay;
         break;
     case FO_ALGO_adamax:
@@ -111,7 +111,7 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
         const double mu_next = b1 * (1.0 - 0.5 * pow(0.96, (step + 1.0) * hp->momentum_decay));
         const double mu_product = *t->aux * mu;
         *t->aux = mu_product;
-        t->coef[0] = 1.0 - pow(b2, step);
+        t->coef[0] = 1.0 / sqrt(1.0 - pow(b2, step));
         t->coef[1] = -lr * (1.0 - mu) / (1.0 - mu_product);
         t->coef[2] = -lr * mu_next / (1.0 - mu_product * mu_next);
         t->coef[3] = 1.0 - lr * hp->weight_decay;
@@ -121,11 +121,11 @@ static void fo_optim_prepare(int algo, fo_tensor *t, const fo_hparams *hp)
         const double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
         const double rho_inf = 2.0 / (1.0 - b2) - 1.0;
         const double rho_t = rho_inf - 2.0 * step * pow(b2, step) / bc2;
-        t->coef[0] = bc1;
-        t->coef[1] = sqrt(bc2);
+        t->coef[0] = lr / bc1;
         t->coef[3] = 1.0 - lr * hp->weight_decay;
         if (rho_t > 5.0) {
-            t->coef[2] = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+            const double r_t = sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+            t->coef[1] = lr * r_t * sqrt(bc2) / bc1;
             t->coef[4] = 1.0;
         }
         break;
