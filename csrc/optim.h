@@ -111,9 +111,15 @@ typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo
  * double, out[0] and out[1] (LARS: of the param and the gradient; LAMB: of the decayed param and the Adam update,
  * the sweep also writing the moments). */
 typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *out);
+/* bfloat16 conversions of the low-precision state's block wrapper (bf16.h, compiled for the path's instruction set:
+ * integer arithmetic only, the same bits on every path): x[0..n) <- h, h[0..n) <- x rounded. */
+typedef void (*fo_bf16_decode_fn)(const uint16_t *h, int64_t n, float *x);
+typedef void (*fo_bf16_encode_fn)(const float *x, int64_t n, uint16_t *h);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
     fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
+    fo_bf16_decode_fn bf16_decode;
+    fo_bf16_encode_fn bf16_encode;
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */

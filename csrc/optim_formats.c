@@ -1,6 +1,6 @@
 /* The block wrapper of low-precision optimizer state (see optim_formats.h). */
 #include "optim_formats.h"
-#include "bf16.h"
+#include "dispatch.h"
 
 int fo_optim_has_formats(const fo_tensor *t)
 {
@@ -41,12 +41,14 @@ int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep)
     return !(int8 && int4);
 }
 
-/* Points local's slot s at elements [lo, lo + n) of t's: native state in place, any other decoded into buf. */
-static void fo_format_load(const fo_tensor *t, int s, int64_t lo, int64_t n, fo_tensor *local, float *buf)
+/* Points local's slot s at elements [lo, lo + n) of t's: native state in place, any other decoded into buf;
+ * k: the active path's kernels (its bfloat16 conversions). */
+static void fo_format_load(const fo_optim_kernels *k, const fo_tensor *t, int s, int64_t lo, int64_t n,
+                           fo_tensor *local, float *buf)
 {
     switch (t->format[s]) {
     case FO_STATE_BF16:
-        fo_bf16_decode((const uint16_t *)t->state[s] + lo, n, buf);
+        k->bf16_decode((const uint16_t *)t->state[s] + lo, n, buf);
         local->state[s] = buf;
         break;
     default:
@@ -56,11 +58,12 @@ static void fo_format_load(const fo_tensor *t, int s, int64_t lo, int64_t n, fo_
 }
 
 /* Writes buf, the new values of slot s at elements [lo, lo + n), back in the slot's format (native: in place). */
-static void fo_format_store(fo_tensor *t, int s, int64_t lo, int64_t n, const float *buf)
+static void fo_format_store(const fo_optim_kernels *k, fo_tensor *t, int s, int64_t lo, int64_t n,
+                            const float *buf)
 {
     switch (t->format[s]) {
     case FO_STATE_BF16:
-        fo_bf16_encode(buf, n, (uint16_t *)t->state[s] + lo);
+        k->bf16_encode(buf, n, (uint16_t *)t->state[s] + lo);
         break;
     default:
         break;
@@ -70,6 +73,7 @@ static void fo_format_store(fo_tensor *t, int s, int64_t lo, int64_t n, const fl
 void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hparams *hp, int64_t b0, int64_t b1)
 {
     float buf[FO_MAX_SLOTS][FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
     const int64_t bs = fo_optim_format_block(t);
     fo_tensor local = *t;
     int64_t b;
@@ -81,10 +85,10 @@ void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hpar
         local.numel = n;
         for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (t->state[s] != NULL)
-                fo_format_load(t, s, lo, n, &local, buf[s]);
+                fo_format_load(k, t, s, lo, n, &local, buf[s]);
         chunk(&local, hp, 0, n);
         for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (t->state[s] != NULL)
-                fo_format_store(t, s, lo, n, buf[s]);
+                fo_format_store(k, t, s, lo, n, buf[s]);
     }
 }
