@@ -13,6 +13,7 @@ own), ``fastopt.nn`` (BatchNorm), ``fastopt.losses`` (losses with fused gradient
 __version__ = "0.1.0"
 
 from fastopt import callbacks, functional, losses, nn, regularize, schedules
+from fastopt import quantize             # issue 12: blockwise int8/int4 quantization (fastopt.quantize)
 from fastopt._config import (available_isas, config, get_isa, get_num_threads, parallel_min_elements, set_isa,
                              set_num_threads, show_config)
 from fastopt.clip import clip_grad_norm_, clip_grad_value_, get_total_norm
