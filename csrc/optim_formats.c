@@ -16,7 +16,7 @@ int64_t fo_optim_format_block(const fo_tensor *t)
     int s, any = 0;
     for (s = 0; s < FO_MAX_SLOTS; ++s) {
         if (t->format[s] == FO_STATE_INT4)
-            return 128;
+            return FO_QBLOCK_INT4;
         any |= t->format[s] != FO_STATE_NATIVE;
     }
     return any ? FO_FORMAT_MAX_BLOCK : 0;
@@ -51,6 +51,16 @@ static void fo_format_load(const fo_optim_kernels *k, const fo_tensor *t, int s,
         k->bf16_decode((const uint16_t *)t->state[s] + lo, n, buf);
         local->state[s] = buf;
         break;
+    case FO_STATE_INT8:
+        fo_dequantize_block((const uint8_t *)t->state[s] + lo, n, 8, t->is_signed[s], t->absmax[s][lo / FO_QBLOCK_INT8],
+                            buf);
+        local->state[s] = buf;
+        break;
+    case FO_STATE_INT4:
+        fo_dequantize_block((const uint8_t *)t->state[s] + lo / 2, n, 4, t->is_signed[s],
+                            t->absmax[s][lo / FO_QBLOCK_INT4], buf);
+        local->state[s] = buf;
+        break;
     default:
         local->state[s] = (float *)t->state[s] + lo;
         break;
@@ -64,6 +74,13 @@ static void fo_format_store(const fo_optim_kernels *k, fo_tensor *t, int s, int6
     switch (t->format[s]) {
     case FO_STATE_BF16:
         k->bf16_encode(buf, n, (uint16_t *)t->state[s] + lo);
+        break;
+    case FO_STATE_INT8:
+        fo_quantize_block(buf, n, 8, t->is_signed[s], (uint8_t *)t->state[s] + lo, &t->absmax[s][lo / FO_QBLOCK_INT8]);
+        break;
+    case FO_STATE_INT4:
+        fo_quantize_block(buf, n, 4, t->is_signed[s], (uint8_t *)t->state[s] + lo / 2,
+                          &t->absmax[s][lo / FO_QBLOCK_INT4]);
         break;
     default:
         break;

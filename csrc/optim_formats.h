@@ -10,14 +10,16 @@
 #define FO_OPTIM_FORMATS_H
 
 #include "optim.h"
+#include "quantize.h"
 
-enum { FO_FORMAT_MAX_BLOCK = 256 };   /* the largest block of any format (the stack buffers' length) */
+enum { FO_FORMAT_MAX_BLOCK = FO_QBLOCK_INT8 };   /* the largest block of any format (the stack buffers' length) */
 
 /* 1 if some state slot of t has a non-native format. */
 int fo_optim_has_formats(const fo_tensor *t);
 
-/* The block of t's step: 0 if every slot is native, else the quantization block of its formats (int4: 128;
- * int8, bfloat16: 256; bfloat16 alone is element-wise, its block is only the buffer's length). */
+/* The block of t's step: 0 if every slot is native, else the quantization block of its formats (int4:
+ * FO_QBLOCK_INT4 = 128; int8, bfloat16: FO_QBLOCK_INT8 = 256; bfloat16 alone is element-wise, its block is only the
+ * buffers' length). */
 int64_t fo_optim_format_block(const fo_tensor *t);
 
 /* 1 if t's formats can step under `algo` and `dtype`: every format known, non-native ones only with FO_F32 and an

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# csrc-sources: runtime_client.c quantize.c
 # csrc-families: optim
 """Cython layer of the optimizer family: validates arrays at C speed, then makes one GIL-free call into C.
 
@@ -22,6 +23,9 @@ from fastopt._runtime cimport *
 cnp.import_array()
 
 include "_runtime_api.pxi"
+
+cdef extern from "quantize.h" nogil:
+    enum: FO_QBLOCK_INT8, FO_QBLOCK_INT4
 
 cdef extern from "optim.h" nogil:
     enum: FO_MAX_SLOTS
@@ -63,7 +67,7 @@ cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
 # State formats (csrc/optim.h FO_STATE_*): code by name, and the elements per absmax block of the quantized ones.
 STATE_FORMATS = {"native": FO_STATE_NATIVE, "bfloat16": FO_STATE_BF16, "int8": FO_STATE_INT8, "int4": FO_STATE_INT4}
-QUANT_BLOCKS = {FO_STATE_INT8: 256, FO_STATE_INT4: 128}
+QUANT_BLOCKS = {FO_STATE_INT8: FO_QBLOCK_INT8, FO_STATE_INT4: FO_QBLOCK_INT4}
 
 
 def format_sizes(int fmt, Py_ssize_t numel):
@@ -71,9 +75,9 @@ def format_sizes(int fmt, Py_ssize_t numel):
     values stored in format `fmt` (a STATE_FORMATS code); the codes' dtype is the param's (native), bfloat16
     (BF16) or uint8 (INT8, INT4: two codes per byte)."""
     if fmt == FO_STATE_INT8:
-        return numel, -(-numel // 256)
+        return numel, (numel + FO_QBLOCK_INT8 - 1) // FO_QBLOCK_INT8
     if fmt == FO_STATE_INT4:
-        return -(-numel // 2), -(-numel // 128)
+        return (numel + 1) // 2, (numel + FO_QBLOCK_INT4 - 1) // FO_QBLOCK_INT4
     return numel, 0
 
 

@@ -21,8 +21,9 @@ import numpy as np
 from fastopt import _optim
 
 NATIVE, BF16, INT8, INT4 = "native", "bfloat16", "int8", "int4"
-LOW_PRECISION = (BF16,)
-QUANTIZED = ()          # the formats with an absmax array per slot
+LOW_PRECISION = (BF16, INT8, INT4)
+QUANTIZED = (INT8, INT4)          # the formats with an absmax array per slot (fastopt.quantize)
+BITS = {INT8: 8, INT4: 4}
 STATE_DTYPES = (None, "float32", "float64") + LOW_PRECISION
 DEFAULT_MIN_QUANTIZED_SIZE = 4096       # as bitsandbytes: smaller tensors keep full-precision state
 FORMAT_KEYS = ("state_dtype", "min_quantized_size")     # the group options every spec'd optimizer takes
@@ -84,11 +85,19 @@ def encode(fmt, x, signed):
     """(codes, absmax or None) of the float32 values ``x`` in ``fmt`` (NATIVE: x itself)."""
     if fmt == NATIVE:
         return x, None
-    return x.astype(bfloat16()), None
+    if fmt == BF16:
+        return x.astype(bfloat16()), None
+    from fastopt import quantize
+    codes, absmax = quantize.quantize_blockwise(np.ascontiguousarray(x, np.float32), bits=BITS[fmt], signed=signed)
+    return (codes.reshape(x.shape) if fmt == INT8 else codes), absmax
 
 
 def decode(fmt, codes, absmax, p, signed):
     """The float32 values, of ``p``'s shape, of a slot stored as ``codes``, ``absmax`` in ``fmt``."""
     if fmt == NATIVE:
         return codes
-    return codes.astype(np.float32)
+    if fmt == BF16:
+        return codes.astype(np.float32)
+    from fastopt import quantize
+    x = quantize.dequantize_blockwise(codes.reshape(-1), absmax, n=p.size, bits=BITS[fmt], signed=signed)
+    return x.reshape(p.shape)

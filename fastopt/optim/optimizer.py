@@ -394,12 +394,14 @@ class Optimizer:
     def _constant_state(fmt, params, initial, signed, name):
         """Per param, {name: codes, name_absmax: absmax} of a slot holding ``initial`` everywhere in ``fmt``: each
         block of a constant encodes to the same codes and absmax, so one encoded block fills every buffer."""
-        block = 256
+        block = max(_optim.QUANT_BLOCKS.values())         # a whole block of every format
         codes, absmax = _formats.encode(fmt, np.full(block, initial, np.float32), signed)
         out = [{} for _ in params]
         dtypes_shapes = [_formats.layout(fmt, p) for p in params]
         code_views = _aligned_views([shape for _, shape, _ in dtypes_shapes], codes.dtype, codes.reshape(-1)[0])
-        for d, view in zip(out, code_views):
+        for d, view, p in zip(out, code_views, params):
+            if fmt == _formats.INT4 and p.size % 2:
+                view[-1] &= 0x0F              # an odd count's last high nibble is 0, as fo_quantize_block writes
             d[name] = view
         if absmax is not None:
             for d, view in zip(out, _aligned_views([(n,) for _, _, n in dtypes_shapes], np.float32, absmax[0])):
