@@ -115,11 +115,21 @@ typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo,
  * integer arithmetic only, the same bits on every path): x[0..n) <- h, h[0..n) <- x rounded. */
 typedef void (*fo_bf16_decode_fn)(const uint16_t *h, int64_t n, float *x);
 typedef void (*fo_bf16_encode_fn)(const float *x, int64_t n, uint16_t *h);
+/* The int8/int4 code table of one map (built by optim_formats.c from quantize.h's thresholds; see
+ * optim_formats_kernels.inc): lo[side * FO_QF_BUCKETS + bucket], the code of each bucket's least value; thr[k], the
+ * least value of code >= k (k < 2^bits; +inf from 2^bits to 2^bits + 1); map, the code values. */
+enum { FO_QF_E0 = 103 << 7, FO_QF_BUCKETS = (127 << 7) - (103 << 7) + 1 };
+typedef struct fo_qfast { int32_t lo[2 * FO_QF_BUCKETS]; float thr[256 + 2]; const float *map; int bits; } fo_qfast;
+/* fo_quantize_block of a block of at most 256 finite values not all 0 (1), else nothing written (0). */
+typedef int (*fo_qf_encode_fn)(const fo_qfast *q, const float *x, int64_t n, uint8_t *codes, float *absmax);
+typedef void (*fo_qf_decode_fn)(const fo_qfast *q, const uint8_t *codes, int64_t n, float absmax, float *x);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
     fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
     fo_bf16_decode_fn bf16_decode;
     fo_bf16_encode_fn bf16_encode;
+    fo_qf_encode_fn q_encode;
+    fo_qf_decode_fn q_decode;
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */
