@@ -180,9 +180,10 @@ def test_iterates_keep_the_param_dtype():
     assert opt.state[0]["z"].dtype == np.float32 and opt.state[0]["exp_avg_sq"].dtype == BF16
 
 
-def test_state_is_aligned_and_contiguous():
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_state_is_aligned_and_contiguous(fmt):
     ps = [np.ones(5000 + k, np.float32) for k in range(3)]
-    opt = fastopt.Adam(ps, state_dtype="bfloat16", min_quantized_size=0)
+    opt = fastopt.Adam(ps, state_dtype=fmt, min_quantized_size=0)
     opt.step([np.ones_like(p) for p in ps])
     for i in range(3):
         for key, a in opt.state[i].items():
