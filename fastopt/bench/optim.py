@@ -13,9 +13,12 @@ in one fused loop with trivial arithmetic.
 Low-precision state (``state_dtype``, fastopt/optim/_formats.py): a case ``<name>[<format>]`` (``Adam[int8]``) per
 optimizer with element-wise state and format, float32 params; the default run has Adam's (``--kernels`` names
 any). Its bytes per element: p read and written and g read (12 bytes) plus each state array read and written at
-its stored size (``state_nbytes()`` per element: bfloat16 2 bytes a slot, int8 1 + 4/256, int4 1/2 + 4/128).
+its stored size (bfloat16 2 bytes a slot, int8 1 + 4/256, int4 1/2 + 4/128; float32 in params under
+``min_quantized_size``).
 Its probe streams the same arrays as the float32 case over proportionally fewer elements: the same bytes.
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from fastopt import _optim, _probe
@@ -64,14 +67,22 @@ def _format_kernels():
     return out
 
 
-def state_bytes_per_element(kernel, n=1 << 16):
-    """Bytes of state per element of a param of ``n`` float32 (stored size, from ``state_nbytes()``)."""
+def state_bytes_per_element(kernel, shapes):
+    """Bytes of state per element over params of ``shapes`` (element counts), float32, at the stored sizes: each slot
+    the step uses in its format (fastopt.optim._formats; params under min_quantized_size keep float32)."""
     cls, kwargs, _ = KERNELS[kernel]
-    p = np.zeros(n, np.float32)
+    p = np.zeros(2, np.float32)
     opt = cls([p], **kwargs)
     opt.step([np.ones_like(p)])
-    per_param = sum(v.nbytes for k, v in opt.state[0].items() if k == "step" or k == cls.spec.aux)
-    return (opt.state_nbytes() - per_param) / n
+    used = [slot for slot in cls.spec.slots if slot.name in opt.state[0]]
+    total = 0
+    for n in shapes:
+        like = SimpleNamespace(dtype=np.dtype(np.float32), size=n)      # what slot_format reads of a param
+        for slot in used:
+            fmt = _formats.slot_format(kwargs["state_dtype"], _formats.DEFAULT_MIN_QUANTIZED_SIZE, slot, like)
+            codes, blocks = _optim.format_sizes(_formats.code(fmt), n)
+            total += codes * {"native": 4, "bfloat16": 2}.get(fmt, 1) + 4 * blocks
+    return total / sum(shapes)
 
 
 def bytes_per_element(kernel, shapes, itemsize):
@@ -79,7 +90,7 @@ def bytes_per_element(kernel, shapes, itemsize):
     n_read, n_write = traffic(kernel, shapes)
     if kernel not in FORMAT_KERNELS:
         return (n_read + n_write) * itemsize
-    return 3 * itemsize + 2 * state_bytes_per_element(kernel)
+    return 3 * itemsize + 2 * state_bytes_per_element(kernel, shapes)
 
 
 KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written) without a norm sweep)
