@@ -8,7 +8,11 @@ Every fastopt/_<name>.pyx is one extension module. The build rule, one line each
 - Every other module names the kernel families whose drivers it owns (`# csrc-families: optim`, or several:
   `# csrc-families: loss regularize`) and is compiled with csrc/<family>*.c of each, plus csrc/runtime_client.c
   (the pointer to the runtime state, set at import); its drivers reach their kernels through the runtime's tables.
-- Each family is owned by exactly one module (a family named twice is a build error): no C is compiled twice.
+- Each family is owned by exactly one module (a family named twice is a build error): no C is compiled twice,
+  with one exception: fastopt._optim names csrc/quantize.c (owned by fastopt._quantize) in its csrc-sources, since
+  its low-precision optimizer state calls the blockwise quantization primitives per block and an extension cannot
+  call another extension's C functions; quantize.c keeps no state two modules could disagree on (each copy builds
+  the same tables from the same maps).
 OpenMP is used when the compiler has it (FASTOPT_NO_OPENMP=1 forces a single-threaded build). Kernels are
 compiled for the baseline target and, with target pragmas, for AVX2 and AVX-512, chosen at run time — never
 -march=native.

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "optim.h"
+#include "optim_formats.h"
 #include "dispatch.h"
 
 static const fo_optim_kernels *fo_optim_table(void)
@@ -251,13 +252,58 @@ typedef struct { fo_tensor *ts; const fo_hparams *hp; fo_optim_chunk_fn chunk; i
 static int64_t fo_optim_segment_size(const void *vctx, int64_t k)
 {
     const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
-    return fo_optim_in_sweep(&ctx->ts[k], ctx->tiled) ? ctx->ts[k].numel : 0;
+    const fo_tensor *t = &ctx->ts[k];
+    return fo_optim_in_sweep(t, ctx->tiled) && !fo_optim_has_formats(t) ? t->numel : 0;
 }
 
 static void fo_optim_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
 {
     const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
     ctx->chunk(&ctx->ts[k], ctx->hp, a, b);
+}
+
+/* The block sweep of the tensors with low-precision state (optim_formats.h): the segment sweep over their
+ * concatenated blocks, so that a thread's share holds whole blocks (a quantization block is never split). */
+static int64_t fo_optim_format_size(const void *vctx, int64_t k)
+{
+    const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
+    const fo_tensor *t = &ctx->ts[k];
+    const int64_t bs = fo_optim_format_block(t);
+    return t->grad != NULL && bs > 0 ? (t->numel + bs - 1) / bs : 0;
+}
+
+static void fo_optim_format_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
+{
+    const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
+    fo_optim_format_blocks(ctx->chunk, &ctx->ts[k], ctx->hp, a, b);
+}
+
+/* 1 if the state formats of every tensor with a gradient can step (fo_optim_formats_valid). */
+static int fo_optim_formats_ok(int algo, int dtype, const fo_tensor *ts, int64_t ntensors)
+{
+    int64_t i;
+    for (i = 0; i < ntensors; ++i)
+        if (ts[i].grad != NULL && !fo_optim_formats_valid(&ts[i], dtype, fo_optim_has_norm_sweep(algo)))
+            return 0;
+    return 1;
+}
+
+/* The team-wide sweeps of a step: native tensors by elements, those with low-precision state by blocks. */
+static void fo_optim_sweeps(fo_optim_sweep_ctx *ctx, int64_t ntensors, int nthreads)
+{
+    int64_t i, total = 0, blocks = 0, formatted = 0;
+    for (i = 0; i < ntensors; ++i) {
+        total += fo_optim_segment_size(ctx, i);
+        if (fo_optim_format_size(ctx, i) > 0) {
+            blocks += fo_optim_format_size(ctx, i);
+            formatted += ctx->ts[i].numel;
+        }
+    }
+    fo_segment_sweep(ctx, ntensors, total, fo_threads_for(total, nthreads), fo_optim_segment_size,
+                     fo_optim_segment);
+    if (blocks > 0)
+        fo_segment_sweep(ctx, ntensors, blocks, fo_threads_for(formatted, nthreads), fo_optim_format_size,
+                         fo_optim_format_segment);
 }
 
 /* The tensors that take part in the norm sweep: those with a gradient, of 2+ dims for LARS (which adapts only
@@ -385,10 +431,11 @@ static int fo_optim_norm_sweep(int algo, int dtype, fo_tensor *ts, int64_t ntens
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
 {
     fo_optim_sweep_ctx ctx;
-    int64_t i, total = 0;
+    int64_t i;
     int tiled;
 
-    if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64))
+    if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64)
+        || !fo_optim_formats_ok(algo, dtype, ts, ntensors))
         return FO_EINVAL;
     if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
         return FO_ESTATE;
@@ -396,19 +443,15 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     if (tiled && fo_optim_norm_sweep(algo, dtype, ts, ntensors, hp, nthreads) != FO_OK)
         return FO_ENOMEM;
 
-    for (i = 0; i < ntensors; ++i) {
-        if (!fo_optim_in_sweep(&ts[i], tiled))
-            continue;
-        fo_optim_prepare(algo, &ts[i], hp);
-        total += ts[i].numel;
-    }
+    for (i = 0; i < ntensors; ++i)
+        if (fo_optim_in_sweep(&ts[i], tiled))
+            fo_optim_prepare(algo, &ts[i], hp);
 
     ctx.ts = ts;
     ctx.hp = hp;
     ctx.chunk = fo_optim_table()->chunk[algo][dtype];
     ctx.tiled = tiled;
-    fo_segment_sweep(&ctx, ntensors, total, fo_threads_for(total, nthreads), fo_optim_segment_size,
-                     fo_optim_segment);
+    fo_optim_sweeps(&ctx, ntensors, nthreads);
     if (tiled)
         fo_optim_tiles(algo, dtype, ts, ntensors, hp, nthreads);
 

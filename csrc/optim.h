@@ -28,7 +28,14 @@ enum { FO_OPTIM_TILE = 16384 };
 /* State a step of `algo` reads and writes under `hp`: bit s = state[s] (s < FO_MAX_SLOTS), FO_NEEDS_AUX = aux. */
 enum { FO_MAX_SLOTS = 4, FO_NEEDS_AUX = 1 << FO_MAX_SLOTS };
 
-/* One tensor of a step. Arrays are contiguous, of the call's dtype, `numel` elements, and do not overlap. */
+/* How a state array is stored (fo_tensor.format[s]; see optim_formats.h). NATIVE: the call's dtype, numel elements.
+ * The others only with float32 (FO_F32) params, stepped block by block in float32: BF16 numel uint16 bfloat16 values;
+ * INT8 numel codes of uint8 and one float32 absmax per FO_QBLOCK_INT8 elements; INT4 two codes per byte (element 2j
+ * in the low nibble, ceil(numel / 2) bytes) and one absmax per FO_QBLOCK_INT4 elements. */
+enum { FO_STATE_NATIVE = 0, FO_STATE_BF16 = 1, FO_STATE_INT8 = 2, FO_STATE_INT4 = 3, FO_STATE_FORMATS = 4 };
+
+/* One tensor of a step. Arrays are contiguous, of the call's dtype, `numel` elements, and do not overlap; a state
+ * slot with a non-native format is stored as format[s] says. A zero-initialised fo_tensor has native state. */
 typedef struct fo_tensor {
     void *param;          /* inout */
     const void *grad;     /* NULL: no gradient this step; the tensor is skipped, its step count unchanged */
@@ -40,6 +47,9 @@ typedef struct fo_tensor {
     int fresh;            /* inout: 1 while state[0] holds no history (SGD momentum buffer); cleared by the step */
     int ndim;             /* the param's number of dimensions (LARS adapts only params of 2 or more) */
     double coef[6];       /* scratch: per-step scalars, computed by the driver */
+    unsigned char format[FO_MAX_SLOTS];     /* FO_STATE_* of state[s] (0: native) */
+    unsigned char is_signed[FO_MAX_SLOTS];  /* INT8/INT4: 1 the signed code map (moments), 0 the unsigned one */
+    float *absmax[FO_MAX_SLOTS];            /* inout, INT8/INT4: one float32 scale per block of state[s] */
 } fo_tensor;
 
 /* The one list of hyperparameter fields: R(name) a real, F(name) a flag, in field-index order (the index Python
@@ -80,8 +90,9 @@ void fo_optim_hparam_set(fo_hparams *hp, int f, double v);
 double fo_optim_hparam_get(const fo_hparams *hp, int f);
 
 /* Runs one step of `algo` on `ntensors` tensors of `dtype` (FO_F32 / FO_F64) with at most `nthreads` threads
- * (<= 0: fo_max_threads()). Returns FO_OK; FO_EINVAL for an unknown algorithm or dtype, FO_ESTATE if a tensor with
- * a gradient lacks state the step needs (fo_optim_required_slots); nothing is written then. */
+ * (<= 0: fo_max_threads()). Returns FO_OK; FO_EINVAL for an unknown algorithm or dtype, or a tensor with a gradient
+ * whose state formats are invalid (fo_optim_formats_valid); FO_ESTATE if a tensor with a gradient lacks state the
+ * step needs (fo_optim_required_slots); nothing is written then. */
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
 
 /* Bitmask of the state a step of `algo` uses under `hp` (bit s: state[s]; FO_NEEDS_AUX: aux); -1: unknown algo. */
@@ -100,9 +111,25 @@ typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo
  * double, out[0] and out[1] (LARS: of the param and the gradient; LAMB: of the decayed param and the Adam update,
  * the sweep also writing the moments). */
 typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *out);
+/* bfloat16 conversions of the low-precision state's block wrapper (bf16.h, compiled for the path's instruction set:
+ * integer arithmetic only, the same bits on every path): x[0..n) <- h, h[0..n) <- x rounded. */
+typedef void (*fo_bf16_decode_fn)(const uint16_t *h, int64_t n, float *x);
+typedef void (*fo_bf16_encode_fn)(const float *x, int64_t n, uint16_t *h);
+/* The int8/int4 code table of one map (built by optim_formats.c from quantize.h's thresholds; see
+ * optim_formats_kernels.inc): lo[side * FO_QF_BUCKETS + bucket], the code of each bucket's least value; thr[k], the
+ * least value of code >= k (k < 2^bits; +inf from 2^bits to 2^bits + 1); map, the code values. */
+enum { FO_QF_E0 = 103 << 7, FO_QF_BUCKETS = (127 << 7) - (103 << 7) + 1 };
+typedef struct fo_qfast { int32_t lo[2 * FO_QF_BUCKETS]; float thr[256 + 2]; const float *map; int bits; } fo_qfast;
+/* fo_quantize_block of a block of at most 256 finite values not all 0 (1), else nothing written (0). */
+typedef int (*fo_qf_encode_fn)(const fo_qfast *q, const float *x, int64_t n, uint8_t *codes, float *absmax);
+typedef void (*fo_qf_decode_fn)(const fo_qfast *q, const uint8_t *codes, int64_t n, float absmax, float *x);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
     fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
+    fo_bf16_decode_fn bf16_decode;
+    fo_bf16_encode_fn bf16_encode;
+    fo_qf_encode_fn q_encode;
+    fo_qf_decode_fn q_decode;
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */

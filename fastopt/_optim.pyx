@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# csrc-sources: runtime_client.c quantize.c
 # csrc-families: optim
 """Cython layer of the optimizer family: validates arrays at C speed, then makes one GIL-free call into C.
 
@@ -23,6 +24,9 @@ cnp.import_array()
 
 include "_runtime_api.pxi"
 
+cdef extern from "quantize.h" nogil:
+    enum: FO_QBLOCK_INT8, FO_QBLOCK_INT4
+
 cdef extern from "optim.h" nogil:
     enum: FO_MAX_SLOTS
     enum: FO_OPTIM_TILE
@@ -36,6 +40,10 @@ cdef extern from "optim.h" nogil:
         int fresh
         int ndim
         double coef[6]
+        unsigned char format[FO_MAX_SLOTS]
+        unsigned char is_signed[FO_MAX_SLOTS]
+        float *absmax[FO_MAX_SLOTS]
+    enum: FO_STATE_NATIVE, FO_STATE_BF16, FO_STATE_INT8, FO_STATE_INT4
     ctypedef struct fo_hparams:       # the fields: FO_HPARAM_FIELDS, reached by index (fo_optim_hparam_set)
         pass
     int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
@@ -57,6 +65,31 @@ OPTIM_TILE = FO_OPTIM_TILE     # the largest tensor whose norm sweep and step ru
 
 cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
+# State formats (csrc/optim.h FO_STATE_*): code by name, and the elements per absmax block of the quantized ones.
+STATE_FORMATS = {"native": FO_STATE_NATIVE, "bfloat16": FO_STATE_BF16, "int8": FO_STATE_INT8, "int4": FO_STATE_INT4}
+QUANT_BLOCKS = {FO_STATE_INT8: FO_QBLOCK_INT8, FO_STATE_INT4: FO_QBLOCK_INT4}
+
+
+def format_sizes(int fmt, Py_ssize_t numel):
+    """(elements of the codes array, elements of the absmax array, or 0 without one) of a state slot of `numel`
+    values stored in format `fmt` (a STATE_FORMATS code); the codes' dtype is the param's (native), bfloat16
+    (BF16) or uint8 (INT8, INT4: two codes per byte)."""
+    if fmt == FO_STATE_INT8:
+        return numel, (numel + FO_QBLOCK_INT8 - 1) // FO_QBLOCK_INT8
+    if fmt == FO_STATE_INT4:
+        return (numel + 1) // 2, (numel + FO_QBLOCK_INT4 - 1) // FO_QBLOCK_INT4
+    return numel, 0
+
+
+cdef bint _plain_slot(cnp.ndarray a, int typenum, Py_ssize_t size):
+    """a is a writeable, C-contiguous, aligned array of `size` elements of `typenum` (-1: any 2-byte type)."""
+    if typenum >= 0 and cnp.PyArray_TYPE(a) != typenum:
+        return False
+    if typenum < 0 and cnp.PyArray_ITEMSIZE(a) != 2:
+        return False
+    return cnp.PyArray_SIZE(a) == size and (cnp.PyArray_FLAGS(a) & _REQUIRED_FLAGS) == _REQUIRED_FLAGS \
+        and cnp.PyArray_ISWRITEABLE(a)
+
 
 include "_optim_hparams.pxi"
 include "_optim_functional.pxi"
@@ -70,7 +103,9 @@ cdef class StepPlan:
     positions, group_len: each param's position in its group's list, and that list's length;
     states: one tuple per param of up to 3 state arrays (or None: no state yet), in the algorithm's slot order;
     steps: one 0-d int64 array per param (its step counter, or None); aux: 0-d float64 arrays or None;
-    fresh: 1 where state slot 0 holds no history yet (SGD momentum buffer just created).
+    fresh: 1 where state slot 0 holds no history yet (SGD momentum buffer just created);
+    formats: None (all native) or, per param, None or a tuple of (STATE_FORMATS code, signed) per slot;
+    absmax: None or, per param, None or a tuple of the float32 absmax array (or None) per slot (int8, int4).
     """
     cdef fo_tensor *ts
     cdef Py_ssize_t n
@@ -85,7 +120,7 @@ cdef class StepPlan:
     cdef bint is_bound
 
     def __cinit__(self, int algo, list params, list index, list positions, Py_ssize_t group_len,
-                  list states, list steps, list aux, list fresh):
+                  list states, list steps, list aux, list fresh, list formats=None, list absmax=None):
         cdef Py_ssize_t k, s
         cdef cnp.ndarray p, a
         self.algo = algo
@@ -94,7 +129,7 @@ cdef class StepPlan:
         self.positions = positions
         self.group_len = group_len
         self.n = len(params)
-        self.keep = [states, steps, aux]
+        self.keep = [states, steps, aux, absmax]
         self.bound = [None] * self.n
         self.is_bound = False
         self.ts = <fo_tensor *>calloc(self.n if self.n > 0 else 1, sizeof(fo_tensor))
@@ -107,15 +142,8 @@ cdef class StepPlan:
             self.ts[k].param = cnp.PyArray_DATA(p)
             self.ts[k].numel = cnp.PyArray_SIZE(p)
             self.ts[k].ndim = cnp.PyArray_NDIM(p)
-            st = states[k]
-            for s in range(FO_MAX_SLOTS):
-                if st is not None and s < len(st) and st[s] is not None:
-                    a = st[s]
-                    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(p) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(p) \
-                            or (cnp.PyArray_FLAGS(a) & _REQUIRED_FLAGS) != _REQUIRED_FLAGS \
-                            or not cnp.PyArray_ISWRITEABLE(a):
-                        raise ValueError(f"optimizer state of params[{index[k]}] slot {s} does not match the param")
-                    self.ts[k].state[s] = cnp.PyArray_DATA(a)
+            self._bind_state(k, p, states[k], None if formats is None else formats[k],
+                             None if absmax is None else absmax[k], index[k])
             if steps[k] is not None:
                 a = steps[k]
                 self.ts[k].step = <int64_t *>cnp.PyArray_DATA(a)
@@ -123,6 +151,29 @@ cdef class StepPlan:
                 a = aux[k]
                 self.ts[k].aux = <double *>cnp.PyArray_DATA(a)
             self.ts[k].fresh = 1 if fresh[k] else 0
+
+    cdef _bind_state(self, Py_ssize_t k, cnp.ndarray p, tuple st, tuple fmts, tuple absmax, object where):
+        """Points tensor k's slots at the arrays of `st`, each checked against the param and its format."""
+        cdef Py_ssize_t s, codes, blocks, numel = cnp.PyArray_SIZE(p)
+        cdef int fmt, typenum
+        cdef cnp.ndarray a, m
+        for s in range(FO_MAX_SLOTS):
+            if st is None or s >= len(st) or st[s] is None:
+                continue
+            a = st[s]
+            fmt = FO_STATE_NATIVE if fmts is None or fmts[s] is None else fmts[s][0]
+            codes, blocks = format_sizes(fmt, numel)
+            typenum = {FO_STATE_NATIVE: cnp.PyArray_TYPE(p), FO_STATE_BF16: -1}.get(fmt, cnp.NPY_UINT8)
+            if not _plain_slot(a, typenum, codes) or (fmt != FO_STATE_NATIVE and cnp.PyArray_TYPE(p) != cnp.NPY_FLOAT32):
+                raise ValueError(f"optimizer state of params[{where}] slot {s} does not match the param")
+            if blocks > 0:
+                m = absmax[s] if absmax is not None else None
+                if m is None or not _plain_slot(m, cnp.NPY_FLOAT32, blocks):
+                    raise ValueError(f"optimizer state of params[{where}] slot {s}: no absmax of {blocks} float32")
+                self.ts[k].absmax[s] = <float *>cnp.PyArray_DATA(m)
+            self.ts[k].state[s] = cnp.PyArray_DATA(a)
+            self.ts[k].format[s] = fmt
+            self.ts[k].is_signed[s] = 1 if fmt != FO_STATE_NATIVE and fmts[s][1] else 0
 
     def __dealloc__(self):
         free(self.ts)

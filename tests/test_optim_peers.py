@@ -14,6 +14,7 @@ by option, float32 and float64 (test-only peers; each test skips where its peer 
 import numpy as np
 import pytest
 
+from fastopt.optim._formats import FORMAT_KEYS
 import fastopt
 from fastopt.optim.specs import SPECS
 from _cases_optim import CASES, IDS
@@ -59,7 +60,7 @@ def test_defaults_match_the_reference_implementations():
         for key, param in inspect.signature(getattr(fastopt, name).__init__).parameters.items():
             if param.default is inspect.Parameter.empty:
                 continue
-            if (name, key) in GROUP_KWARGS:
+            if (name, key) in GROUP_KWARGS or key in FORMAT_KEYS:     # fastopt's state formats: its own options
                 continue
             assert key in theirs, f"{name}.{key} is not a {module}.{cls} argument"
             assert param.default == theirs[key].default, f"{name}.{key}: {param.default} != {theirs[key].default}"

@@ -9,12 +9,21 @@ Bytes per step (counted once per array access, no write-allocate since every wri
 each state slot, write p and each slot: (3 + 2 slots) x itemsize per element (Adam: p, g, m, v read and p, m, v
 written, 7 x itemsize; SGD with momentum 5 x). The probe (``fastopt._probe.stream``) makes exactly those accesses
 in one fused loop with trivial arithmetic.
+
+Low-precision state (``state_dtype``, fastopt/optim/_formats.py): a case ``<name>[<format>]`` (``Adam[int8]``) per
+optimizer with element-wise state and format, float32 params; the default run has Adam's (``--kernels`` names
+any). Its bytes per element: p read and written and g read (12 bytes) plus each state array read and written at
+its stored size (bfloat16 2 bytes a slot, int8 1 + 4/256, int4 1/2 + 4/128; float32 in params under
+``min_quantized_size``).
+Its probe streams the same arrays as the float32 case over proportionally fewer elements: the same bytes.
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from fastopt import _optim, _probe
 from fastopt.bench.core import Case, Impl, Probe, chosen_sizes, optional_import
-from fastopt.optim import specs
+from fastopt.optim import _formats, specs
 
 
 def _traffic(cls, kwargs):
@@ -46,7 +55,48 @@ def _kernels():
     return out
 
 
+def _format_kernels():
+    """``<name>[<format>]`` of every spec with element-wise state and every low-precision format."""
+    import fastopt
+    out = {}
+    for spec in specs.SPECS:
+        if spec.state_formats:
+            cls = getattr(fastopt, spec.name)
+            for fmt in _formats.LOW_PRECISION:
+                out[f"{spec.name}[{fmt}]"] = (cls, dict(spec.bench, state_dtype=fmt), _traffic(cls, spec.bench))
+    return out
+
+
+def state_bytes_per_element(kernel, shapes):
+    """Bytes of state per element over params of ``shapes`` (element counts), float32, at the stored sizes: each slot
+    the step uses in its format (fastopt.optim._formats; params under min_quantized_size keep float32)."""
+    cls, kwargs, _ = KERNELS[kernel]
+    p = np.zeros(2, np.float32)
+    opt = cls([p], **kwargs)
+    opt.step([np.ones_like(p)])
+    used = [slot for slot in cls.spec.slots if slot.name in opt.state[0]]
+    total = 0
+    for n in shapes:
+        like = SimpleNamespace(dtype=np.dtype(np.float32), size=n)      # what slot_format reads of a param
+        for slot in used:
+            fmt = _formats.slot_format(kwargs["state_dtype"], _formats.DEFAULT_MIN_QUANTIZED_SIZE, slot, like)
+            codes, blocks = _optim.format_sizes(_formats.code(fmt), n)
+            total += codes * {"native": 4, "bfloat16": 2}.get(fmt, 1) + 4 * blocks
+    return total / sum(shapes)
+
+
+def bytes_per_element(kernel, shapes, itemsize):
+    """Bytes a step moves per element (see the module docstring)."""
+    n_read, n_write = traffic(kernel, shapes)
+    if kernel not in FORMAT_KERNELS:
+        return (n_read + n_write) * itemsize
+    return 3 * itemsize + 2 * state_bytes_per_element(kernel, shapes)
+
+
 KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written) without a norm sweep)
+FORMAT_KERNELS = _format_kernels()      # "Adam[int8]": the same, with low-precision state
+KERNELS.update(FORMAT_KERNELS)
+DEFAULT_KERNELS = [k for k in KERNELS if k not in FORMAT_KERNELS or k.startswith("Adam[")]
 NORM_SWEEP = {spec.name: spec.norm_sweep for spec in specs.SPECS if spec.norm_sweep}   # name: arrays read again
 PEERS = {spec.name: spec.peer for spec in specs.SPECS if spec.peer}    # name: (module, class)
 HYPERS = {spec.name: dict(spec.defaults(), **spec.bench) for spec in specs.SPECS}   # every hyperparameter's value
@@ -152,6 +202,8 @@ class ProbeStep(Probe):
     def __init__(self, kernel, shapes, dtype):
         n_read, n_write = traffic(kernel, shapes)
         n = int(sum(shapes))
+        if kernel in FORMAT_KERNELS:          # the same streams over fewer elements: the case's bytes
+            n = int(round(n * bytes_per_element(kernel, shapes, 4) / ((n_read + n_write) * 4)))
         self.arrays = [np.ones(n, dtype=dtype) for _ in range(n_read)]
         self.writes = [self.arrays[0]] + self.arrays[2:2 + n_write - 1]   # p and the state arrays, in place
 
@@ -186,16 +238,17 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=F
     torch = optional_import("torch") if peers else None
     chosen = chosen_sizes(sizes, quick, SIZES, QUICK_SIZES)
     out = []
-    for kernel in kernels or list(KERNELS):
+    for kernel in kernels or DEFAULT_KERNELS:
         for size, shapes in chosen:
-            n_read, n_write = traffic(kernel, shapes)
             for dtype in dtypes:
+                if kernel in FORMAT_KERNELS and dtype != "float32":
+                    continue                  # low-precision state is for float32 params
                 numel = int(sum(shapes))
                 itemsize = np.dtype(dtype).itemsize
                 impls = [Impl("fastopt", lambda k=kernel, s=shapes, d=dtype: FastoptStep(k, s, d))]
                 if peers and kernel in NumpyStep.RULES:
                     impls.append(Impl("numpy", lambda k=kernel, s=shapes, d=dtype: NumpyStep(k, s, d)))
-                if torch is not None:
+                if torch is not None and kernel not in FORMAT_KERNELS:
                     source = PEERS[kernel][0] if kernel in PEERS else "torch"     # whose implementation
                     for mode in ("single", "foreach", "fused"):
                         if _torch_supports(torch, kernel, mode, dtype):
@@ -203,7 +256,8 @@ def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=F
                                               TorchStep(torch, k, s, d, m)))
                 impls.append(Impl("roofline", lambda k=kernel, s=shapes, d=dtype: ProbeStep(k, s, d), is_probe=True))
                 for t in threads:
-                    out.append(Case("optim", kernel, size, numel, dtype, t, (n_read + n_write) * itemsize * numel,
+                    out.append(Case("optim", kernel, size, numel, dtype, t,
+                                    bytes_per_element(kernel, shapes, itemsize) * numel,
                                     impls, rtol=2e-4 if dtype == "float32" else 1e-9,
                                     atol=2e-5 if dtype == "float32" else 1e-12))
     return out

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from fastopt import _optim
+from fastopt.optim._formats import DEFAULT_MIN_QUANTIZED_SIZE, FORMAT_KEYS
 
 NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR, BETAS3, OPTPOS = (
     _optim.NONNEG, _optim.FINITE, _optim.UNIT, _optim.BETA, _optim.BETAS, _optim.FLAG, _optim.PAIR, _optim.BETAS3,
@@ -54,12 +55,21 @@ class Slot:
     """A state array of a param, in kernel slot order: state-dict ``name``, functional argument name (``arg``),
     ``initial`` value (a number, the name of the hyperparameter holding it, or ``COPY_OF_PARAM``: the param's value
     when the state is created, before its first step), and how the functional form takes
-    it: positional, or keyword (an optional slot defaults to None)."""
+    it: positional, or keyword (an optional slot defaults to None). ``quantize``: how ``state_dtype`` may store it
+    (``fastopt.optim._formats``): "signed" (a first moment, a momentum: the signed code map), "unsigned" (a second
+    moment, an accumulator: the unsigned map; bfloat16 either way), or None (an iterate, always the param's dtype)."""
     name: str
     arg: Optional[str] = None
     initial: Any = 0.0
     keyword: bool = False
     optional: bool = False
+    quantize: Optional[str] = None
+
+    def __post_init__(self):
+        if self.quantize not in (None, "signed", "unsigned"):
+            raise ValueError(f"Slot {self.name}: quantize must be None, 'signed' or 'unsigned'")
+        if self.quantize is not None and self.initial is COPY_OF_PARAM:
+            raise ValueError(f"Slot {self.name}: a copy of the param is an iterate, it cannot be quantized")
 
     @property
     def arg_name(self):
@@ -103,6 +113,12 @@ class OptimizerSpec:
     peer: Optional[tuple] = None
     norm_sweep: int = 0
     interpolation: Optional[Callable] = None
+
+    @property
+    def state_formats(self):
+        """True if ``state_dtype`` may store some slot in a low-precision format: an element-wise rule (the block
+        wrapper steps a tensor block by block) with a slot that is not an iterate."""
+        return self.elementwise and any(s.quantize is not None for s in self.slots)
 
     @property
     def aux_size(self):
@@ -166,6 +182,11 @@ def make_class(spec, base):
         ns[f"_d{i}"] = h.default
         params.append(f"{h.name}=_d{i}")
         items.append(f"{h.name}={h.name}")
+    if "*" not in params:
+        params.append("*")
+    ns["_dmq"] = DEFAULT_MIN_QUANTIZED_SIZE        # the state-format options of every optimizer (_formats.py)
+    params += ["state_dtype=None", "min_quantized_size=_dmq"]
+    items += [f"{k}={k}" for k in FORMAT_KEYS]
     init = _exec("__init__", params, f"_init(self, params, dict({', '.join(items)}))", ns,
                  f"Checks and stores the hyperparameters as the defaults of every param group (see {spec.name}).")
     init.__qualname__ = f"{spec.name}.__init__"

@@ -18,6 +18,8 @@ import numpy as np
 from fastopt import _optim
 from fastopt._contract import IntervalSet
 from fastopt._validation import check_inplace_array, check_no_overlap, check_range
+from fastopt.optim import _formats
+from fastopt.optim._formats import ABSMAX_SUFFIX, FORMAT_KEYS, NATIVE
 from fastopt.optim._groups import new_group, param_groups_of
 from fastopt.optim._spec import COPY_OF_PARAM
 
@@ -107,6 +109,7 @@ class Optimizer:
         self._state = {}      # flat index -> {"step": 0-d int64 array, slot name -> array, ...}
         self._fresh = set()   # flat indices whose slot 0 holds no history yet
         self._plans = []      # per group: list of StepPlan (one per dtype), or None when stale
+        self._group_formats = []  # per group: its (state_dtype, min_quantized_size), fixed when it is added
         self._writeset = None
         self._layout = type(self)._compiled_layout()
         self._created = []    # (index, slot name or None for the whole state) created by the current step
@@ -130,12 +133,50 @@ class Optimizer:
             raise TypeError(f"unknown hyperparameter(s) {sorted(unknown)} for {type(self).__name__}; "
                             f"expected {sorted(self.defaults)}")
         self._pack(group, f"param group {len(self.param_groups)}")
+        formats = self._checked_formats(group, params, len(self._params), f"param group {len(self.param_groups)}")
         check_no_overlap(self._params + params, lambda i: f"params[{i}]")
         self.param_groups.append(group)
         self._group_params.append(tuple(params))
         self._params.extend(params)
         self._plans.append(None)
+        self._group_formats.append(formats)
         self._writeset = None
+
+    def _checked_formats(self, group, params, base, where):
+        """The group's (state_dtype, min_quantized_size), checked against the optimizer and the params."""
+        state_dtype = _formats.check_state_dtype(group["state_dtype"], where)
+        min_size = _formats.check_min_quantized_size(group["min_quantized_size"], where)
+        name = type(self).__name__
+        if state_dtype in _formats.LOW_PRECISION and not self.spec.state_formats:
+            why = ("its per-tensor norms need the whole tensor's state" if not self.spec.elementwise else
+                   "its state holds no moments, only iterates, kept in the param's dtype")
+            raise ValueError(f"{where}: {name} does not support state_dtype={state_dtype!r}: {why}")
+        for k, p in enumerate(params):
+            want = "float64" if p.dtype == np.float64 else "float32"
+            if state_dtype is not None and state_dtype != want and (state_dtype not in _formats.LOW_PRECISION
+                                                                    or want == "float64"):
+                raise ValueError(f"{where}: state_dtype={state_dtype!r} does not fit params[{base + k}] of dtype "
+                                 f"{p.dtype}: low-precision state is for float32 params; a float64 param takes "
+                                 "state_dtype None or 'float64'")
+        return state_dtype, min_size
+
+    def _check_formats_unchanged(self, gi, group):
+        """ValueError if the group's state_dtype or min_quantized_size differ from those its state was made with."""
+        now = (group.get("state_dtype"), group.get("min_quantized_size"))
+        if now != self._group_formats[gi]:
+            raise ValueError(f"param_groups[{gi}]: state_dtype and min_quantized_size {now} differ from "
+                             f"{self._group_formats[gi]}, fixed when the group was added; to change the state's "
+                             "format, build a new optimizer with the new ones and load this one's state_dict()")
+
+    def _slot_formats(self, gi, p):
+        """The format of each state slot of param ``p`` of group ``gi`` (fastopt.optim._formats)."""
+        state_dtype, min_size = self._group_formats[gi]
+        return tuple(_formats.slot_format(state_dtype, min_size, slot, p) for slot in self.spec.slots)
+
+    def state_nbytes(self):
+        """Bytes of the optimizer state: every state array (codes and absmax of low-precision slots included),
+        the step counters (8 bytes a param) and the scalar state; not the padding to 64-byte boundaries."""
+        return sum(v.nbytes for st in self._state.values() for v in st.values() if isinstance(v, np.ndarray))
 
     # ------------------------------------------------------------------ step
     def step(self, grads, *, check_finite=False):
@@ -170,6 +211,7 @@ class Optimizer:
         try:
             for gi, group in enumerate(self.param_groups):
                 hp = self._pack(group, gi)        # every step: schedules and users write groups
+                self._check_formats_unchanged(gi, group)
                 plans = self._bound_plans(gi, group, grads, offset, hp.slots & _optim.SLOT_MASK)
                 runs.append((plans, hp))
                 offset += len(group["params"])
@@ -232,9 +274,9 @@ class Optimizer:
                     missing.append((i, p, name))
                     if s == 0 and self.fresh_slot0:
                         self._fresh.add(i)
-        self._allocate_slots(group, missing)
+        self._allocate_slots(group, missing, gi)
         self._writeset = None
-        self._plans[gi] = self._make_plans(group, offset)
+        self._plans[gi] = self._make_plans(group, offset, gi)
         return self._plans[gi]
 
     def _check_group_params(self, gi, params, offset):
@@ -247,7 +289,7 @@ class Optimizer:
                              f"params[{offset + len(registered) - 1}]): add parameters with add_param_group(), "
                              "or build a new optimizer")
 
-    def _make_plans(self, group, offset):
+    def _make_plans(self, group, offset, gi):
         plans = []
         params = group["params"]
         for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -259,9 +301,24 @@ class Optimizer:
             steps = [self._state[i]["step"] if i in self._state else None for i in idx]
             aux = [self._state[i].get(self.spec.aux) if i in self._state else None for i in idx]
             fresh = [i in self._fresh for i in idx]
+            formats = [self._plan_formats(gi, params[k]) for k in ks]
+            absmax = [self._absmax_tuple(i) for i in idx]
             plans.append(_optim.StepPlan(self.algo, [params[k] for k in ks], idx, ks, len(params),
-                                         states, steps, aux, fresh))
+                                         states, steps, aux, fresh, formats, absmax))
         return plans
+
+    def _plan_formats(self, gi, p):
+        """StepPlan's formats of param ``p``: None (all native) or (format code, signed) per slot."""
+        fmts = self._slot_formats(gi, p)
+        if all(f == NATIVE for f in fmts):
+            return None
+        return tuple((_formats.code(f), slot.quantize == "signed") for f, slot in zip(fmts, self.spec.slots))
+
+    def _absmax_tuple(self, i):
+        st = self._state.get(i)
+        if st is None:
+            return None
+        return tuple(st.get(name + ABSMAX_SUFFIX) for name in self.slots)
 
     def _slot_tuple(self, i):
         st = self._state.get(i)
@@ -273,9 +330,10 @@ class Optimizer:
         arrays, names = list(self._params), [f"params[{i}]" for i in range(len(self._params))]
         for i, st in self._state.items():
             for name in self.slots:
-                if st.get(name) is not None:
-                    arrays.append(st[name])
-                    names.append(f"state of params[{i}] ({name})")
+                for key in (name, name + ABSMAX_SUFFIX):
+                    if st.get(key) is not None:
+                        arrays.append(st[key])
+                        names.append(f"state of params[{i}] ({key})")
         return IntervalSet(arrays, names)
 
     def _new_state(self, group, p):
@@ -287,26 +345,48 @@ class Optimizer:
             state[self.spec.aux] = np.array(value, np.float64)
         return state
 
-    def _allocate_slots(self, group, missing):
+    def _allocate_slots(self, group, missing, gi):
         """Creates the state arrays ``missing`` [(index, param, slot name)] as views into one flat buffer per slot
-        name and dtype, so that a group's state is contiguous in memory (many small params then stream like one
-        large one); each view starts on a 64-byte boundary."""
+        name, dtype and format, so that a group's state is contiguous in memory (many small params then stream
+        like one large one); each view starts on a 64-byte boundary. A low-precision slot's absmax array
+        (``<name>_absmax``) is a view of a second buffer."""
         by_kind = {}
         for i, p, name in missing:
-            by_kind.setdefault((name, p.dtype), []).append((i, p))
-        for (name, dtype), items in by_kind.items():
-            align = max(1, 64 // dtype.itemsize)
-            sizes = [-(-p.size // align) * align for _, p in items]
+            fmt = self._slot_formats(gi, p)[self.slots.index(name)]
+            by_kind.setdefault((name, p.dtype, fmt), []).append((i, p))
+        for (name, dtype, fmt), items in by_kind.items():
             initial = self._slot_initial_value(group, name)
-            copy = initial is COPY_OF_PARAM
-            flat = np.full(sum(sizes) + align, 0.0 if copy else initial, dtype=dtype)
-            start = (-(flat.ctypes.data // dtype.itemsize)) % align      # first 64-byte boundary
-            for (i, p), size in zip(items, sizes):
-                self._state[i][name] = view = flat[start:start + p.size].reshape(p.shape)
-                if copy:
+            slot = self.spec.slots[self.slots.index(name)]
+            if initial is COPY_OF_PARAM:
+                views = _aligned_views([p.shape for _, p in items], dtype, 0.0)
+                for (_, p), view in zip(items, views):
                     np.copyto(view, p)
-                self._created.append((i, name))
-                start += size
+            elif fmt == NATIVE:
+                views = _aligned_views([p.shape for _, p in items], dtype, initial)
+            else:
+                views = self._constant_state(fmt, [p for _, p in items], initial, slot.quantize == "signed", name)
+            for (i, p), view in zip(items, views):
+                for key, array in (view if isinstance(view, dict) else {name: view}).items():
+                    self._state[i][key] = array
+                    self._created.append((i, key))
+
+    @staticmethod
+    def _constant_state(fmt, params, initial, signed, name):
+        """Per param, {name: codes, name_absmax: absmax} of a slot holding ``initial`` everywhere in ``fmt``: each
+        block of a constant encodes to the same codes and absmax, so one encoded block fills every buffer."""
+        block = max(_optim.QUANT_BLOCKS.values())         # a whole block of every format
+        codes, absmax = _formats.encode(fmt, np.full(block, initial, np.float32), signed)
+        out = [{} for _ in params]
+        dtypes_shapes = [_formats.layout(fmt, p) for p in params]
+        code_views = _aligned_views([shape for _, shape, _ in dtypes_shapes], codes.dtype, codes.reshape(-1)[0])
+        for d, view, p in zip(out, code_views, params):
+            if fmt == _formats.INT4 and p.size % 2:
+                view[-1] &= 0x0F              # an odd count's last high nibble is 0, as fo_quantize_block writes
+            d[name] = view
+        if absmax is not None:
+            for d, view in zip(out, _aligned_views([(n,) for _, _, n in dtypes_shapes], np.float32, absmax[0])):
+                d[name + ABSMAX_SUFFIX] = view
+        return out
 
     def _slot_initial_value(self, group, name):
         """The initial value of slot ``name``: a number, a group hyperparameter's, or COPY_OF_PARAM (the param's
@@ -321,7 +401,7 @@ class Optimizer:
         if "_layout_cache" not in cls.__dict__:
             cls._layout_cache = cls.spec.layout()
             cls._hyper_keys = tuple(h.name for h in cls.spec.hypers)
-            cls._known_keys = frozenset(cls._hyper_keys) | SCHEDULE_KEYS | {"params"}
+            cls._known_keys = frozenset(cls._hyper_keys) | SCHEDULE_KEYS | {"params"} | frozenset(FORMAT_KEYS)
         return cls._layout_cache
 
     def _pack(self, group, where):
@@ -329,7 +409,7 @@ class Optimizer:
         type and value at every call, at C speed: ``lr=True`` after ``lr=1.0`` is caught. A key the optimizer does
         not know (a typo) is a TypeError, not silently ignored as in torch. ``where``: the group's name in messages,
         or its index in param_groups."""
-        if len(group) != len(self._hyper_keys) + 1 and group.keys() - self._known_keys:
+        if len(group) != len(self._hyper_keys) + 1 + len(FORMAT_KEYS) and group.keys() - self._known_keys:
             raise TypeError(f"{_where(where)}: unknown hyperparameter(s) {sorted(group.keys() - self._known_keys)} "
                             f"for {type(self).__name__}; expected {sorted(self.defaults)}")
         try:
@@ -361,7 +441,8 @@ class Optimizer:
                 elif value is None:
                     out[name] = None
                 else:
-                    out[name] = None if (name == self.slots[0] and i in self._fresh) else value.copy()
+                    fresh = i in self._fresh and name in (self.slots[0], self.slots[0] + ABSMAX_SUFFIX)
+                    out[name] = None if fresh else value.copy()
             state[i] = out
         return {"state": state, "param_groups": groups}
 
@@ -369,7 +450,12 @@ class Optimizer:
         """Restores state and hyperparameters saved by ``state_dict()`` of an optimizer of the same class over
         params of the same count, shapes and dtypes. Anything else (a missing or unknown key, a step that is not an
         integer in [0, 2**53], a state array of another dtype or shape, a missing state array the step needs) is a
-        ValueError/TypeError naming the key, and changes nothing."""
+        ValueError/TypeError naming the key, and changes nothing.
+
+        ``state_dtype`` and ``min_quantized_size`` stay this optimizer's: the saved group's (None and 4096 where it
+        has none) say how the saved arrays are stored, and a state saved in another format is converted (float32
+        state loaded into an int8 optimizer is quantized, bfloat16 state into a float32 one decoded); in the same
+        format it is copied bit for bit."""
         with self._lock:
             self._load_state_dict(state_dict)
 
@@ -381,6 +467,7 @@ class Optimizer:
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
                              f"the optimizer has {len(self.param_groups)}")
         new_groups = [self._loaded_group(gi, saved) for gi, saved in enumerate(saved_groups)]
+        saved_formats = [self._saved_formats(gi, saved) for gi, saved in enumerate(saved_groups)]
         saved_ids = [i for g in saved_groups for i in g["params"]]
         id_to_flat = {sid: flat for flat, sid in enumerate(saved_ids)}
         group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
@@ -392,7 +479,8 @@ class Optimizer:
             if sid not in id_to_flat:
                 raise ValueError(f"loaded state dict has state for param {sid!r}, which no group lists")
             i = id_to_flat[sid]
-            new_state[i] = self._loaded_param_state(i, st, new_groups[group_of[i]][1], new_fresh)
+            gi = group_of[i]
+            new_state[i] = self._loaded_param_state(i, st, new_groups[gi][1], new_fresh, saved_formats[gi], gi)
         for group, (new, _) in zip(self.param_groups, new_groups):
             group.clear()
             group.update(new)
@@ -417,11 +505,21 @@ class Optimizer:
             raise ValueError(f"loaded state dict group {gi} has hyperparameters {sorted(unknown)} unknown "
                              f"to {type(self).__name__}")
         new["params"] = group["params"]
+        new.update(zip(FORMAT_KEYS, self._group_formats[gi]))       # the optimizer's own (see load_state_dict)
         return new, self._pack(new, f"loaded state dict group {gi}")
 
-    def _loaded_param_state(self, i, st, hp, new_fresh):
+    @staticmethod
+    def _saved_formats(gi, saved):
+        """(state_dtype, min_quantized_size) of saved group ``gi``: how its arrays are stored."""
+        where = f"loaded state dict group {gi}"
+        return (_formats.check_state_dtype(saved.get("state_dtype"), where),
+                _formats.check_min_quantized_size(saved.get("min_quantized_size",
+                                                            _formats.DEFAULT_MIN_QUANTIZED_SIZE), where))
+
+    def _loaded_param_state(self, i, st, hp, new_fresh, saved_formats, gi):
         """The state of params[i] from its saved entry ``st``, checked against the param and the slots the
-        group's step needs (``hp``); a missing first slot of SGD is a first step to come (as torch)."""
+        group's step needs (``hp``), converted from the saved formats to this optimizer's; a missing first slot of
+        SGD is a first step to come (as torch)."""
         where = f"loaded state of params[{i}]"
         if not isinstance(st, Mapping):
             raise TypeError(f"{where}: expected a dict, got {type(st).__name__}")
@@ -434,27 +532,29 @@ class Optimizer:
             if aux not in st:
                 raise ValueError(f"{where} has no {aux!r}")
             out[aux] = _loaded_aux(st[aux], self.spec.aux_size, f"{aux} in {where}")
-        extra = set(st) - set(self.slots) - {"step", aux}
+        saved = tuple(_formats.slot_format(*saved_formats, slot, p) for slot in self.spec.slots)
+        known = set(self.slots) | {n + ABSMAX_SUFFIX for n, f in zip(self.slots, saved) if f in _formats.QUANTIZED}
+        extra = set(st) - known - {"step", aux}
         if extra:
             raise ValueError(f"{where} has unknown entries {sorted(extra)} for {type(self).__name__}")
         needed = hp.required_slots()
-        for s, name in enumerate(self.slots):
-            value = st.get(name)
-            if value is None:
+        for s, (slot, fmt, target) in enumerate(zip(self.spec.slots, saved, self._slot_formats(gi, p))):
+            signed = slot.quantize == "signed"
+            if st.get(slot.name) is None:
                 if s == 0 and self.fresh_slot0 and (needed & 1):
-                    out[name] = np.zeros_like(p)
+                    out.update(_encoded(target, np.zeros_like(p), slot.name, signed))
                     new_fresh.add(i)
                 elif (needed >> s) & 1:
-                    raise ValueError(f"{where} has no {name!r}, which {type(self).__name__} needs with these "
+                    raise ValueError(f"{where} has no {slot.name!r}, which {type(self).__name__} needs with these "
                                      "hyperparameters (it would restart from zeros)")
                 continue
-            if not isinstance(value, np.ndarray):
-                raise TypeError(f"{where} '{name}': expected a numpy.ndarray, got {type(value).__name__}")
-            if value.dtype != p.dtype:
-                raise TypeError(f"{where} '{name}': expected dtype {p.dtype} (the param's), got {value.dtype}")
-            if value.shape != p.shape:
-                raise ValueError(f"{where} '{name}': shape {value.shape} does not match the param's {p.shape}")
-            out[name] = np.array(value, dtype=p.dtype, order="C", copy=True)
+            codes, absmax = _loaded_slot(st, slot.name, fmt, p, where)
+            if fmt == target:
+                out[slot.name] = codes
+                if absmax is not None:
+                    out[slot.name + ABSMAX_SUFFIX] = absmax
+            else:
+                out.update(_encoded(target, _formats.decode(fmt, codes, absmax, p, signed), slot.name, signed))
         return out
 
     # ------------------------------------------------------------------ pickling
@@ -489,8 +589,60 @@ class Optimizer:
         return "\n".join(lines)
 
 
+def _aligned_views(shapes, dtype, fill):
+    """Arrays of ``shapes``, filled with ``fill``, views into one flat buffer of ``dtype``, each starting on a
+    64-byte boundary."""
+    dtype = np.dtype(dtype)
+    align = max(1, 64 // dtype.itemsize)
+    sizes = [-(-int(np.prod(shape, dtype=np.int64)) // align) * align for shape in shapes]
+    flat = np.full(sum(sizes) + align, fill, dtype=dtype)
+    start = (-(flat.ctypes.data // dtype.itemsize)) % align      # first 64-byte boundary
+    views = []
+    for shape, size in zip(shapes, sizes):
+        n = int(np.prod(shape, dtype=np.int64))
+        views.append(flat[start:start + n].reshape(shape))
+        start += size
+    return views
+
+
 # Largest step count accepted from a saved state: counts up to it are exact in the double the kernels compute with.
 MAX_STEP = 2 ** 53
+
+
+def _loaded_array(value, dtype, shape, what, whose):
+    """A saved state array, checked (TypeError: not an ndarray or another dtype; ValueError: another shape; both
+    naming ``whose`` the expected ones are) and copied C-contiguous."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy.ndarray, got {type(value).__name__}")
+    if value.dtype != dtype:
+        raise TypeError(f"{what}: expected dtype {dtype} ({whose}), got {value.dtype}")
+    if value.shape != tuple(shape):
+        raise ValueError(f"{what}: shape {value.shape} does not match {whose} {tuple(shape)}")
+    return np.array(value, dtype=dtype, order="C", copy=True)
+
+
+def _loaded_slot(st, name, fmt, p, where):
+    """(codes, absmax or None) of saved slot ``name`` stored in ``fmt`` (the saved group's format), checked
+    against param ``p``: dtype, shape, the absmax's block count."""
+    dtype, shape, blocks = _formats.layout(fmt, p)
+    whose = "the param's" if fmt == NATIVE else f"state_dtype {fmt!r} codes'"
+    codes = _loaded_array(st[name], dtype, shape, f"{where} '{name}'", whose)
+    if blocks == 0:
+        return codes, None
+    key = name + ABSMAX_SUFFIX
+    if st.get(key) is None:
+        raise ValueError(f"{where} has no {key!r}, the block scales of {fmt} state {name!r}")
+    return codes, _loaded_array(st[key], np.dtype(np.float32), (blocks,), f"{where} '{key}'",
+                                f"one float32 per block of {fmt} state:")
+
+
+def _encoded(fmt, x, name, signed):
+    """{name: codes[, name_absmax: absmax]} of float32 values ``x`` in ``fmt``."""
+    codes, absmax = _formats.encode(fmt, np.ascontiguousarray(x), signed)
+    out = {name: np.array(codes, order="C", copy=True)}
+    if absmax is not None:
+        out[name + ABSMAX_SUFFIX] = absmax
+    return out
 
 
 def _loaded_step(step, where):

@@ -42,7 +42,7 @@ SGD = OptimizerSpec(
     "SGD", "sgd",
     (_lr(1e-3), Hyper("momentum", 0.0, NONNEG, "momentum", "momentum value"),
      Hyper("dampening", 0.0, FINITE, "dampening", "dampening value"), _wd(), _flag("nesterov"), MAXIMIZE),
-    (Slot("momentum_buffer", optional=True),),
+    (Slot("momentum_buffer", optional=True, quantize="signed"),),
     r"""Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay
     (``torch.optim.SGD``).
 
@@ -73,7 +73,8 @@ _ADAM_DOC = r"""Adam (Kingma & Ba, 2015) with optional AMSGrad, L2 or decoupled 
 
     State per param: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
     """
-_ADAM_SLOTS = (Slot("exp_avg"), Slot("exp_avg_sq"), Slot("max_exp_avg_sq", keyword=True, optional=True))
+_ADAM_SLOTS = (Slot("exp_avg", quantize="signed"), Slot("exp_avg_sq", quantize="unsigned"),
+               Slot("max_exp_avg_sq", keyword=True, optional=True, quantize="unsigned"))
 _ADAM_FDOC = "``max_exp_avg_sq`` is required when amsgrad."
 
 ADAM = OptimizerSpec(
@@ -100,7 +101,7 @@ ADAMW = OptimizerSpec(
 
 ADAMAX = OptimizerSpec(
     "Adamax", "adamax", (_lr(2e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(), MAXIMIZE),
-    (Slot("exp_avg"), Slot("exp_inf")),
+    (Slot("exp_avg", quantize="signed"), Slot("exp_inf", quantize="unsigned")),
     r"""Adamax, the infinity-norm variant of Adam (Kingma & Ba, 2015, sec. 7; ``torch.optim.Adamax``).
 
     .. math::
@@ -117,7 +118,7 @@ NADAM = OptimizerSpec(
     (_lr(2e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(),
      Hyper("momentum_decay", 4e-3, NONNEG, "momentum_decay", "momentum_decay value"),
      _flag("decoupled_weight_decay"), MAXIMIZE),
-    (Slot("exp_avg"), Slot("exp_avg_sq")),
+    (Slot("exp_avg", quantize="signed"), Slot("exp_avg_sq", quantize="unsigned")),
     r"""NAdam: Adam with Nesterov momentum (Dozat, 2016; ``torch.optim.NAdam``), with momentum decay.
 
     .. math::
@@ -139,7 +140,7 @@ NADAM = OptimizerSpec(
 
 RADAM = OptimizerSpec(
     "RAdam", "radam", (_lr(1e-3), _betas((0.9, 0.999)), _eps(1e-8), _wd(), _flag("decoupled_weight_decay"), MAXIMIZE),
-    (Slot("exp_avg"), Slot("exp_avg_sq")),
+    (Slot("exp_avg", quantize="signed"), Slot("exp_avg_sq", quantize="unsigned")),
     r"""RAdam: rectified Adam (Liu et al., 2020; ``torch.optim.RAdam``).
 
     .. math::
@@ -161,8 +162,8 @@ RMSPROP = OptimizerSpec(
     "RMSprop", "rmsprop",
     (_lr(1e-2), Hyper("alpha", 0.99, UNIT, "alpha", "alpha value", functional_required=True), _eps(1e-8), _wd(),
      Hyper("momentum", 0.0, NONNEG, "momentum", "momentum value"), _flag("centered"), MAXIMIZE),
-    (Slot("square_avg"), Slot("momentum_buffer", keyword=True, optional=True),
-     Slot("grad_avg", keyword=True, optional=True)),
+    (Slot("square_avg", quantize="unsigned"), Slot("momentum_buffer", keyword=True, optional=True, quantize="signed"),
+     Slot("grad_avg", keyword=True, optional=True, quantize="signed")),
     r"""RMSprop (Hinton, 2012; centered form of Graves, 2013; ``torch.optim.RMSprop``).
 
     .. math::
@@ -182,7 +183,7 @@ ADAGRAD = OptimizerSpec(
     "Adagrad", "adagrad",
     (_lr(1e-2), Hyper("lr_decay", 0.0, NONNEG, "lr_decay", "lr_decay value"), _wd(),
      Hyper("initial_accumulator_value", 0.0, NONNEG), _eps(1e-10, required=False), MAXIMIZE),
-    (Slot("sum", arg="state_sum", initial="initial_accumulator_value"),),
+    (Slot("sum", arg="state_sum", initial="initial_accumulator_value", quantize="unsigned"),),
     r"""Adagrad (Duchi et al., 2011; ``torch.optim.Adagrad``).
 
     .. math::
@@ -197,7 +198,7 @@ ADAGRAD = OptimizerSpec(
 
 LION = OptimizerSpec(
     "Lion", "lion", (_lr(1e-4), _betas((0.9, 0.99), required=False), _wd(), MAXIMIZE),
-    (Slot("exp_avg"),),
+    (Slot("exp_avg", quantize="signed"),),
     r"""Lion, evolved sign momentum (Chen et al., 2023, Algorithm 2; ``optax.lion``).
 
     .. math::
@@ -213,7 +214,7 @@ LION = OptimizerSpec(
 ADADELTA = OptimizerSpec(
     "Adadelta", "adadelta",
     (_lr(1.0), Hyper("rho", 0.9, UNIT, "rho", "rho value"), _eps(1e-6, required=False), _wd(), MAXIMIZE),
-    (Slot("square_avg"), Slot("acc_delta")),
+    (Slot("square_avg", quantize="unsigned"), Slot("acc_delta", quantize="unsigned")),
     r"""Adadelta (Zeiler, 2012; ``torch.optim.Adadelta``).
 
     .. math::
@@ -238,7 +239,7 @@ RPROP = OptimizerSpec(
     "Rprop", "rprop",
     (_lr(1e-2), Hyper("etas", (0.5, 1.2), PAIR, "etaminus", "eta values"),
      Hyper("step_sizes", (1e-6, 50.0), PAIR, "step_size_min", "step_sizes"), MAXIMIZE),
-    (Slot("prev"), Slot("step_size", initial="lr")),
+    (Slot("prev", quantize="signed"), Slot("step_size", initial="lr", quantize="unsigned")),
     r"""Rprop, resilient backpropagation (Riedmiller & Braun, 1993; ``torch.optim.Rprop``).
 
     With :math:`\eta^-, \eta^+` = etas and :math:`\Gamma_{\min}, \Gamma_{\max}` = step_sizes, element by element:
@@ -289,7 +290,8 @@ ADEMAMIX = OptimizerSpec(
      Hyper("weight_decouple", False, FLAG, "decoupled_weight_decay"), Hyper("fixed_decay", False, FLAG, "fixed_decay"),
      Hyper("alpha", 5.0, NONNEG, "alpha", "alpha value"),
      Hyper("t_alpha_beta3", None, OPTPOS, "t_alpha_beta3", "t_alpha_beta3 value"), _eps(1e-8), MAXIMIZE),
-    (Slot("exp_avg"), Slot("exp_avg_sq"), Slot("exp_avg_slow")),
+    (Slot("exp_avg", quantize="signed"), Slot("exp_avg_sq", quantize="unsigned"),
+     Slot("exp_avg_slow", quantize="signed")),
     r"""AdEMAMix: Adam with a mixture of a fast and a slow momentum (Pagliardini et al., 2024;
     ``pytorch_optimizer.AdEMAMix``).
 
@@ -314,7 +316,8 @@ ADAN = OptimizerSpec(
     "Adan", "adan",
     (_lr(1e-3), Hyper("betas", (0.98, 0.92, 0.99), BETAS3, "beta1", functional_required=True), _wd(),
      Hyper("weight_decouple", False, FLAG, "decoupled_weight_decay"), _eps(1e-8), MAXIMIZE),
-    (Slot("exp_avg"), Slot("exp_avg_sq"), Slot("exp_avg_diff"), Slot("previous_grad")),
+    (Slot("exp_avg", quantize="signed"), Slot("exp_avg_sq", quantize="unsigned"),
+     Slot("exp_avg_diff", quantize="signed"), Slot("previous_grad", quantize="signed")),
     r"""Adan: adaptive Nesterov momentum (Xie et al., 2022; ``pytorch_optimizer.Adan``'s semantics).
 
     With :math:`d_t = g_t - g_{t-1}` (0 at the first step):
@@ -369,7 +372,7 @@ LAMB = OptimizerSpec(
     (_lr(1e-3), _betas((0.9, 0.999)), _wd(), Hyper("weight_decouple", True, FLAG, "decoupled_weight_decay"),
      Hyper("fixed_decay", False, FLAG, "fixed_decay"), Hyper("grad_averaging", True, FLAG, "grad_averaging"),
      Hyper("adam", False, FLAG, "adam"), Hyper("adam_debias", False, FLAG, "adam_debias"), _eps(1e-6), MAXIMIZE),
-    (Slot("exp_avg"), Slot("exp_avg_sq")),
+    (Slot("exp_avg", quantize="signed"), Slot("exp_avg_sq", quantize="unsigned")),
     r"""LAMB: Adam's update scaled by a trust ratio per tensor (You et al., 2019; ``pytorch_optimizer.Lamb``'s
     semantics: the paper's version 3, the second moment without bias correction).
 
@@ -433,7 +436,7 @@ _SCHEDULEFREE_DOC = r"""
 SCHEDULEFREE_ADAMW = OptimizerSpec(
     "ScheduleFreeAdamW", "sfadamw",
     (_lr(0.0025), _betas((0.9, 0.999)), _eps(1e-8), _wd()) + _schedulefree_hypers(),
-    (Slot("z", initial=COPY_OF_PARAM), Slot("exp_avg_sq")),
+    (Slot("z", initial=COPY_OF_PARAM), Slot("exp_avg_sq", quantize="unsigned")),
     r"""Schedule-Free AdamW (Defazio et al., 2024; ``schedulefree.AdamWScheduleFree``: no first moment, no lr
     schedule; warmup_steps and the averaging weights in its place).
     """ + _SCHEDULEFREE_DOC.replace("{beta}", r"beta1").replace("{state}", r"``exp_avg_sq``, ").replace(

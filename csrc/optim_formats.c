@@ -1,0 +1,183 @@
+/* The block wrapper of low-precision optimizer state (see optim_formats.h). */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "optim_formats.h"
+#include "dispatch.h"
+
+int fo_optim_has_formats(const fo_tensor *t)
+{
+    int s;
+    for (s = 0; s < FO_MAX_SLOTS; ++s)
+        if (t->format[s] != FO_STATE_NATIVE)
+            return 1;
+    return 0;
+}
+
+int64_t fo_optim_format_block(const fo_tensor *t)
+{
+    int s, any = 0;
+    for (s = 0; s < FO_MAX_SLOTS; ++s) {
+        if (t->format[s] == FO_STATE_INT4)
+            return FO_QBLOCK_INT4;
+        any |= t->format[s] != FO_STATE_NATIVE;
+    }
+    return any ? FO_FORMAT_MAX_BLOCK : 0;
+}
+
+int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep)
+{
+    int s, int8 = 0, int4 = 0;
+    if (!fo_optim_has_formats(t))
+        return 1;
+    if (dtype != FO_F32 || has_norm_sweep)
+        return 0;
+    for (s = 0; s < FO_MAX_SLOTS; ++s) {
+        const int f = t->format[s];
+        if (f >= FO_STATE_FORMATS)
+            return 0;
+        if ((f == FO_STATE_INT8 || f == FO_STATE_INT4) && t->state[s] != NULL && t->absmax[s] == NULL)
+            return 0;
+        int8 |= f == FO_STATE_INT8;
+        int4 |= f == FO_STATE_INT4;
+    }
+    return !(int8 && int4);
+}
+
+/* The int8/int4 code tables of the vectorized codecs (optim_formats_kernels.inc), [bits == 8][is_signed], built
+ * once from quantize.h's exact thresholds; fo_qf_exact[..] = 0 where some bucket would hold more than two
+ * thresholds (then fo_quantize_block itself runs: the same codes, slower). */
+static fo_qfast fo_qf_tables[2][2];
+static int fo_qf_exact[2][2];
+static pthread_once_t fo_qf_once = PTHREAD_ONCE_INIT;
+
+static float fo_qf_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Fills q for the map (bits, is_signed); 1 if every bucket holds at most two thresholds. */
+static int fo_qf_build(fo_qfast *q, int bits, int is_signed)
+{
+    const int size = 1 << bits;
+    int k, side, b;
+    q->bits = bits;
+    q->map = fo_qmap(bits, is_signed);
+    for (k = 0; k < 256 + 2; ++k)
+        q->thr[k] = k >= 1 && k < size ? fo_qthreshold(bits, is_signed, k) : (k == 0 ? -INFINITY : INFINITY);
+    for (side = 0; side < 2; ++side)
+        for (b = 0; b < FO_QF_BUCKETS; ++b) {
+            const uint32_t low = b == 0 ? 0u : (uint32_t)(FO_QF_E0 + b) << 16;
+            uint32_t high = ((uint32_t)(FO_QF_E0 + b + 1) << 16) - 1u;
+            const uint32_t sign = side ? 0x80000000u : 0u;
+            int least, greatest;
+            high = high < 0x3F800000u ? high : 0x3F800000u;
+            least = fo_qcode(bits, is_signed, fo_qf_float(sign | (side ? high : low)));
+            greatest = fo_qcode(bits, is_signed, fo_qf_float(sign | (side ? low : high)));
+            q->lo[side * FO_QF_BUCKETS + b] = least;
+            if (greatest - least > 2 || greatest < least)
+                return 0;
+        }
+    return 1;
+}
+
+static void fo_qf_init(void)
+{
+    int b8, sg;
+    for (b8 = 0; b8 < 2; ++b8)
+        for (sg = 0; sg < 2; ++sg)
+            fo_qf_exact[b8][sg] = fo_qf_build(&fo_qf_tables[b8][sg], b8 ? 8 : 4, sg);
+}
+
+/* The vectorized codecs' table of (bits, is_signed), or NULL where fo_quantize_block must run. */
+static const fo_qfast *fo_qf_table(int bits, int is_signed)
+{
+    pthread_once(&fo_qf_once, fo_qf_init);
+    return fo_qf_exact[bits == 8][is_signed != 0] ? &fo_qf_tables[bits == 8][is_signed != 0] : NULL;
+}
+
+/* A block of int8/int4 slot s at element lo: decoded into buf / encoded from buf, with the active path's codecs. */
+static void fo_qf_load(const fo_optim_kernels *k, const fo_tensor *t, int s, int64_t lo, int64_t n, float *buf)
+{
+    const int bits = t->format[s] == FO_STATE_INT8 ? 8 : 4, block = bits == 8 ? FO_QBLOCK_INT8 : FO_QBLOCK_INT4;
+    const uint8_t *codes = (const uint8_t *)t->state[s] + (bits == 8 ? lo : lo / 2);
+    const fo_qfast *q = fo_qf_table(bits, t->is_signed[s]);
+    if (q != NULL)
+        k->q_decode(q, codes, n, t->absmax[s][lo / block], buf);
+    else
+        fo_dequantize_block(codes, n, bits, t->is_signed[s], t->absmax[s][lo / block], buf);
+}
+
+static void fo_qf_store(const fo_optim_kernels *k, fo_tensor *t, int s, int64_t lo, int64_t n, const float *buf)
+{
+    const int bits = t->format[s] == FO_STATE_INT8 ? 8 : 4, block = bits == 8 ? FO_QBLOCK_INT8 : FO_QBLOCK_INT4;
+    uint8_t *codes = (uint8_t *)t->state[s] + (bits == 8 ? lo : lo / 2);
+    float *absmax = &t->absmax[s][lo / block];
+    const fo_qfast *q = fo_qf_table(bits, t->is_signed[s]);
+    if (q == NULL || !k->q_encode(q, buf, n, codes, absmax))
+        fo_quantize_block(buf, n, bits, t->is_signed[s], codes, absmax);
+}
+
+/* Points local's slot s at elements [lo, lo + n) of t's: native state in place, any other decoded into buf;
+ * k: the active path's kernels (its bfloat16 conversions). */
+static void fo_format_load(const fo_optim_kernels *k, const fo_tensor *t, int s, int64_t lo, int64_t n,
+                           fo_tensor *local, float *buf)
+{
+    switch (t->format[s]) {
+    case FO_STATE_BF16:
+        k->bf16_decode((const uint16_t *)t->state[s] + lo, n, buf);
+        local->state[s] = buf;
+        break;
+    case FO_STATE_INT8:
+    case FO_STATE_INT4:
+        fo_qf_load(k, t, s, lo, n, buf);
+        local->state[s] = buf;
+        break;
+    default:
+        local->state[s] = (float *)t->state[s] + lo;
+        break;
+    }
+}
+
+/* Writes buf, the new values of slot s at elements [lo, lo + n), back in the slot's format (native: in place). */
+static void fo_format_store(const fo_optim_kernels *k, fo_tensor *t, int s, int64_t lo, int64_t n,
+                            const float *buf)
+{
+    switch (t->format[s]) {
+    case FO_STATE_BF16:
+        k->bf16_encode(buf, n, (uint16_t *)t->state[s] + lo);
+        break;
+    case FO_STATE_INT8:
+    case FO_STATE_INT4:
+        fo_qf_store(k, t, s, lo, n, buf);
+        break;
+    default:
+        break;
+    }
+}
+
+void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hparams *hp, int64_t b0, int64_t b1)
+{
+    float buf[FO_MAX_SLOTS][FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
+    const int64_t bs = fo_optim_format_block(t);
+    fo_tensor local = *t;
+    int64_t b;
+    int s;
+    for (b = b0; b < b1; ++b) {
+        const int64_t lo = b * bs, n = t->numel - lo < bs ? t->numel - lo : bs;
+        local.param = (float *)t->param + lo;
+        local.grad = (const float *)t->grad + lo;
+        local.numel = n;
+        for (s = 0; s < FO_MAX_SLOTS; ++s)
+            if (t->state[s] != NULL)
+                fo_format_load(k, t, s, lo, n, &local, buf[s]);
+        chunk(&local, hp, 0, n);
+        for (s = 0; s < FO_MAX_SLOTS; ++s)
+            if (t->state[s] != NULL)
+                fo_format_store(k, t, s, lo, n, buf[s]);
+    }
+}

@@ -1,0 +1,34 @@
+/* Low-precision optimizer state (fo_tensor.format): the block wrapper of the optimizer driver.
+ *
+ * A tensor whose state has a non-native format steps block by block: for each block of fo_optim_format_block(t)
+ * elements, every state slot in use is decoded into a float32 buffer on the stack (in L1), the active instruction
+ * set's float32 kernel of the algorithm (the very kernel of native state) runs over the block with param, grad
+ * and state pointing at it, and each slot's buffer is encoded back (bfloat16: rounded to nearest even; int8/int4:
+ * requantized with the block's new absmax). One pass over memory, no float32 copy of a tensor, every element-wise
+ * algorithm for free; a block is never split between threads, so the bits are those of any thread count. */
+#ifndef FO_OPTIM_FORMATS_H
+#define FO_OPTIM_FORMATS_H
+
+#include "optim.h"
+#include "quantize.h"
+
+enum { FO_FORMAT_MAX_BLOCK = FO_QBLOCK_INT8 };   /* the largest block of any format (the stack buffers' length) */
+
+/* 1 if some state slot of t has a non-native format. */
+int fo_optim_has_formats(const fo_tensor *t);
+
+/* The block of t's step: 0 if every slot is native, else the quantization block of its formats (int4:
+ * FO_QBLOCK_INT4 = 128; int8, bfloat16: FO_QBLOCK_INT8 = 256; bfloat16 alone is element-wise, its block is only the
+ * buffers' length). */
+int64_t fo_optim_format_block(const fo_tensor *t);
+
+/* 1 if t's formats can step under `algo` and `dtype`: every format known, non-native ones only with FO_F32 and an
+ * algorithm without a norm sweep (has_norm_sweep 0), an absmax array for each int8/int4 slot, and int8 and int4
+ * slots not mixed in one tensor (their blocks differ). */
+int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep);
+
+/* Steps blocks [b0, b1) of t (blocks of fo_optim_format_block(t)) with `chunk`, the float32 kernel of the algorithm;
+ * t->coef holds the step's scalars (fo_optim_prepare). */
+void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hparams *hp, int64_t b0, int64_t b1);
+
+#endif
