@@ -49,7 +49,7 @@ def quantize_into(cnp.ndarray x, int bits, bint is_signed, int64_t block, cnp.nd
     cdef int64_t n = cnp.PyArray_SIZE(x)
     if (bits != 8 and bits != 4) or block <= 0 or (bits == 4 and block % 2):
         raise RuntimeError("internal error: fastopt._quantize called against its contract; nothing was written")
-    cdef int64_t nb = (n + block - 1) // block, b, lo
+    cdef int64_t nb = (n + block - 1) // block, b
     _contract(x, cnp.NPY_FLOAT32, n, False)
     _contract(codes, cnp.NPY_UINT8, _code_bytes(n, bits), True)
     _contract(absmax, cnp.NPY_FLOAT32, nb, True)
@@ -60,13 +60,8 @@ def quantize_into(cnp.ndarray x, int bits, bint is_signed, int64_t block, cnp.nd
     cdef int nth
     with nogil:
         nth = fo_threads_for(n, 0)
-        if nth <= 1:
-            for b in range(nb):
-                lo = b * block
-                fo_quantize_block(px + lo, min(block, n - lo), bits, is_signed, pc + b * step, pa + b)
-        else:
-            for b in prange(nb, num_threads=nth, schedule="static"):
-                fo_quantize_block(px + b * block, min(block, n - b * block), bits, is_signed, pc + b * step, pa + b)
+        for b in prange(nb, num_threads=nth, schedule="static"):
+            fo_quantize_block(px + b * block, min(block, n - b * block), bits, is_signed, pc + b * step, pa + b)
 
 
 def dequantize_into(cnp.ndarray codes, cnp.ndarray absmax, int64_t n, int bits, bint is_signed, int64_t block,
@@ -74,7 +69,7 @@ def dequantize_into(cnp.ndarray codes, cnp.ndarray absmax, int64_t n, int bits, 
     """out (float32, n elements) <- map[code] * absmax of its block."""
     if (bits != 8 and bits != 4) or block <= 0 or (bits == 4 and block % 2) or n < 0:
         raise RuntimeError("internal error: fastopt._quantize called against its contract; nothing was written")
-    cdef int64_t nb = (n + block - 1) // block, b, lo
+    cdef int64_t nb = (n + block - 1) // block, b
     _contract(codes, cnp.NPY_UINT8, _code_bytes(n, bits), False)
     _contract(absmax, cnp.NPY_FLOAT32, nb, False)
     _contract(out, cnp.NPY_FLOAT32, n, True)
@@ -85,14 +80,8 @@ def dequantize_into(cnp.ndarray codes, cnp.ndarray absmax, int64_t n, int bits, 
     cdef int nth
     with nogil:
         nth = fo_threads_for(n, 0)
-        if nth <= 1:
-            for b in range(nb):
-                lo = b * block
-                fo_dequantize_block(pc + b * step, min(block, n - lo), bits, is_signed, pa[b], px + lo)
-        else:
-            for b in prange(nb, num_threads=nth, schedule="static"):
-                fo_dequantize_block(pc + b * step, min(block, n - b * block), bits, is_signed, pa[b],
-                                    px + b * block)
+        for b in prange(nb, num_threads=nth, schedule="static"):
+            fo_dequantize_block(pc + b * step, min(block, n - b * block), bits, is_signed, pa[b], px + b * block)
 
 
 def qmap(int bits, bint is_signed):
