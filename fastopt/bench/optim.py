@@ -102,6 +102,8 @@ PEERS = {spec.name: spec.peer for spec in specs.SPECS if spec.peer}    # name: (
 HYPERS = {spec.name: dict(spec.defaults(), **spec.bench) for spec in specs.SPECS}   # every hyperparameter's value
 SIZES = {"1e3": [1000], "1e5": [100_000], "1e6": [1_000_000], "1e7": [10_000_000], "200x5000": [5000] * 200}
 QUICK_SIZES = {"1e3": [1000], "1e5": [100_000], "20x500": [500] * 20}
+# By name only (--sizes 5e7; 0.8 GiB of float32 Adam arrays): the low-precision formats' second size (issue 12).
+NAMED_SIZES = {"5e7": [50_000_000]}
 
 
 def _data(kernel, shapes, dtype, seed=0):
@@ -236,7 +238,7 @@ def _torch_supports(torch, kernel, mode, dtype):
 
 def cases(sizes=None, threads=(1, 2), dtypes=("float32",), kernels=None, quick=False, peers=True):
     torch = optional_import("torch") if peers else None
-    chosen = chosen_sizes(sizes, quick, SIZES, QUICK_SIZES)
+    chosen = chosen_sizes(sizes, quick, {**SIZES, **NAMED_SIZES} if sizes else SIZES, QUICK_SIZES)
     out = []
     for kernel in kernels or DEFAULT_KERNELS:
         for size, shapes in chosen:
