@@ -26,6 +26,7 @@ LONG = "FASTOPT_FUZZ_EXAMPLES" in os.environ
 BATCH = 4 if CASES >= 1000 else 1
 FUZZ = settings(max_examples=-(-CASES // BATCH), deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
+FUZZ_ONE_CASE = settings(FUZZ, max_examples=CASES)      # tests whose example is one case (drawn by @given's args)
 
 
 def batched(case):
@@ -315,7 +316,7 @@ def test_fuzz_clipping(data):
 
 # --------------------------------------------------------------------------- schedules, state dicts
 
-@FUZZ
+@FUZZ_ONE_CASE
 @given(step=st.one_of(st.integers(-5, 10**6), HYPER), T_max=st.one_of(st.integers(1, 100), HYPER),
        base_lr=st.one_of(st.just(0.1), HYPER))
 def test_fuzz_schedule_function(step, T_max, base_lr):
@@ -324,7 +325,7 @@ def test_fuzz_schedule_function(step, T_max, base_lr):
               names=("step", "base_lr", "T_max"))
 
 
-@FUZZ
+@FUZZ_ONE_CASE
 @given(name=st.sampled_from(["SGD", "Adam", "RMSprop"]), key=st.sampled_from(["step", "lr", "exp_avg", "drop"]),
        value=st.one_of(HYPER, st.just(np.ones(2)), st.just(np.ones(3, np.float32))))
 def test_fuzz_load_state_dict(name, key, value):

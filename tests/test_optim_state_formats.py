@@ -391,14 +391,19 @@ def bf16_errors():
 
 @pytest.mark.parametrize("what,edit,error,message", bf16_errors(), ids=[e[0] for e in bf16_errors()])
 def test_corrupt_state_is_refused_and_writes_nothing(what, edit, error, message):
-    ps, opt = _trained("bfloat16")
+    _assert_refused_unchanged("bfloat16", what, edit, error, message)
+
+
+def _assert_refused_unchanged(fmt, what, edit, error, message):
+    """Loading ``edit(state_dict())`` into a trained optimizer with ``fmt`` state raises, and its state is as before."""
+    ps, opt = _trained(fmt)
     before = opt.state_dict()
     with pytest.raises(error, match=message):
         opt.load_state_dict(edit(opt.state_dict()))
     after = opt.state_dict()
     for i in before["state"]:
         for key, v in before["state"][i].items():
-            assert np.asarray(v).tobytes() == np.asarray(after["state"][i][key]).tobytes()
+            assert np.asarray(v).tobytes() == np.asarray(after["state"][i][key]).tobytes(), what
 
 
 @pytest.mark.parametrize("fmt,limit", [("int8", 2.04), ("int4", 1.07)])
@@ -437,14 +442,7 @@ def quantized_errors(fmt):
 @pytest.mark.parametrize("fmt", ["int8", "int4"])
 def test_corrupt_quantized_state_is_refused_and_writes_nothing(fmt):
     for what, edit, error, message in quantized_errors(fmt):
-        ps, opt = _trained(fmt)
-        before = opt.state_dict()
-        with pytest.raises(error, match=message):
-            opt.load_state_dict(edit(opt.state_dict()))
-        after = opt.state_dict()
-        for i in before["state"]:
-            for key, v in before["state"][i].items():
-                assert np.asarray(v).tobytes() == np.asarray(after["state"][i][key]).tobytes(), what
+        _assert_refused_unchanged(fmt, what, edit, error, message)
 
 
 def test_int8_and_int4_state_track_the_float64_reference():
