@@ -1,11 +1,14 @@
 /* bfloat16 <-> float32: the upper 16 bits of a float32. Conversion to bfloat16 rounds to nearest, ties to even
  * (as ml_dtypes' astype); a NaN becomes the quiet NaN of its sign, 0x7fc0 or 0xffc0 (as ml_dtypes: never rounded
- * into an infinity). */
+ * into an infinity). The stores of a bfloat16 param (fo_bf16_store: none, Kahan or stochastic rounding; see
+ * optim.h FO_COMP_*) are integer arithmetic and float32 additions only: the same bits on every path. */
 #ifndef FO_BF16_H
 #define FO_BF16_H
 
 #include <stdint.h>
 #include <string.h>
+
+#include "regularize.h"   /* fo_dropout_bits, fo_mix64: the bits of stochastic rounding */
 
 static inline float fo_bf16_to_f32(uint16_t h)
 {
@@ -41,6 +44,62 @@ static inline void fo_bf16_encode(const float *restrict x, int64_t n, uint16_t *
 #pragma omp simd
     for (i = 0; i < n; ++i)
         h[i] = fo_f32_to_bf16(x[i]);
+}
+
+/* f rounded to bfloat16 stochastically with the 16 random bits r: up (away from 0) with probability equal to the
+ * dropped fraction of a bfloat16 ulp, so the rounding is unbiased; a NaN as fo_f32_to_bf16, a finite value beyond
+ * the largest bfloat16 may round to the infinity of its sign. */
+static inline uint16_t fo_f32_to_bf16_stochastic(float f, uint32_t r)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)(((u >> 16) & 0x8000u) | 0x7fc0u);
+    return (uint16_t)((u + (r & 0xffffu)) >> 16);
+}
+
+/* Kahan-compensated store (optimi's scheme, in float32 registers): with the step's update x - old and the carried
+ * error c, s = (x - old) + c, p = rn(old + s), c = rn(s - (p - old)). */
+static inline void fo_bf16_store_kahan(const float *restrict x, const float *restrict old, int64_t n,
+                                       uint16_t *restrict p, uint16_t *restrict comp)
+{
+    int64_t i;
+#pragma omp simd
+    for (i = 0; i < n; ++i) {
+        const float s = (x[i] - old[i]) + fo_bf16_to_f32(comp[i]);
+        const uint16_t h = fo_f32_to_bf16(old[i] + s);
+        p[i] = h;
+        comp[i] = fo_f32_to_bf16(s - (fo_bf16_to_f32(h) - old[i]));
+    }
+}
+
+/* The key of a stochastic store at step `step` of a tensor seeded `seed`: fo_dropout_key(seed ^ fo_mix64(step)). */
+static inline uint64_t fo_bf16_round_key(uint64_t seed, uint64_t step)
+{
+    return fo_mix64((seed ^ fo_mix64(step)) + FO_GOLDEN_GAMMA);
+}
+
+/* Stochastic store: p[i] = x[i] rounded with the bits of element first + i of `key`. */
+static inline void fo_bf16_store_stochastic(const float *restrict x, int64_t n, uint64_t key, uint64_t first,
+                                            uint16_t *restrict p)
+{
+    int64_t i;
+#pragma omp simd
+    for (i = 0; i < n; ++i)
+        p[i] = fo_f32_to_bf16_stochastic(x[i], (uint32_t)fo_dropout_bits(key, first + (uint64_t)i));
+}
+
+/* The store of a bfloat16 param's new values x[0..n) by compensation `mode` (optim.h FO_COMP_*: 0 none, 1 Kahan,
+ * 2 stochastic). */
+static inline void fo_bf16_store(const float *x, const float *old, int64_t n, int mode, uint64_t key,
+                                 uint64_t first, uint16_t *p, uint16_t *comp)
+{
+    if (mode == 1)
+        fo_bf16_store_kahan(x, old, n, p, comp);
+    else if (mode == 2)
+        fo_bf16_store_stochastic(x, n, key, first, p);
+    else
+        fo_bf16_encode(x, n, p);
 }
 
 #endif

@@ -476,3 +476,15 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     }
 FO_ALL_FINITE(float, f32)
 FO_ALL_FINITE(double, f64)
+
+/* A bfloat16 value is not finite exactly when its 8 exponent bits are all ones. */
+int fo_optim_all_finite_bf16(const uint16_t *x, int64_t n, int nthreads)
+{
+    int64_t i, bad = 0;
+    const int nth = fo_threads_for(n, nthreads);
+    (void)nth;
+#pragma omp parallel for simd schedule(static) reduction(+:bad) num_threads(nth) if(nth > 1)
+    for (i = 0; i < n; ++i)
+        bad += (x[i] & 0x7F80u) == 0x7F80u;
+    return bad == 0;
+}

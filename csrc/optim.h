@@ -34,6 +34,15 @@ enum { FO_MAX_SLOTS = 4, FO_NEEDS_AUX = 1 << FO_MAX_SLOTS };
  * in the low nibble, ceil(numel / 2) bytes) and one absmax per FO_QBLOCK_INT4 elements. */
 enum { FO_STATE_NATIVE = 0, FO_STATE_BF16 = 1, FO_STATE_INT8 = 2, FO_STATE_INT4 = 3, FO_STATE_FORMATS = 4 };
 
+/* How a param or gradient is stored (fo_tensor.param_format, grad_format): NATIVE the call's dtype, BF16 (only
+ * with FO_F32 calls) numel uint16 bfloat16 values, decoded to float32 for the step. A bfloat16 param's new float32
+ * value x (old value o) is stored by fo_tensor.compensation (see bf16.h): NONE, rounded to nearest even; KAHAN,
+ * with the rounding error carried in a bfloat16 buffer comp (s = x - o + c; p = rn(o + s); c = rn(s - (p - o)),
+ * optimi's scheme); STOCHASTIC, rounded up with probability (x - down) / (up - down), the 16 random bits of element
+ * i those of fo_dropout_bits(key, i) with key = fo_dropout_key(round_seed ^ fo_mix64(step)). */
+enum { FO_ARRAY_NATIVE = 0, FO_ARRAY_BF16 = 1 };
+enum { FO_COMP_NONE = 0, FO_COMP_KAHAN = 1, FO_COMP_STOCHASTIC = 2, FO_COMPENSATIONS = 3 };
+
 /* One tensor of a step. Arrays are contiguous, of the call's dtype, `numel` elements, and do not overlap; a state
  * slot with a non-native format is stored as format[s] says. A zero-initialised fo_tensor has native state. */
 typedef struct fo_tensor {
@@ -50,6 +59,11 @@ typedef struct fo_tensor {
     unsigned char format[FO_MAX_SLOTS];     /* FO_STATE_* of state[s] (0: native) */
     unsigned char is_signed[FO_MAX_SLOTS];  /* INT8/INT4: 1 the signed code map (moments), 0 the unsigned one */
     float *absmax[FO_MAX_SLOTS];            /* inout, INT8/INT4: one float32 scale per block of state[s] */
+    unsigned char param_format;   /* FO_ARRAY_* of param (0: the call's dtype) */
+    unsigned char grad_format;    /* FO_ARRAY_* of grad */
+    unsigned char compensation;   /* FO_COMP_* of a bfloat16 param's store */
+    uint16_t *comp;               /* inout, FO_COMP_KAHAN: numel bfloat16 rounding errors of the param */
+    uint64_t round_seed;          /* FO_COMP_STOCHASTIC: the tensor's seed of the rounding bits */
 } fo_tensor;
 
 /* The one list of hyperparameter fields: R(name) a real, F(name) a flag, in field-index order (the index Python
@@ -104,6 +118,7 @@ const char *fo_optim_algo_name(int algo);
 /* 1 if every element of x[0..n) is finite, else 0 (the check of step(grads, check_finite=True)). */
 int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads);
 int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads);
+int fo_optim_all_finite_bf16(const uint16_t *x, int64_t n, int nthreads);
 
 /* Element-range kernels of one instruction-set path: update elements [lo, hi) of tensor t. */
 typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi);
@@ -115,6 +130,11 @@ typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo,
  * integer arithmetic only, the same bits on every path): x[0..n) <- h, h[0..n) <- x rounded. */
 typedef void (*fo_bf16_decode_fn)(const uint16_t *h, int64_t n, float *x);
 typedef void (*fo_bf16_encode_fn)(const float *x, int64_t n, uint16_t *h);
+/* A bfloat16 param's store (see FO_COMP_*): p[0..n) <- x, the new float32 values, with compensation `mode`; old:
+ * the values decoded before the step (KAHAN), comp: its buffer (KAHAN), key and first: the rounding bits' key and
+ * the element index of x[0] (STOCHASTIC). */
+typedef void (*fo_bf16_store_fn)(const float *x, const float *old, int64_t n, int mode, uint64_t key,
+                                 uint64_t first, uint16_t *p, uint16_t *comp);
 /* The int8/int4 code table of one map (built by optim_formats.c from quantize.h's thresholds; see
  * optim_formats_kernels.inc): lo[side * FO_QF_BUCKETS + bucket], the code of each bucket's least value; thr[k], the
  * least value of code >= k (k < 2^bits; +inf from 2^bits to 2^bits + 1); map, the code values. */
@@ -128,6 +148,7 @@ typedef struct fo_optim_kernels {
     fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
     fo_bf16_decode_fn bf16_decode;
     fo_bf16_encode_fn bf16_encode;
+    fo_bf16_store_fn bf16_store;
     fo_qf_encode_fn q_encode;
     fo_qf_decode_fn q_decode;
 } fo_optim_kernels;

@@ -5,10 +5,13 @@
 
 #include "optim_formats.h"
 #include "dispatch.h"
+#include "bf16.h"
 
 int fo_optim_has_formats(const fo_tensor *t)
 {
     int s;
+    if (t->param_format != FO_ARRAY_NATIVE || t->grad_format != FO_ARRAY_NATIVE)
+        return 1;
     for (s = 0; s < FO_MAX_SLOTS; ++s)
         if (t->format[s] != FO_STATE_NATIVE)
             return 1;
@@ -17,7 +20,7 @@ int fo_optim_has_formats(const fo_tensor *t)
 
 int64_t fo_optim_format_block(const fo_tensor *t)
 {
-    int s, any = 0;
+    int s, any = t->param_format != FO_ARRAY_NATIVE || t->grad_format != FO_ARRAY_NATIVE;
     for (s = 0; s < FO_MAX_SLOTS; ++s) {
         if (t->format[s] == FO_STATE_INT4)
             return FO_QBLOCK_INT4;
@@ -31,7 +34,10 @@ int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep)
     int s, int8 = 0, int4 = 0;
     if (!fo_optim_has_formats(t))
         return 1;
-    if (dtype != FO_F32 || has_norm_sweep)
+    if (dtype != FO_F32 || has_norm_sweep || t->param_format > FO_ARRAY_BF16 || t->grad_format > FO_ARRAY_BF16)
+        return 0;
+    if (t->param_format == FO_ARRAY_BF16
+        && (t->compensation >= FO_COMPENSATIONS || (t->compensation == FO_COMP_KAHAN && t->comp == NULL)))
         return 0;
     for (s = 0; s < FO_MAX_SLOTS; ++s) {
         const int f = t->format[s];
@@ -159,18 +165,41 @@ static void fo_format_store(const fo_optim_kernels *k, fo_tensor *t, int s, int6
     }
 }
 
+/* Points local's param and grad at elements [lo, lo + n) of t's: native ones in place, bfloat16 ones decoded into
+ * pbuf (and, for a Kahan store, old: the values before the step) and gbuf. */
+static void fo_format_load_param(const fo_optim_kernels *k, const fo_tensor *t, int64_t lo, int64_t n,
+                                 fo_tensor *local, float *pbuf, float *old, float *gbuf)
+{
+    if (t->param_format == FO_ARRAY_BF16) {
+        k->bf16_decode((const uint16_t *)t->param + lo, n, pbuf);
+        if (t->compensation == FO_COMP_KAHAN)
+            memcpy(old, pbuf, (size_t)n * sizeof *old);
+        local->param = pbuf;
+    } else {
+        local->param = (float *)t->param + lo;
+    }
+    if (t->grad_format == FO_ARRAY_BF16) {
+        k->bf16_decode((const uint16_t *)t->grad + lo, n, gbuf);
+        local->grad = gbuf;
+    } else {
+        local->grad = (const float *)t->grad + lo;
+    }
+}
+
 void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hparams *hp, int64_t b0, int64_t b1)
 {
     float buf[FO_MAX_SLOTS][FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    float pbuf[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64))), old[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    float gbuf[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
     const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
     const int64_t bs = fo_optim_format_block(t);
+    const uint64_t key = fo_bf16_round_key(t->round_seed, (uint64_t)*t->step);
     fo_tensor local = *t;
     int64_t b;
     int s;
     for (b = b0; b < b1; ++b) {
         const int64_t lo = b * bs, n = t->numel - lo < bs ? t->numel - lo : bs;
-        local.param = (float *)t->param + lo;
-        local.grad = (const float *)t->grad + lo;
+        fo_format_load_param(k, t, lo, n, &local, pbuf, old, gbuf);
         local.numel = n;
         for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (t->state[s] != NULL)
@@ -179,5 +208,8 @@ void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hpar
         for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (t->state[s] != NULL)
                 fo_format_store(k, t, s, lo, n, buf[s]);
+        if (t->param_format == FO_ARRAY_BF16)
+            k->bf16_store(pbuf, old, n, t->compensation, key, (uint64_t)lo, (uint16_t *)t->param + lo,
+                          t->comp != NULL ? t->comp + lo : NULL);
     }
 }

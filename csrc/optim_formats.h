@@ -14,7 +14,8 @@
 
 enum { FO_FORMAT_MAX_BLOCK = FO_QBLOCK_INT8 };   /* the largest block of any format (the stack buffers' length) */
 
-/* 1 if some state slot of t has a non-native format. */
+/* 1 if t's param, gradient or some state slot has a non-native format (a bfloat16 param or grad, optim.h
+ * FO_ARRAY_*, steps in the same blocks: decoded into a float32 buffer, its new values stored by t->compensation). */
 int fo_optim_has_formats(const fo_tensor *t);
 
 /* The block of t's step: 0 if every slot is native, else the quantization block of its formats (int4:
@@ -23,8 +24,9 @@ int fo_optim_has_formats(const fo_tensor *t);
 int64_t fo_optim_format_block(const fo_tensor *t);
 
 /* 1 if t's formats can step under `algo` and `dtype`: every format known, non-native ones only with FO_F32 and an
- * algorithm without a norm sweep (has_norm_sweep 0), an absmax array for each int8/int4 slot, and int8 and int4
- * slots not mixed in one tensor (their blocks differ). */
+ * algorithm without a norm sweep (has_norm_sweep 0), an absmax array for each int8/int4 slot, a known compensation
+ * of a bfloat16 param and its buffer for Kahan's, and int8 and int4 slots not mixed in one tensor (their blocks
+ * differ). */
 int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep);
 
 /* Steps blocks [b0, b1) of t (blocks of fo_optim_format_block(t)) with `chunk`, the float32 kernel of the algorithm;

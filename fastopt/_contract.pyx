@@ -28,7 +28,11 @@ cdef int check_float(object a, str name) except 0:
 
 cdef object check_inplace(object a, str name):
     """a is written in place: a writeable, C-contiguous, aligned, native-byte-order float ndarray (never copied)."""
-    cdef int t = check_float(a, name)
+    return check_writable_layout(a, check_float(a, name), name)
+
+
+cdef object check_writable_layout(object a, int t, str name):
+    """a, an ndarray of typenum t, is writeable, C-contiguous, aligned and in native byte order (ValueError)."""
     if plain(a, t, True):
         return a
     cdef int flags = cnp.PyArray_FLAGS(<cnp.ndarray>a)
@@ -180,9 +184,12 @@ def check_float_array(a, name):
     return a
 
 
-def check_inplace_array(a, name):
+def check_inplace_array(a, name, bfloat16=False):
     """``a`` is written in place: a writeable, C-contiguous, aligned, native-byte-order float32/float64 ndarray
-    (ValueError otherwise: a copy would silently lose the update); returns it."""
+    (or, with ``bfloat16``, an ``ml_dtypes.bfloat16`` one; TypeError for another type or dtype, ValueError for
+    another layout: a copy would silently lose the update); returns it."""
+    if bfloat16 and cnp.PyArray_Check(a) and a.dtype.kind == "V" and a.dtype.name == "bfloat16":
+        return check_writable_layout(a, cnp.PyArray_TYPE(<cnp.ndarray>a), name)
     return check_inplace(a, name)
 
 

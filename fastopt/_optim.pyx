@@ -9,7 +9,7 @@ gradients (checked against their params: type, dtype, shape, memory overlap), op
 non-finite values, and runs the fused kernel. Nothing is written before every check of the step has passed.
 """
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
@@ -43,12 +43,20 @@ cdef extern from "optim.h" nogil:
         unsigned char format[FO_MAX_SLOTS]
         unsigned char is_signed[FO_MAX_SLOTS]
         float *absmax[FO_MAX_SLOTS]
+        unsigned char param_format
+        unsigned char grad_format
+        unsigned char compensation
+        uint16_t *comp
+        uint64_t round_seed
     enum: FO_STATE_NATIVE, FO_STATE_BF16, FO_STATE_INT8, FO_STATE_INT4
+    enum: FO_ARRAY_NATIVE, FO_ARRAY_BF16
+    enum: FO_COMP_NONE, FO_COMP_KAHAN, FO_COMP_STOCHASTIC
     ctypedef struct fo_hparams:       # the fields: FO_HPARAM_FIELDS, reached by index (fo_optim_hparam_set)
         pass
     int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads)
     int fo_optim_all_finite_f32(const float *x, int64_t n, int nthreads)
     int fo_optim_all_finite_f64(const double *x, int64_t n, int nthreads)
+    int fo_optim_all_finite_bf16(const uint16_t *x, int64_t n, int nthreads)
     int fo_optim_required_slots(int algo, const fo_hparams *hp)
     const char *fo_optim_algo_name(int algo)
     const char *fo_optim_hparam_name(int f)
@@ -65,9 +73,23 @@ OPTIM_TILE = FO_OPTIM_TILE     # the largest tensor whose norm sweep and step ru
 
 cdef int _REQUIRED_FLAGS = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
 
+
+def _bfloat16_typenum():
+    """The type number of ml_dtypes' bfloat16 (-2 where ml_dtypes is missing: no array has it)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return -2
+    return np.dtype(ml_dtypes.bfloat16).num
+
+
+cdef int _BF16 = _bfloat16_typenum()
+
 # State formats (csrc/optim.h FO_STATE_*): code by name, and the elements per absmax block of the quantized ones.
 STATE_FORMATS = {"native": FO_STATE_NATIVE, "bfloat16": FO_STATE_BF16, "int8": FO_STATE_INT8, "int4": FO_STATE_INT4}
 QUANT_BLOCKS = {FO_STATE_INT8: FO_QBLOCK_INT8, FO_STATE_INT4: FO_QBLOCK_INT4}
+# Compensations of a bfloat16 param's store (csrc/optim.h FO_COMP_*), by name.
+COMPENSATIONS = {"none": FO_COMP_NONE, "kahan": FO_COMP_KAHAN, "stochastic": FO_COMP_STOCHASTIC}
 
 
 def format_sizes(int fmt, Py_ssize_t numel):
@@ -105,7 +127,10 @@ cdef class StepPlan:
     steps: one 0-d int64 array per param (its step counter, or None); aux: 0-d float64 arrays or None;
     fresh: 1 where state slot 0 holds no history yet (SGD momentum buffer just created);
     formats: None (all native) or, per param, None or a tuple of (STATE_FORMATS code, signed) per slot;
-    absmax: None or, per param, None or a tuple of the float32 absmax array (or None) per slot (int8, int4).
+    absmax: None or, per param, None or a tuple of the float32 absmax array (or None) per slot (int8, int4);
+    bf16: None (no bfloat16 param) or, per param, None (a float32/float64 one) or (COMPENSATIONS code, the Kahan
+    buffer or None, the stochastic rounding's seed) of a bfloat16 param, which steps in float32 (a float32 plan:
+    its native state is float32) and takes a bfloat16 or float32 gradient.
     """
     cdef fo_tensor *ts
     cdef Py_ssize_t n
@@ -120,7 +145,8 @@ cdef class StepPlan:
     cdef bint is_bound
 
     def __cinit__(self, int algo, list params, list index, list positions, Py_ssize_t group_len,
-                  list states, list steps, list aux, list fresh, list formats=None, list absmax=None):
+                  list states, list steps, list aux, list fresh, list formats=None, list absmax=None,
+                  list bf16=None):
         cdef Py_ssize_t k, s
         cdef cnp.ndarray p, a
         self.algo = algo
@@ -129,7 +155,7 @@ cdef class StepPlan:
         self.positions = positions
         self.group_len = group_len
         self.n = len(params)
-        self.keep = [states, steps, aux, absmax]
+        self.keep = [states, steps, aux, absmax, bf16]
         self.bound = [None] * self.n
         self.is_bound = False
         self.ts = <fo_tensor *>calloc(self.n if self.n > 0 else 1, sizeof(fo_tensor))
@@ -138,10 +164,12 @@ cdef class StepPlan:
         self.dtype = 1
         for k in range(self.n):
             p = params[k]
-            self.dtype = 0 if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT32 else 1
             self.ts[k].param = cnp.PyArray_DATA(p)
             self.ts[k].numel = cnp.PyArray_SIZE(p)
             self.ts[k].ndim = cnp.PyArray_NDIM(p)
+            if bf16 is not None and bf16[k] is not None:
+                self._bind_bf16(k, p, bf16[k], index[k])
+            self.dtype = 1 if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT64 else 0
             self._bind_state(k, p, states[k], None if formats is None else formats[k],
                              None if absmax is None else absmax[k], index[k])
             if steps[k] is not None:
@@ -152,10 +180,26 @@ cdef class StepPlan:
                 self.ts[k].aux = <double *>cnp.PyArray_DATA(a)
             self.ts[k].fresh = 1 if fresh[k] else 0
 
+    cdef _bind_bf16(self, Py_ssize_t k, cnp.ndarray p, tuple info, object where):
+        """Tensor k's param is bfloat16: its compensation, Kahan buffer and rounding seed from ``info``."""
+        cdef int comp = info[0]
+        cdef cnp.ndarray c
+        if not _plain_slot(p, -1, cnp.PyArray_SIZE(p)):
+            raise ValueError(f"params[{where}]: not a bfloat16 array the step can write in place")
+        self.ts[k].param_format = FO_ARRAY_BF16
+        self.ts[k].compensation = comp
+        self.ts[k].round_seed = <uint64_t>info[2]
+        if comp == FO_COMP_KAHAN:
+            if info[1] is None or not _plain_slot(info[1], cnp.PyArray_TYPE(p), cnp.PyArray_SIZE(p)):
+                raise ValueError(f"optimizer state of params[{where}]: no Kahan buffer of its dtype and size")
+            c = info[1]
+            self.ts[k].comp = <uint16_t *>cnp.PyArray_DATA(c)
+
     cdef _bind_state(self, Py_ssize_t k, cnp.ndarray p, tuple st, tuple fmts, tuple absmax, object where):
         """Points tensor k's slots at the arrays of `st`, each checked against the param and its format."""
         cdef Py_ssize_t s, codes, blocks, numel = cnp.PyArray_SIZE(p)
         cdef int fmt, typenum
+        cdef int work = cnp.NPY_FLOAT32 if self.ts[k].param_format == FO_ARRAY_BF16 else cnp.PyArray_TYPE(p)
         cdef cnp.ndarray a, m
         for s in range(FO_MAX_SLOTS):
             if st is None or s >= len(st) or st[s] is None:
@@ -163,8 +207,8 @@ cdef class StepPlan:
             a = st[s]
             fmt = FO_STATE_NATIVE if fmts is None or fmts[s] is None else fmts[s][0]
             codes, blocks = format_sizes(fmt, numel)
-            typenum = {FO_STATE_NATIVE: cnp.PyArray_TYPE(p), FO_STATE_BF16: -1}.get(fmt, cnp.NPY_UINT8)
-            if not _plain_slot(a, typenum, codes) or (fmt != FO_STATE_NATIVE and cnp.PyArray_TYPE(p) != cnp.NPY_FLOAT32):
+            typenum = {FO_STATE_NATIVE: work, FO_STATE_BF16: -1}.get(fmt, cnp.NPY_UINT8)
+            if not _plain_slot(a, typenum, codes) or (fmt != FO_STATE_NATIVE and work != cnp.NPY_FLOAT32):
                 raise ValueError(f"optimizer state of params[{where}] slot {s} does not match the param")
             if blocks > 0:
                 m = absmax[s] if absmax is not None else None
@@ -229,8 +273,11 @@ cdef class StepPlan:
             if not cnp.PyArray_Check(obj):
                 raise TypeError(f"grads[{i}]: expected a numpy.ndarray, got {type(obj).__name__}")
             g = obj
-            if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(p):
-                raise TypeError(f"grads[{i}]: expected dtype {p.dtype} (the dtype of params[{i}]), "
+            if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(p) and not (
+                    self.dtype == 0 and cnp.PyArray_TYPE(g) in (cnp.NPY_FLOAT32, _BF16)):
+                also = " or float32" if self.ts[k].param_format == FO_ARRAY_BF16 else (
+                    " or bfloat16" if self.dtype == 0 else "")
+                raise TypeError(f"grads[{i}]: expected dtype {p.dtype} (the dtype of params[{i}]){also}, "
                                 f"got {g.dtype}")
             if cnp.PyArray_NDIM(g) != cnp.PyArray_NDIM(p):
                 raise ValueError(f"grads[{i}]: shape {(<object>g).shape} does not match params[{i}] shape {(<object>p).shape}")
@@ -238,7 +285,7 @@ cdef class StepPlan:
                 if cnp.PyArray_DIM(g, d) != cnp.PyArray_DIM(p, d):
                     raise ValueError(f"grads[{i}]: shape {(<object>g).shape} does not match params[{i}] shape {(<object>p).shape}")
             if (cnp.PyArray_FLAGS(g) & _REQUIRED_FLAGS) != _REQUIRED_FLAGS or cnp.PyArray_ISBYTESWAPPED(g):
-                g = kernel_input(g, p.dtype)         # one aligned, native, C-contiguous copy
+                g = kernel_input(g, g.dtype)         # one aligned, native, C-contiguous copy
             elif written.overlaps_array(g):
                 raise ValueError(f"grads[{i}] shares memory with a parameter or optimizer state: a gradient "
                                  "must be a separate array")
@@ -246,6 +293,8 @@ cdef class StepPlan:
         for k in range(self.n):
             g = self.bound[k]
             self.ts[k].grad = NULL if g is None else cnp.PyArray_DATA(g)
+            self.ts[k].grad_format = FO_ARRAY_BF16 if g is not None and cnp.PyArray_TYPE(g) == _BF16 \
+                else FO_ARRAY_NATIVE
         self.is_bound = True
         return True
 
@@ -259,7 +308,9 @@ cdef class StepPlan:
                 continue
             g = self.bound[k]
             with nogil:
-                if self.dtype == 0:
+                if self.ts[k].grad_format == FO_ARRAY_BF16:
+                    ok = fo_optim_all_finite_bf16(<const uint16_t *>self.ts[k].grad, self.ts[k].numel, 0)
+                elif self.dtype == 0:
                     ok = fo_optim_all_finite_f32(<const float *>self.ts[k].grad, self.ts[k].numel, 0)
                 else:
                     ok = fo_optim_all_finite_f64(<const double *>self.ts[k].grad, self.ts[k].numel, 0)

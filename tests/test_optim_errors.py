@@ -46,7 +46,7 @@ def grads_with(params, index, value):
 # (description, make grads from params, exception, message regex)
 STEP_ERRORS = [
     ("float64 grad for float32 param", lambda ps: grads_with(ps, 1, ps[1].astype(np.float64)), TypeError,
-     r"grads\[1\]: expected dtype float32 \(the dtype of params\[1\]\), got float64"),
+     r"grads\[1\]: expected dtype float32 \(the dtype of params\[1\]\) or bfloat16, got float64"),
     ("int grad", lambda ps: grads_with(ps, 0, np.ones((4, 3), dtype=np.int64)), TypeError, r"grads\[0\].*int64"),
     ("list grad", lambda ps: grads_with(ps, 0, [[1.0] * 3] * 4), TypeError, r"grads\[0\]: expected a numpy.ndarray"),
     ("wrong shape", lambda ps: grads_with(ps, 0, np.ones((3, 4), np.float32)), ValueError,

@@ -13,6 +13,14 @@ The one place of these rules; the kernels' side is csrc/optim_formats.h. A state
 
 Every other slot, a slot that holds an iterate (``quantize=None``: Schedule-Free's z, ASGD's ax) and every slot of a
 smaller or float64 param keep the param's dtype ("native").
+
+A param may also be an ``ml_dtypes.bfloat16`` array (``is_bfloat16``): it steps in float32 (its work dtype), so its
+"native" state is float32; ``state_dtype=None`` (the param's dtype) gives its moment slots ``"bfloat16"`` state at
+every size, and ``"float32"`` float32 state. Its new values are stored by the group's ``compensation``: ``"kahan"``
+(the default; a bfloat16 buffer ``kahan_comp`` of the param's shape carries each element's rounding error into
+the next step, optimi's scheme), ``"stochastic"`` (unbiased stochastic rounding, the bits a counter-based hash of
+the param's index, its step and the element's: the same at any thread count) or ``"none"`` (round to nearest
+even, where updates under half a bfloat16 ulp are lost).
 """
 import numbers
 
@@ -26,8 +34,12 @@ QUANTIZED = (INT8, INT4)          # the formats with an absmax array per slot (f
 BITS = {INT8: 8, INT4: 4}
 STATE_DTYPES = (None, "float32", "float64") + LOW_PRECISION
 DEFAULT_MIN_QUANTIZED_SIZE = 4096       # as bitsandbytes: smaller tensors keep full-precision state
-FORMAT_KEYS = ("state_dtype", "min_quantized_size")     # the group options every spec'd optimizer takes
+KAHAN, STOCHASTIC, NO_COMPENSATION = "kahan", "stochastic", "none"
+COMPENSATIONS = (KAHAN, STOCHASTIC, NO_COMPENSATION)
+DEFAULT_COMPENSATION = KAHAN      # as optimi for low-precision params
+FORMAT_KEYS = ("state_dtype", "min_quantized_size", "compensation")   # the group options of every spec'd optimizer
 ABSMAX_SUFFIX = "_absmax"
+KAHAN_KEY = "kahan_comp"          # the state entry of a bfloat16 param's Kahan buffer
 
 
 def bfloat16():
@@ -38,6 +50,26 @@ def bfloat16():
         raise ImportError("state_dtype='bfloat16' (and bfloat16 optimizer state) needs the ml_dtypes package: "
                           "pip install ml_dtypes") from None
     return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bfloat16(dtype):
+    """True for ml_dtypes' bfloat16 (without importing ml_dtypes: no array has the dtype where it is missing)."""
+    return dtype.kind == "V" and dtype.name == "bfloat16"
+
+
+def work_dtype(p):
+    """The dtype param ``p`` steps in, that of its native state: float32 for a bfloat16 param, else p's own."""
+    return np.dtype(np.float32) if is_bfloat16(p.dtype) else p.dtype
+
+
+def check_compensation(value, where):
+    """``value`` if it is a valid compensation (COMPENSATIONS' names), else TypeError/ValueError."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where}: compensation must be a str, got {type(value).__name__} {value!r}")
+    if value not in COMPENSATIONS:
+        raise ValueError(f"{where}: invalid compensation {value!r}: expected "
+                         f"{', '.join(repr(v) for v in COMPENSATIONS)}")
+    return value
 
 
 def check_state_dtype(value, where):
@@ -62,7 +94,11 @@ def check_min_quantized_size(value, where):
 
 def slot_format(state_dtype, min_size, slot, p):
     """The format of state slot ``slot`` (a Slot) of param ``p`` in a group of ``state_dtype``, ``min_size``."""
-    if state_dtype in LOW_PRECISION and slot.quantize is not None and p.dtype == np.float32 and p.size >= min_size:
+    if slot.quantize is None or work_dtype(p) != np.float32:
+        return NATIVE
+    if state_dtype is None and is_bfloat16(p.dtype):
+        return BF16
+    if state_dtype in LOW_PRECISION and p.size >= min_size:
         return state_dtype
     return NATIVE
 
@@ -75,7 +111,7 @@ def layout(fmt, p):
     """(dtype, shape) of the codes array and the absmax length (0: none) of a slot of param ``p`` in ``fmt``."""
     codes, blocks = _optim.format_sizes(code(fmt), p.size)
     if fmt == NATIVE:
-        return p.dtype, p.shape, 0
+        return work_dtype(p), p.shape, 0
     if fmt == BF16:
         return bfloat16(), p.shape, 0
     return np.dtype(np.uint8), (p.shape if fmt == INT8 else (codes,)), blocks

@@ -17,9 +17,10 @@ def param_groups_of(params):
     return groups
 
 
-def new_group(param_group, defaults, first_index):
+def new_group(param_group, defaults, first_index, bfloat16=False):
     """A copy of ``param_group`` with its ``params`` a list of in-place arrays (named ``params[first_index + k]``
-    in errors) and every default the group leaves out filled in. Raises TypeError before anything is kept."""
+    in errors; ``bfloat16``: ml_dtypes' bfloat16 ones too) and every default the group leaves out filled in.
+    Raises TypeError before anything is kept."""
     if not isinstance(param_group, dict):
         raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
     group = dict(param_group)
@@ -30,7 +31,7 @@ def new_group(param_group, defaults, first_index):
         raise TypeError("param group 'params' must be a list of arrays")
     group["params"] = params = list(params)
     for k, p in enumerate(params):
-        check_inplace_array(p, f"params[{first_index + k}]")
+        check_inplace_array(p, f"params[{first_index + k}]", bfloat16)
     for name, value in defaults.items():
         group.setdefault(name, value)
     return group

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from fastopt import _optim
-from fastopt.optim._formats import DEFAULT_MIN_QUANTIZED_SIZE, FORMAT_KEYS
+from fastopt.optim._formats import DEFAULT_COMPENSATION, DEFAULT_MIN_QUANTIZED_SIZE, FORMAT_KEYS
 
 NONNEG, FINITE, UNIT, BETA, BETAS, FLAG, PAIR, BETAS3, OPTPOS = (
     _optim.NONNEG, _optim.FINITE, _optim.UNIT, _optim.BETA, _optim.BETAS, _optim.FLAG, _optim.PAIR, _optim.BETAS3,
@@ -185,7 +185,8 @@ def make_class(spec, base):
     if "*" not in params:
         params.append("*")
     ns["_dmq"] = DEFAULT_MIN_QUANTIZED_SIZE        # the state-format options of every optimizer (_formats.py)
-    params += ["state_dtype=None", "min_quantized_size=_dmq"]
+    ns["_dcomp"] = DEFAULT_COMPENSATION
+    params += ["state_dtype=None", "min_quantized_size=_dmq", "compensation=_dcomp"]
     items += [f"{k}={k}" for k in FORMAT_KEYS]
     init = _exec("__init__", params, f"_init(self, params, dict({', '.join(items)}))", ns,
                  f"Checks and stores the hyperparameters as the defaults of every param group (see {spec.name}).")

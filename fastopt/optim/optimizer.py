@@ -19,7 +19,7 @@ from fastopt import _optim
 from fastopt._contract import IntervalSet
 from fastopt._validation import check_inplace_array, check_no_overlap, check_range
 from fastopt.optim import _formats
-from fastopt.optim._formats import ABSMAX_SUFFIX, FORMAT_KEYS, NATIVE
+from fastopt.optim._formats import ABSMAX_SUFFIX, FORMAT_KEYS, KAHAN, KAHAN_KEY, NATIVE
 from fastopt.optim._groups import new_group, param_groups_of
 from fastopt.optim._spec import COPY_OF_PARAM
 
@@ -109,7 +109,7 @@ class Optimizer:
         self._state = {}      # flat index -> {"step": 0-d int64 array, slot name -> array, ...}
         self._fresh = set()   # flat indices whose slot 0 holds no history yet
         self._plans = []      # per group: list of StepPlan (one per dtype), or None when stale
-        self._group_formats = []  # per group: its (state_dtype, min_quantized_size), fixed when it is added
+        self._group_formats = []  # per group: its (state_dtype, min_quantized_size, compensation), fixed when added
         self._writeset = None
         self._layout = type(self)._compiled_layout()
         self._created = []    # (index, slot name or None for the whole state) created by the current step
@@ -126,7 +126,7 @@ class Optimizer:
             self._add_param_group(param_group)
 
     def _add_param_group(self, param_group):
-        group = new_group(param_group, self.defaults, len(self._params))
+        group = new_group(param_group, self.defaults, len(self._params), bfloat16=True)
         params = group["params"]
         unknown = set(group) - set(self.defaults) - SCHEDULE_KEYS - {"params"}
         if unknown:
@@ -143,34 +143,39 @@ class Optimizer:
         self._writeset = None
 
     def _checked_formats(self, group, params, base, where):
-        """The group's (state_dtype, min_quantized_size), checked against the optimizer and the params."""
+        """The group's (state_dtype, min_quantized_size, compensation), checked against the optimizer and the
+        params."""
         state_dtype = _formats.check_state_dtype(group["state_dtype"], where)
         min_size = _formats.check_min_quantized_size(group["min_quantized_size"], where)
-        name = type(self).__name__
-        if state_dtype in _formats.LOW_PRECISION and not self.spec.state_formats:
-            why = ("its per-tensor norms need the whole tensor's state" if not self.spec.elementwise else
-                   "its state holds no moments, only iterates, kept in the param's dtype")
-            raise ValueError(f"{where}: {name} does not support state_dtype={state_dtype!r}: {why}")
+        compensation = _formats.check_compensation(group["compensation"], where)
+        bf16 = [k for k, p in enumerate(params) if _formats.is_bfloat16(p.dtype)]
+        for what, used in ((f"state_dtype={state_dtype!r}", state_dtype in _formats.LOW_PRECISION),
+                           (f"bfloat16 params (params[{base + bf16[0]}])" if bf16 else "", bool(bf16))):
+            if used and not self.spec.state_formats:
+                why = ("its per-tensor norms need the whole tensor's state" if not self.spec.elementwise else
+                       "its state holds no moments, only iterates, kept in the param's dtype")
+                raise ValueError(f"{where}: {type(self).__name__} does not support {what}: {why}")
         for k, p in enumerate(params):
             want = "float64" if p.dtype == np.float64 else "float32"
             if state_dtype is not None and state_dtype != want and (state_dtype not in _formats.LOW_PRECISION
                                                                     or want == "float64"):
                 raise ValueError(f"{where}: state_dtype={state_dtype!r} does not fit params[{base + k}] of dtype "
-                                 f"{p.dtype}: low-precision state is for float32 params; a float64 param takes "
-                                 "state_dtype None or 'float64'")
-        return state_dtype, min_size
+                                 f"{p.dtype}: low-precision state is for float32 and bfloat16 params; a float64 "
+                                 "param takes state_dtype None or 'float64'")
+        return state_dtype, min_size, compensation
 
     def _check_formats_unchanged(self, gi, group):
-        """ValueError if the group's state_dtype or min_quantized_size differ from those its state was made with."""
-        now = (group.get("state_dtype"), group.get("min_quantized_size"))
+        """ValueError if the group's state_dtype, min_quantized_size or compensation differ from those its state
+        was made with."""
+        now = tuple(group.get(key) for key in FORMAT_KEYS)
         if now != self._group_formats[gi]:
-            raise ValueError(f"param_groups[{gi}]: state_dtype and min_quantized_size {now} differ from "
+            raise ValueError(f"param_groups[{gi}]: {', '.join(FORMAT_KEYS)} {now} differ from "
                              f"{self._group_formats[gi]}, fixed when the group was added; to change the state's "
                              "format, build a new optimizer with the new ones and load this one's state_dict()")
 
     def _slot_formats(self, gi, p):
         """The format of each state slot of param ``p`` of group ``gi`` (fastopt.optim._formats)."""
-        state_dtype, min_size = self._group_formats[gi]
+        state_dtype, min_size, _ = self._group_formats[gi]
         return tuple(_formats.slot_format(state_dtype, min_size, slot, p) for slot in self.spec.slots)
 
     def state_nbytes(self):
@@ -259,14 +264,14 @@ class Optimizer:
         params = group["params"]
         self._check_group_params(gi, params, offset)
         for k, p in enumerate(params):
-            check_inplace_array(p, f"params[{offset + k}]")
+            check_inplace_array(p, f"params[{offset + k}]", bfloat16=True)
         missing = []
         for k, p in enumerate(params):
             i = offset + k
             if grads[i] is None and i not in self._state:
                 continue
             if i not in self._state:
-                self._state[i] = self._new_state(group, p)
+                self._state[i] = self._new_state(group, p, self._group_formats[gi][2])
                 self._created.append((i, None))
             st = self._state[i]
             for s, name in enumerate(self.slots):
@@ -293,7 +298,7 @@ class Optimizer:
         plans = []
         params = group["params"]
         for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
-            ks = [k for k, p in enumerate(params) if p.dtype == dtype]
+            ks = [k for k, p in enumerate(params) if _formats.work_dtype(p) == dtype]
             if not ks:
                 continue
             idx = [offset + k for k in ks]
@@ -303,9 +308,19 @@ class Optimizer:
             fresh = [i in self._fresh for i in idx]
             formats = [self._plan_formats(gi, params[k]) for k in ks]
             absmax = [self._absmax_tuple(i) for i in idx]
+            bf16 = [self._bf16_info(gi, i) for i in idx]
             plans.append(_optim.StepPlan(self.algo, [params[k] for k in ks], idx, ks, len(params),
-                                         states, steps, aux, fresh, formats, absmax))
+                                         states, steps, aux, fresh, formats, absmax, bf16))
         return plans
+
+    def _bf16_info(self, gi, i):
+        """StepPlan's bf16 entry of params[i]: None (not bfloat16), or (compensation code, Kahan buffer or None,
+        rounding seed: the param's flat index)."""
+        if not _formats.is_bfloat16(self._params[i].dtype):
+            return None
+        compensation = self._group_formats[gi][2]
+        st = self._state.get(i) or {}
+        return _optim.COMPENSATIONS[compensation], st.get(KAHAN_KEY), i
 
     def _plan_formats(self, gi, p):
         """StepPlan's formats of param ``p``: None (all native) or (format code, signed) per slot."""
@@ -329,15 +344,17 @@ class Optimizer:
     def _make_writeset(self):
         arrays, names = list(self._params), [f"params[{i}]" for i in range(len(self._params))]
         for i, st in self._state.items():
-            for name in self.slots:
+            for name in self.slots + (KAHAN_KEY,):
                 for key in (name, name + ABSMAX_SUFFIX):
                     if st.get(key) is not None:
                         arrays.append(st[key])
                         names.append(f"state of params[{i}] ({key})")
         return IntervalSet(arrays, names)
 
-    def _new_state(self, group, p):
+    def _new_state(self, group, p, compensation):
         state = {"step": np.zeros((), dtype=np.int64)}
+        if _formats.is_bfloat16(p.dtype) and compensation == KAHAN:
+            state[KAHAN_KEY] = np.zeros(p.shape, p.dtype)
         if self.uses_aux:
             initial = self.spec.aux_initial
             resolve = (lambda v: group[v] if isinstance(v, str) else v)
@@ -353,7 +370,7 @@ class Optimizer:
         by_kind = {}
         for i, p, name in missing:
             fmt = self._slot_formats(gi, p)[self.slots.index(name)]
-            by_kind.setdefault((name, p.dtype, fmt), []).append((i, p))
+            by_kind.setdefault((name, _formats.work_dtype(p), fmt), []).append((i, p))
         for (name, dtype, fmt), items in by_kind.items():
             initial = self._slot_initial_value(group, name)
             slot = self.spec.slots[self.slots.index(name)]
@@ -534,6 +551,7 @@ class Optimizer:
             out[aux] = _loaded_aux(st[aux], self.spec.aux_size, f"{aux} in {where}")
         saved = tuple(_formats.slot_format(*saved_formats, slot, p) for slot in self.spec.slots)
         known = set(self.slots) | {n + ABSMAX_SUFFIX for n, f in zip(self.slots, saved) if f in _formats.QUANTIZED}
+        known.add(KAHAN_KEY)
         extra = set(st) - known - {"step", aux}
         if extra:
             raise ValueError(f"{where} has unknown entries {sorted(extra)} for {type(self).__name__}")
@@ -542,7 +560,7 @@ class Optimizer:
             signed = slot.quantize == "signed"
             if st.get(slot.name) is None:
                 if s == 0 and self.fresh_slot0 and (needed & 1):
-                    out.update(_encoded(target, np.zeros_like(p), slot.name, signed))
+                    out.update(_encoded(target, np.zeros(p.shape, _formats.work_dtype(p)), slot.name, signed))
                     new_fresh.add(i)
                 elif (needed >> s) & 1:
                     raise ValueError(f"{where} has no {slot.name!r}, which {type(self).__name__} needs with these "
@@ -555,6 +573,10 @@ class Optimizer:
                     out[slot.name + ABSMAX_SUFFIX] = absmax
             else:
                 out.update(_encoded(target, _formats.decode(fmt, codes, absmax, p, signed), slot.name, signed))
+        if _formats.is_bfloat16(p.dtype) and self._group_formats[gi][2] == KAHAN:
+            saved_comp = st.get(KAHAN_KEY)
+            out[KAHAN_KEY] = (np.zeros(p.shape, p.dtype) if saved_comp is None else
+                              _loaded_array(saved_comp, p.dtype, p.shape, f"{where} {KAHAN_KEY!r}", "the param's"))
         return out
 
     # ------------------------------------------------------------------ pickling
