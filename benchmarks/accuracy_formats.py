@@ -23,8 +23,13 @@ tensor in the format: the stress test). float32 state does not depend on the opt
    biases). Every format sees the same batches. Measured: the final training loss (``log_loss`` of the softmax
    probabilities, the data term without the penalty) and its relative difference to float32's; the test loss
    beside it. Target: within 1% of float32's final loss.
-3. Placeholder (not implemented here): bf16 parameters with none / Kahan / stochastic rounding on a least-squares
-   problem.
+3. bfloat16 parameters: least squares ``f(w) = ||X w - y||^2 / 2n`` (X 2048 x 512 of N(0, 1), y = X w_true +
+   0.1 noise), ``--lsq-steps`` full-batch steps from w = 0 of SGD (lr 0.3) and Adam (lr 1e-2), float32 state,
+   with w a float32 array (the baseline) or an ``ml_dtypes.bfloat16`` one stored with ``compensation="none"``
+   (round to nearest: an update under half an ulp of w is lost), ``"kahan"`` or ``"stochastic"``. Measured: the
+   excess loss ``f(w) - f(w*)`` (w* the float64 least-squares solution) along the way and at the end, against
+   float32 params', and where plain rounding stalls (the first 1% of the steps after which the loss no longer
+   moves).
 
 Prints Markdown tables; ``--plot PATH`` also draws the differences to float32 (matplotlib). ``--quick``: one seed,
 3 epochs, 200 steps, a smoke run of seconds (its numbers mean nothing).
@@ -53,6 +58,9 @@ TARGETS = {"accuracy_points": 0.5, "loss_relative": 0.01}
 # optimizer name in the table -> (MLPClassifier's optimizer, learning rate, further optimizer options)
 MLP_OPTIMIZERS = {"Adam": ("adam", 1e-3, {}), "AdamW": ("adamw", 1e-3, {}),
                   "SGD m=0.9": ("sgd", 1e-2, {"momentum": 0.9})}
+# part 3: optimizer -> (class, options); the runs: float32 params (None), then bfloat16 ones by compensation
+LSQ_OPTIMIZERS = {"SGD": (fastopt.optim.SGD, dict(lr=0.3)), "Adam": (fastopt.optim.Adam, dict(lr=1e-2))}
+LSQ_RUNS = (None, "none", "kahan", "stochastic")
 
 
 def settings():
@@ -157,11 +165,65 @@ def logistic_table(results):
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# PART 3 -- PLACEHOLDER, NOT IMPLEMENTED: bf16 parameters with none / Kahan / stochastic rounding on a
-# least-squares problem. Another engineer adds it here: its run_*() and *_table() functions, a line in main() and
-# a panel in plot(), and its table in benchmarks/README.md's section "Part 3" (a placeholder there too).
-# ---------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------- part 3: bfloat16 params, least squares
+def lsq_data(n=2048, d=512):
+    """X (n x d, float32, N(0, 1)), y = X w_true + 0.1 noise (w_true N(0, 1)), and the float64 optimum w*."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = (X.astype(np.float64) @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    w_star = np.linalg.lstsq(X.astype(np.float64), y.astype(np.float64), rcond=None)[0]
+    return X, y, w_star
+
+
+def _lsq_loss(X, y, w):
+    r = X.astype(np.float64) @ np.asarray(w, np.float64) - y
+    return 0.5 * float(r @ r) / len(y)
+
+
+def fit_lsq(data, opt_name, compensation, steps):
+    """Excess loss f(w) - f(w*) every 1% of ``steps`` full-batch steps from w = 0, f = ||X w - y||^2 / 2n; w a
+    float32 array (compensation None) or a bfloat16 one stored by ``compensation``; float32 state either way."""
+    from ml_dtypes import bfloat16
+    X, y, w_star = data
+    best = _lsq_loss(X, y, w_star)
+    cls, kwargs = LSQ_OPTIMIZERS[opt_name]
+    w = np.zeros(X.shape[1], np.float32 if compensation is None else bfloat16)
+    extra = {} if compensation is None else dict(compensation=compensation)
+    opt = cls([w], state_dtype="float32", **kwargs, **extra)
+    curve, every = [], max(1, steps // 100)
+    for t in range(steps):
+        w32 = w.astype(np.float32)
+        opt.step([X.T @ (X @ w32 - y) / np.float32(len(y))])
+        if (t + 1) % every == 0:
+            curve.append(_lsq_loss(X, y, w) - best)
+    return np.array(curve)
+
+
+def run_lsq(steps):
+    """({(optimizer, compensation or None): excess-loss curve}, {param dtype name: the excess loss of w* rounded
+    to it, the least a param of that dtype can reach})."""
+    from ml_dtypes import bfloat16
+    data = lsq_data()
+    X, y, w_star = data
+    floors = {name: _lsq_loss(X, y, w_star.astype(dtype)) - _lsq_loss(X, y, w_star)
+              for name, dtype in (("float32", np.float32), ("bfloat16", bfloat16))}
+    return {(opt, comp): fit_lsq(data, opt, comp, steps) for opt in LSQ_OPTIMIZERS for comp in LSQ_RUNS}, floors
+
+
+def lsq_table(results, floors):
+    """Markdown: the final excess loss of each run, against the floor of its param dtype (w* rounded to it), and
+    where the loss stopped moving (a relative change under 1e-6 over 1% of the steps while above twice the
+    floor)."""
+    lines = ["| optimizer | params | compensation | final excess loss | floor of the dtype | x floor | stalls at |",
+             "|---|---|---|---|---|---|---|"]
+    for (opt, comp), curve in results.items():
+        dtype = "float32" if comp is None else "bfloat16"
+        floor = floors[dtype]
+        stalled = np.flatnonzero((np.abs(np.diff(curve)) <= 1e-6 * curve[1:]) & (curve[1:] > 2 * floor))
+        stall = f"{stalled[0] + 2}% of the steps" if len(stalled) else "-"
+        lines.append(f"| {opt} | {dtype} | {comp or '-'} | {curve[-1]:.3e} | {floor:.3e} | "
+                     f"{curve[-1] / floor:.2f} | {stall} |")
+    return "\n".join(lines)
 
 
 def _bars(ax, groups, values, band, unit, ylabel, title):
@@ -181,15 +243,29 @@ def _bars(ax, groups, values, band, unit, ylabel, title):
     ax.legend(fontsize=7)
 
 
-def plot(path, mlp, logistic):
+def _curves(ax, results, opt):
+    """Part 3: the excess loss along the steps of ``opt``, one line per param format (log scale)."""
+    for comp in LSQ_RUNS:
+        curve = results[(opt, comp)]
+        ax.semilogy(np.linspace(1, 100, len(curve)), curve, label="float32 params" if comp is None else
+                    f"bfloat16, {comp}")
+    ax.set_xlabel("% of the steps")
+    ax.set_ylabel("f(w) - f(w*)")
+    ax.set_title(f"Least squares, {opt}: bfloat16 params", fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def plot(path, mlp, logistic, lsq):
     """Digits MLP (per min_quantized_size): test accuracy's difference to float32 (points; error bars: std over
     the seeds of the paired differences) and the final train loss's (%); logistic regression: the final train
-    loss's difference (%)."""
+    loss's difference (%); least squares: the excess loss along the way per param format."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig = plt.figure(figsize=(15, 7.5))
-    grid = fig.add_gridspec(2, 3)
+    fig = plt.figure(figsize=(20, 7.5))
+    grid = fig.add_gridspec(2, 4)
+    for row, opt in enumerate(LSQ_OPTIMIZERS):
+        _curves(fig.add_subplot(grid[row, 3]), lsq, opt)
     opts = list(MLP_OPTIMIZERS)
     for col, size in enumerate(MIN_SIZES):
         def paired(fmt, metric, scale):
@@ -217,22 +293,24 @@ def main(argv=None, out=sys.stdout):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=10_000, help="logistic regression's Adam steps")
+    ap.add_argument("--lsq-steps", type=int, default=3000, help="part 3's least-squares steps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plot", metavar="PATH", help="write the plot (PNG) there")
     ap.add_argument("--quick", action="store_true", help="1 seed, 3 epochs, 200 steps (a smoke run)")
     a = ap.parse_args(argv)
     if a.quick:
-        a.seeds, a.epochs, a.steps = 1, 3, 200
+        a.seeds, a.epochs, a.steps, a.lsq_steps = 1, 3, 200, 200
     fastopt.set_num_threads(a.threads)
     t0 = time.perf_counter()
     mlp = run_mlp(a.seeds, a.epochs)
     print(f"## Part 1: digits MLP, {a.epochs} epochs, {a.seeds} seeds (mean ± std)\n\n{mlp_table(mlp)}\n", file=out)
     logistic = run_logistic(a.steps)
     print(f"## Part 2: logistic regression, {a.steps} Adam steps\n\n{logistic_table(logistic)}\n", file=out)
-    print("## Part 3: bf16 parameters (none / Kahan / stochastic rounding): placeholder, not implemented\n",
+    lsq, floors = run_lsq(a.lsq_steps)
+    print(f"## Part 3: bfloat16 params, least squares, {a.lsq_steps} steps\n\n{lsq_table(lsq, floors)}\n",
           file=out)
     if a.plot:
-        plot(a.plot, mlp, logistic)
+        plot(a.plot, mlp, logistic, lsq)
         print(f"wrote {a.plot}", file=out)
     print(f"total {time.perf_counter() - t0:.0f} s", file=out)
 

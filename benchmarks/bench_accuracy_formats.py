@@ -1,5 +1,6 @@
 """Smoke case of benchmarks/accuracy_formats.py (the accuracy study of the optimizer-state formats): its --quick
-run finishes and its tables list float32 and every format, for every optimizer, at both min_quantized_size.
+run finishes and its tables list float32 and every format, for every optimizer, at both min_quantized_size, and
+float32 params and bfloat16 ones with every compensation.
 
     pytest benchmarks/bench_accuracy_formats.py --benchmark-only [--quick]
 
@@ -31,4 +32,7 @@ def test_accuracy_formats_quick(benchmark, tmp_path):
             assert (opt, state, size) in mlp, text
         for wd in accuracy_formats.LOGISTIC_WEIGHT_DECAYS:
             assert (f"{wd:g}", state, size) in logistic, text
-    assert "Part 3" in text and png.stat().st_size > 0
+    for opt in accuracy_formats.LSQ_OPTIMIZERS:
+        for comp in accuracy_formats.LSQ_RUNS:
+            assert (opt, "float32" if comp is None else "bfloat16", comp or "-") in logistic, text
+    assert png.stat().st_size > 0

@@ -7,7 +7,7 @@ import sys
 
 from fastopt.bench import FAMILIES
 from fastopt.bench.core import check_case, measure_case
-from fastopt.bench.report import markdown, plot, table, write_json
+from fastopt.bench.report import kept_tail, markdown, plot, table, write_json
 
 FAMILY_MODULES = {family: f"fastopt.bench.{family}" for family in FAMILIES}
 
@@ -100,8 +100,9 @@ def main(args):
         print(f"wrote {args.plot}")
     if args.markdown:
         command = "fastopt bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+        tail = kept_tail(args.markdown)           # hand-written sections after the report's marker survive
         with open(args.markdown, "w") as f:
-            f.write(markdown(records, info, command.strip()))
+            f.write(markdown(records, info, command.strip()) + tail)
         print(f"wrote {args.markdown}")
     return 0
 

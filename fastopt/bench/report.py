@@ -32,6 +32,22 @@ def table(records):
     return "\n".join(lines)
 
 
+# A line of a Markdown report from which on the file is kept when the report is written again (hand-written
+# sections: benchmarks/README.md's accuracy study).
+KEEP_MARKER = "<!-- kept by fastopt bench --markdown: everything from this line on -->"
+
+
+def kept_tail(path):
+    """The part of an existing report at ``path`` from KEEP_MARKER on ("" if none, or no file)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    at = text.find(KEEP_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
+
+
 def markdown(records, config, command):
     """A Markdown report: when, where and with what it was measured, then one table per kernel family."""
     import datetime
