@@ -16,6 +16,11 @@ any). Its bytes per element: p read and written and g read (12 bytes) plus each 
 its stored size (bfloat16 2 bytes a slot, int8 1 + 4/256, int4 1/2 + 4/128; float32 in params under
 ``min_quantized_size``).
 Its probe streams the same arrays as the float32 case over proportionally fewer elements: the same bytes.
+
+bfloat16 params (issue 12): ``<name>[<params>]`` cases of ``PARAM_FORMAT_CASES``, e.g. ``Adam[bf16-kahan]`` (bfloat16
+params, Kahan compensation, bfloat16 state: the default state of a bfloat16 param) and
+``Adam[bf16-sr+bf16g+int8]`` (stochastic rounding, bfloat16 gradients, int8 state); their bytes: p read and
+written at 2 bytes, g read at its size, the state (Kahan's buffer included) read and written at its stored size.
 """
 from types import SimpleNamespace
 
@@ -55,16 +60,27 @@ def _kernels():
     return out
 
 
+# bfloat16-param cases: label -> (state_dtype, compensation, gradient dtype); the params are ml_dtypes.bfloat16.
+PARAM_FORMAT_CASES = {"bf16-kahan": (None, "kahan", "float32"),
+                      "bf16-sr+bf16g+int8": ("int8", "stochastic", "bfloat16")}
+
+
 def _format_kernels():
-    """``<name>[<format>]`` of every spec with element-wise state and every low-precision format."""
+    """``<name>[<format>]`` of every spec with element-wise state and every low-precision format, and
+    ``<name>[<params>]`` of every bfloat16-param case; and {case: gradient dtype} of the latter."""
     import fastopt
-    out = {}
+    out, bf16_params = {}, {}
     for spec in specs.SPECS:
         if spec.state_formats:
             cls = getattr(fastopt, spec.name)
             for fmt in _formats.LOW_PRECISION:
                 out[f"{spec.name}[{fmt}]"] = (cls, dict(spec.bench, state_dtype=fmt), _traffic(cls, spec.bench))
-    return out
+            for label, (fmt, compensation, grad_dtype) in PARAM_FORMAT_CASES.items():
+                kernel = f"{spec.name}[{label}]"
+                out[kernel] = (cls, dict(spec.bench, state_dtype=fmt, compensation=compensation),
+                               _traffic(cls, spec.bench))
+                bf16_params[kernel] = grad_dtype
+    return out, bf16_params
 
 
 def state_bytes_per_element(kernel, shapes):
@@ -72,16 +88,19 @@ def state_bytes_per_element(kernel, shapes):
     the step uses in its format (fastopt.optim._formats; params under min_quantized_size keep float32)."""
     cls, kwargs, _ = KERNELS[kernel]
     p = np.zeros(2, np.float32)
-    opt = cls([p], **kwargs)
+    opt = cls([p], **dict(kwargs, compensation="none"))
     opt.step([np.ones_like(p)])
     used = [slot for slot in cls.spec.slots if slot.name in opt.state[0]]
+    dtype = _formats.bfloat16() if kernel in BF16_PARAMS else np.dtype(np.float32)
+    kahan = 2 if kernel in BF16_PARAMS and kwargs.get("compensation") == _formats.KAHAN else 0
     total = 0
     for n in shapes:
-        like = SimpleNamespace(dtype=np.dtype(np.float32), size=n)      # what slot_format reads of a param
+        like = SimpleNamespace(dtype=dtype, size=n)      # what slot_format reads of a param
         for slot in used:
             fmt = _formats.slot_format(kwargs["state_dtype"], _formats.DEFAULT_MIN_QUANTIZED_SIZE, slot, like)
             codes, blocks = _optim.format_sizes(_formats.code(fmt), n)
             total += codes * {"native": 4, "bfloat16": 2}.get(fmt, 1) + 4 * blocks
+        total += kahan * n
     return total / sum(shapes)
 
 
@@ -90,11 +109,17 @@ def bytes_per_element(kernel, shapes, itemsize):
     n_read, n_write = traffic(kernel, shapes)
     if kernel not in FORMAT_KERNELS:
         return (n_read + n_write) * itemsize
-    return 3 * itemsize + 2 * state_bytes_per_element(kernel, shapes)
+    p_bytes, g_bytes = (2, np.dtype(_grad_dtype(kernel)).itemsize) if kernel in BF16_PARAMS else (itemsize, itemsize)
+    return 2 * p_bytes + g_bytes + 2 * state_bytes_per_element(kernel, shapes)
+
+
+def _grad_dtype(kernel):
+    name = BF16_PARAMS[kernel]
+    return _formats.bfloat16() if name == "bfloat16" else np.dtype(name)
 
 
 KERNELS = _kernels()     # name: (fastopt class, kwargs, (arrays read, arrays written) without a norm sweep)
-FORMAT_KERNELS = _format_kernels()      # "Adam[int8]": the same, with low-precision state
+FORMAT_KERNELS, BF16_PARAMS = _format_kernels()   # "Adam[int8]": the same, low-precision state; bfloat16 params
 KERNELS.update(FORMAT_KERNELS)
 DEFAULT_KERNELS = [k for k in KERNELS if k not in FORMAT_KERNELS or k.startswith("Adam[")]
 NORM_SWEEP = {spec.name: spec.norm_sweep for spec in specs.SPECS if spec.norm_sweep}   # name: arrays read again
@@ -120,6 +145,9 @@ class FastoptStep:
     def __init__(self, kernel, shapes, dtype):
         cls, kwargs, _ = KERNELS[kernel]
         self.params, self.grads = _data(kernel, shapes, dtype)
+        if kernel in BF16_PARAMS:
+            self.params = [p.astype(_formats.bfloat16()) for p in self.params]
+            self.grads = [g.astype(_grad_dtype(kernel)) for g in self.grads]
         self.opt = cls(self.params, **kwargs)
 
     def run(self):
