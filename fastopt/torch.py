@@ -11,7 +11,8 @@ below), with the same constructor keywords and update rule (see the fastopt clas
 class ``C``, ``fastopt.torch.C(params, ...)`` steps ``params`` as ``C([p.detach().numpy() for p in params],
 ...).step([p.grad.numpy() ...])`` would.
 
-Requirements, checked with the error named after the tensor: CPU tensors, strided layout, float32 or float64,
+Requirements, checked with the error named after the tensor: CPU tensors, strided layout, float32, float64 or
+bfloat16 (seen as an ``ml_dtypes.bfloat16`` array: fastopt's bfloat16 params, ``compensation`` and all),
 parameters C-contiguous (an in-place target is never copied; gradients may be strided and are then copied once
 per step). The parameter's storage must stay where it was (``p.data = other`` after construction is an error at the
 next step). ``opt.state[p]`` is a dict of tensors sharing memory with the optimizer's state. Torch is imported only
@@ -23,8 +24,9 @@ import numpy as np
 import torch
 
 from fastopt import optim as _optim
+from fastopt.optim import _formats
 
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
 
 def _numpy_view(t, what):
@@ -32,7 +34,7 @@ def _numpy_view(t, what):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{what}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in _DTYPES:
-        raise TypeError(f"{what}: expected dtype torch.float32 or torch.float64, got {t.dtype}")
+        raise TypeError(f"{what}: expected dtype torch.float32, torch.float64 or torch.bfloat16, got {t.dtype}")
     if t.device.type != "cpu":
         raise ValueError(f"{what}: expected a CPU tensor, got one on {t.device} (keep float32 master weights "
                          "on the CPU and copy them to the device after the step)")
@@ -41,7 +43,26 @@ def _numpy_view(t, what):
     if t.is_conj() or t.is_neg():
         raise ValueError(f"{what}: a tensor with a lazy conjugate or negation bit has no NumPy view; "
                          "call .resolve_conj() / .resolve_neg() first")
+    if t.dtype == torch.bfloat16:         # NumPy has no bfloat16: ml_dtypes' dtype over an int16 view
+        return t.detach().view(torch.int16).numpy().view(_formats.bfloat16())
     return t.detach().numpy()
+
+
+def _tensor(a):
+    """A tensor sharing the NumPy array ``a``'s memory (an ml_dtypes.bfloat16 one as torch.bfloat16)."""
+    if _formats.is_bfloat16(a.dtype):
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _array_copy(t, param):
+    """A NumPy copy of state tensor ``t``: a floating one in the param's dtype (torch casts state so on load) but
+    for bfloat16 (a bfloat16 param's state, or bfloat16 state) kept as it is, as are integer codes."""
+    if param is not None and t.is_floating_point() and torch.bfloat16 not in (t.dtype, param.dtype):
+        t = t.to(param.dtype)
+    if t.dtype == torch.bfloat16:
+        return t.contiguous().view(torch.int16).numpy().view(_formats.bfloat16()).copy()
+    return t.numpy().copy()
 
 
 def _state_to_torch(st):
@@ -50,7 +71,7 @@ def _state_to_torch(st):
     out = {}
     for name, value in st.items():
         if isinstance(value, np.ndarray):
-            out[name] = torch.from_numpy(value)
+            out[name] = _tensor(value)
         elif name == "step":
             out[name] = torch.tensor(float(value), dtype=torch.get_default_dtype())
         elif isinstance(value, float):
@@ -73,7 +94,7 @@ def _state_from_torch(st, param, aux=None):
             elif name == aux:
                 value = value.numpy().copy()
             else:
-                value = (value if param is None else value.to(param.dtype)).numpy().copy()
+                value = _array_copy(value, param)
         out[name] = value
     return out
 
@@ -91,7 +112,7 @@ class _TensorState(Mapping):
         state = self._opt._inner.state
         if i not in state:
             return {}
-        return {name: torch.from_numpy(v) if isinstance(v, np.ndarray) and v.ndim else
+        return {name: _tensor(v) if isinstance(v, np.ndarray) and v.ndim else
                 (torch.tensor(float(v)) if name == "step" else v) for name, v in state[i].items()}
 
     def __iter__(self):
