@@ -1,5 +1,6 @@
 """Accuracy of fastopt's low-precision optimizer-state formats (issue 12, scope item 6): float32 state (the
-baseline, ``state_dtype=None``) against ``"bfloat16"``, ``"int8"`` and ``"int4"``.
+baseline, ``state_dtype=None``) against ``"bfloat16"`` (rounded to nearest, and stochastically: ``"bfloat16-sr"``,
+``compensation="stochastic"``), ``"int8"`` and ``"int4"``; and bfloat16 params.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/accuracy_formats.py [--quick] [--plot PATH]
         [--seeds 5] [--epochs 30] [--steps 10000]
@@ -51,7 +52,7 @@ import fastopt
 from fastopt.estimators import MLPClassifier
 from fastopt.losses import softmax_cross_entropy
 
-FORMATS = ("bfloat16", "int8", "int4")          # against float32 state (state_dtype=None)
+FORMATS = ("bfloat16", "bfloat16-sr", "int8", "int4")   # against float32 state (state_dtype=None)
 MIN_SIZES = (4096, 0)                           # the default min_quantized_size, then every tensor in the format
 LOGISTIC_WEIGHT_DECAYS = (1e-2, 1e-3)           # part 2: regularized, then weakly (it overfits)
 TARGETS = {"accuracy_points": 0.5, "loss_relative": 0.01}
@@ -72,6 +73,14 @@ def label(fmt):
     return "float32" if fmt is None else fmt
 
 
+def format_options(fmt):
+    """The optimizer options of a format of FORMATS: "bfloat16-sr" is bfloat16 state rounded stochastically
+    (``compensation="stochastic"``), the others round to nearest."""
+    if fmt == "bfloat16-sr":
+        return dict(state_dtype="bfloat16", compensation="stochastic")
+    return dict(state_dtype=fmt)
+
+
 def split(X, y):
     """The fixed stratified 75/25 split, standardized on the training part."""
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
@@ -86,7 +95,7 @@ def fit_mlp(data, opt_name, fmt, min_size, seed, epochs):
     name, lr, extra = MLP_OPTIMIZERS[opt_name]
     model = MLPClassifier(hidden_layer_sizes=(256,), optimizer=name, learning_rate=lr, l2=0.0, batch_size=64,
                           max_iter=epochs, n_iter_no_change=epochs + 1, tol=0.0, random_state=seed,
-                          optimizer_params=dict(extra, state_dtype=fmt, min_quantized_size=min_size))
+                          optimizer_params=dict(extra, min_quantized_size=min_size, **format_options(fmt)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)       # the epochs are fixed on purpose
         model.fit(X_tr, y_tr)
@@ -132,7 +141,8 @@ def fit_logistic(data, weight_decay, fmt, min_size, steps, batch=128):
     X_tr, X_te, y_tr, y_te = data
     classes = np.unique(y_tr)
     W, b = np.zeros((X_tr.shape[1], len(classes)), np.float32), np.zeros(len(classes), np.float32)
-    opt = fastopt.optim.Adam([W, b], lr=1e-3, weight_decay=weight_decay, state_dtype=fmt, min_quantized_size=min_size)
+    opt = fastopt.optim.Adam([W, b], lr=1e-3, weight_decay=weight_decay, min_quantized_size=min_size,
+                             **format_options(fmt))
     rng = np.random.default_rng(0)                    # the same batches for every format
     order, pos = rng.permutation(len(y_tr)), 0
     for _ in range(steps):
@@ -233,7 +243,7 @@ def _bars(ax, groups, values, band, unit, ylabel, title):
     x = np.arange(len(groups))
     for i, fmt in enumerate(FORMATS):
         means, stds = values[fmt]
-        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=fmt)
+        ax.bar(x + (i - (len(FORMATS) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=fmt)
     if band is not None:
         ax.axhspan(-band, band, color="0.9", zorder=0, label=f"target ±{band:g}{unit}")
     ax.axhline(0, color="k", lw=0.8)

@@ -39,7 +39,9 @@ enum { FO_STATE_NATIVE = 0, FO_STATE_BF16 = 1, FO_STATE_INT8 = 2, FO_STATE_INT4 
  * value x (old value o) is stored by fo_tensor.compensation (see bf16.h): NONE, rounded to nearest even; KAHAN,
  * with the rounding error carried in a bfloat16 buffer comp (s = x - o + c; p = rn(o + s); c = rn(s - (p - o)),
  * optimi's scheme); STOCHASTIC, rounded up with probability (x - down) / (up - down), the 16 random bits of element
- * i those of fo_dropout_bits(key, i) with key = fo_dropout_key(round_seed ^ fo_mix64(step)). */
+ * i those of fo_dropout_bits(key, i) with key = fo_dropout_key(round_seed ^ fo_mix64(step)). STOCHASTIC also
+ * rounds bfloat16 state (FO_STATE_BF16, of any param) so, slot s with the key of the seed fo_mix64(round_seed) +
+ * s + 1; under NONE and KAHAN it is rounded to nearest even. */
 enum { FO_ARRAY_NATIVE = 0, FO_ARRAY_BF16 = 1 };
 enum { FO_COMP_NONE = 0, FO_COMP_KAHAN = 1, FO_COMP_STOCHASTIC = 2, FO_COMPENSATIONS = 3 };
 
@@ -61,9 +63,9 @@ typedef struct fo_tensor {
     float *absmax[FO_MAX_SLOTS];            /* inout, INT8/INT4: one float32 scale per block of state[s] */
     unsigned char param_format;   /* FO_ARRAY_* of param (0: the call's dtype) */
     unsigned char grad_format;    /* FO_ARRAY_* of grad */
-    unsigned char compensation;   /* FO_COMP_* of a bfloat16 param's store */
+    unsigned char compensation;   /* FO_COMP_* of a bfloat16 param's store and of bfloat16 state */
     uint16_t *comp;               /* inout, FO_COMP_KAHAN: numel bfloat16 rounding errors of the param */
-    uint64_t round_seed;          /* FO_COMP_STOCHASTIC: the tensor's seed of the rounding bits */
+    uint64_t round_seed;          /* FO_COMP_STOCHASTIC: the tensor's seed of its rounding bits */
 } fo_tensor;
 
 /* The one list of hyperparameter fields: R(name) a real, F(name) a flag, in field-index order (the index Python

@@ -36,8 +36,8 @@ int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep)
         return 1;
     if (dtype != FO_F32 || has_norm_sweep || t->param_format > FO_ARRAY_BF16 || t->grad_format > FO_ARRAY_BF16)
         return 0;
-    if (t->param_format == FO_ARRAY_BF16
-        && (t->compensation >= FO_COMPENSATIONS || (t->compensation == FO_COMP_KAHAN && t->comp == NULL)))
+    if (t->compensation >= FO_COMPENSATIONS
+        || (t->param_format == FO_ARRAY_BF16 && t->compensation == FO_COMP_KAHAN && t->comp == NULL))
         return 0;
     for (s = 0; s < FO_MAX_SLOTS; ++s) {
         const int f = t->format[s];
@@ -148,13 +148,17 @@ static void fo_format_load(const fo_optim_kernels *k, const fo_tensor *t, int s,
     }
 }
 
-/* Writes buf, the new values of slot s at elements [lo, lo + n), back in the slot's format (native: in place). */
+/* Writes buf, the new values of slot s at elements [lo, lo + n), back in the slot's format (native: in place;
+ * bfloat16: rounded to nearest, or stochastically with the bits of `key` under FO_COMP_STOCHASTIC). */
 static void fo_format_store(const fo_optim_kernels *k, fo_tensor *t, int s, int64_t lo, int64_t n,
-                            const float *buf)
+                            const float *buf, uint64_t key)
 {
     switch (t->format[s]) {
     case FO_STATE_BF16:
-        k->bf16_encode(buf, n, (uint16_t *)t->state[s] + lo);
+        if (t->compensation == FO_COMP_STOCHASTIC)
+            k->bf16_store(buf, NULL, n, FO_COMP_STOCHASTIC, key, (uint64_t)lo, (uint16_t *)t->state[s] + lo, NULL);
+        else
+            k->bf16_encode(buf, n, (uint16_t *)t->state[s] + lo);
         break;
     case FO_STATE_INT8:
     case FO_STATE_INT4:
@@ -194,9 +198,12 @@ void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hpar
     const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
     const int64_t bs = fo_optim_format_block(t);
     const uint64_t key = fo_bf16_round_key(t->round_seed, (uint64_t)*t->step);
+    uint64_t slot_key[FO_MAX_SLOTS];
     fo_tensor local = *t;
     int64_t b;
     int s;
+    for (s = 0; s < FO_MAX_SLOTS; ++s)
+        slot_key[s] = fo_bf16_round_key(fo_mix64(t->round_seed) + (uint64_t)s + 1u, (uint64_t)*t->step);
     for (b = b0; b < b1; ++b) {
         const int64_t lo = b * bs, n = t->numel - lo < bs ? t->numel - lo : bs;
         fo_format_load_param(k, t, lo, n, &local, pbuf, old, gbuf);
@@ -207,7 +214,7 @@ void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hpar
         chunk(&local, hp, 0, n);
         for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (t->state[s] != NULL)
-                fo_format_store(k, t, s, lo, n, buf[s]);
+                fo_format_store(k, t, s, lo, n, buf[s], slot_key[s]);
         if (t->param_format == FO_ARRAY_BF16)
             k->bf16_store(pbuf, old, n, t->compensation, key, (uint64_t)lo, (uint16_t *)t->param + lo,
                           t->comp != NULL ? t->comp + lo : NULL);

@@ -128,9 +128,9 @@ cdef class StepPlan:
     fresh: 1 where state slot 0 holds no history yet (SGD momentum buffer just created);
     formats: None (all native) or, per param, None or a tuple of (STATE_FORMATS code, signed) per slot;
     absmax: None or, per param, None or a tuple of the float32 absmax array (or None) per slot (int8, int4);
-    bf16: None (no bfloat16 param) or, per param, None (a float32/float64 one) or (COMPENSATIONS code, the Kahan
-    buffer or None, the stochastic rounding's seed) of a bfloat16 param, which steps in float32 (a float32 plan:
-    its native state is float32) and takes a bfloat16 or float32 gradient.
+    stores: None (round to nearest: no bfloat16 param) or, per param, None or (COMPENSATIONS code, the Kahan buffer
+    or None, the stochastic rounding's seed): how its bfloat16 param (which steps in float32, in a float32 plan:
+    its native state is float32, and takes a bfloat16 or float32 gradient) and bfloat16 state are rounded.
     """
     cdef fo_tensor *ts
     cdef Py_ssize_t n
@@ -146,7 +146,7 @@ cdef class StepPlan:
 
     def __cinit__(self, int algo, list params, list index, list positions, Py_ssize_t group_len,
                   list states, list steps, list aux, list fresh, list formats=None, list absmax=None,
-                  list bf16=None):
+                  list stores=None):
         cdef Py_ssize_t k, s
         cdef cnp.ndarray p, a
         self.algo = algo
@@ -155,7 +155,7 @@ cdef class StepPlan:
         self.positions = positions
         self.group_len = group_len
         self.n = len(params)
-        self.keep = [states, steps, aux, absmax, bf16]
+        self.keep = [states, steps, aux, absmax, stores]
         self.bound = [None] * self.n
         self.is_bound = False
         self.ts = <fo_tensor *>calloc(self.n if self.n > 0 else 1, sizeof(fo_tensor))
@@ -167,8 +167,8 @@ cdef class StepPlan:
             self.ts[k].param = cnp.PyArray_DATA(p)
             self.ts[k].numel = cnp.PyArray_SIZE(p)
             self.ts[k].ndim = cnp.PyArray_NDIM(p)
-            if bf16 is not None and bf16[k] is not None:
-                self._bind_bf16(k, p, bf16[k], index[k])
+            if stores is not None and stores[k] is not None:
+                self._bind_store(k, p, stores[k], index[k])
             self.dtype = 1 if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT64 else 0
             self._bind_state(k, p, states[k], None if formats is None else formats[k],
                              None if absmax is None else absmax[k], index[k])
@@ -180,15 +180,17 @@ cdef class StepPlan:
                 self.ts[k].aux = <double *>cnp.PyArray_DATA(a)
             self.ts[k].fresh = 1 if fresh[k] else 0
 
-    cdef _bind_bf16(self, Py_ssize_t k, cnp.ndarray p, tuple info, object where):
-        """Tensor k's param is bfloat16: its compensation, Kahan buffer and rounding seed from ``info``."""
+    cdef _bind_store(self, Py_ssize_t k, cnp.ndarray p, tuple info, object where):
+        """Tensor k's compensation and rounding seed from ``info``; a bfloat16 param's format and Kahan buffer."""
         cdef int comp = info[0]
         cdef cnp.ndarray c
+        self.ts[k].compensation = comp
+        self.ts[k].round_seed = <uint64_t>info[2]
+        if cnp.PyArray_TYPE(p) != _BF16:
+            return
         if not _plain_slot(p, -1, cnp.PyArray_SIZE(p)):
             raise ValueError(f"params[{where}]: not a bfloat16 array the step can write in place")
         self.ts[k].param_format = FO_ARRAY_BF16
-        self.ts[k].compensation = comp
-        self.ts[k].round_seed = <uint64_t>info[2]
         if comp == FO_COMP_KAHAN:
             if info[1] is None or not _plain_slot(info[1], cnp.PyArray_TYPE(p), cnp.PyArray_SIZE(p)):
                 raise ValueError(f"optimizer state of params[{where}]: no Kahan buffer of its dtype and size")

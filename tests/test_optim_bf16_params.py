@@ -372,3 +372,46 @@ def test_functional_forms_refuse_bfloat16():
     p = np.ones(10, BF16)
     with pytest.raises(TypeError, match=r"expected dtype float32 or float64, got bfloat16"):
         fastopt.functional.sgd_(p, np.ones(10, BF16), lr=0.1)
+
+
+# ------------------------------------------------------------------------------------ stochastic bfloat16 state
+def test_stochastic_compensation_rounds_bfloat16_state_stochastically():
+    """float32 params, bfloat16 state, compensation="stochastic": each slot's new state is the float32 step's,
+    rounded with the bits of seed mix64(param index) + slot + 1 (csrc/optim.h FO_COMP_*)."""
+    rng = np.random.default_rng(5)
+    shapes = [(5000,), (23, 300)]
+    pf = [rng.standard_normal(s).astype(F32) for s in shapes]
+    pr = [p.copy() for p in pf]
+    fused = fastopt.Adam(pf, lr=0.01, state_dtype="bfloat16", compensation="stochastic")
+    ref = fastopt.Adam(pr, lr=0.01)
+    slots = [s.name for s in SPEC["Adam"].slots]
+    for t in range(3):
+        grads = [rng.standard_normal(s).astype(F32) for s in shapes]
+        if t > 0:
+            ref.load_state_dict(_decoded_state(fused, "bfloat16"))
+        fused.step(grads)
+        ref.step(grads)
+        for i in range(len(pf)):
+            assert pf[i].tobytes() == pr[i].tobytes(), (t, i)
+            for key in ("exp_avg", "exp_avg_sq"):
+                seed = int(_mix64(np.uint64(i))) + slots.index(key) + 1
+                want = _stochastic(ref.state[i][key], seed % 2 ** 64, t + 1)
+                assert fused.state[i][key].tobytes() == want.tobytes(), (t, i, key)
+
+
+def test_stochastic_rounding_lets_bfloat16_state_decay():
+    """One large gradient, then zeros: Adam's v decays as 0.999^t. Rounded to nearest, bfloat16 v never moves
+    (0.999 v rounds back to v); rounded stochastically its mean follows float32's."""
+    n, steps = 20000, 300
+    vs = {}
+    for name, kw in (("float32", {}), ("nearest", dict(state_dtype="bfloat16", compensation="kahan")),
+                     ("stochastic", dict(state_dtype="bfloat16", compensation="stochastic"))):
+        p = np.zeros(n, F32)
+        opt = fastopt.Adam([p], lr=1e-3, **kw)
+        opt.step([np.ones(n, F32)])
+        first = opt.state[0]["exp_avg_sq"].astype(np.float64).mean()
+        for _ in range(steps):
+            opt.step([np.zeros(n, F32)])
+        vs[name] = opt.state[0]["exp_avg_sq"].astype(np.float64).mean() / first
+    assert vs["nearest"] == 1.0                                   # stalled
+    assert abs(vs["stochastic"] / vs["float32"] - 1) < 2e-3, vs   # 0.999^300 = 0.741 on average

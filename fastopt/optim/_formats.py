@@ -20,7 +20,9 @@ every size, and ``"float32"`` float32 state. Its new values are stored by the gr
 (the default; a bfloat16 buffer ``kahan_comp`` of the param's shape carries each element's rounding error into
 the next step, optimi's scheme), ``"stochastic"`` (unbiased stochastic rounding, the bits a counter-based hash of
 the param's index, its step and the element's: the same at any thread count) or ``"none"`` (round to nearest
-even, where updates under half a bfloat16 ulp are lost).
+even, where updates under half a bfloat16 ulp are lost). ``"stochastic"`` also rounds ``"bfloat16"`` state (of any
+param) stochastically, so that a moment whose change is under half an ulp (Adam's decaying v) still moves on
+average; under ``"kahan"`` and ``"none"`` bfloat16 state is rounded to nearest even.
 """
 import numbers
 

@@ -308,19 +308,16 @@ class Optimizer:
             fresh = [i in self._fresh for i in idx]
             formats = [self._plan_formats(gi, params[k]) for k in ks]
             absmax = [self._absmax_tuple(i) for i in idx]
-            bf16 = [self._bf16_info(gi, i) for i in idx]
+            stores = [self._store_info(gi, i) for i in idx]
             plans.append(_optim.StepPlan(self.algo, [params[k] for k in ks], idx, ks, len(params),
-                                         states, steps, aux, fresh, formats, absmax, bf16))
+                                         states, steps, aux, fresh, formats, absmax, stores))
         return plans
 
-    def _bf16_info(self, gi, i):
-        """StepPlan's bf16 entry of params[i]: None (not bfloat16), or (compensation code, Kahan buffer or None,
-        rounding seed: the param's flat index)."""
-        if not _formats.is_bfloat16(self._params[i].dtype):
-            return None
-        compensation = self._group_formats[gi][2]
+    def _store_info(self, gi, i):
+        """StepPlan's store entry of params[i]: (compensation code, Kahan buffer or None, rounding seed: the param's
+        flat index)."""
         st = self._state.get(i) or {}
-        return _optim.COMPENSATIONS[compensation], st.get(KAHAN_KEY), i
+        return _optim.COMPENSATIONS[self._group_formats[gi][2]], st.get(KAHAN_KEY), i
 
     def _plan_formats(self, gi, p):
         """StepPlan's formats of param ``p``: None (all native) or (format code, signed) per slot."""
