@@ -79,14 +79,31 @@ static inline uint64_t fo_bf16_round_key(uint64_t seed, uint64_t step)
     return fo_mix64((seed ^ fo_mix64(step)) + FO_GOLDEN_GAMMA);
 }
 
-/* Stochastic store: p[i] = x[i] rounded with the bits of element first + i of `key`. */
+/* Stochastic store: p[i] = x[i] rounded with the 16 bits of element first + i of `key`: element e takes bits
+ * 16 (e mod 4) .. 16 (e mod 4) + 15 of fo_mix64(key + (e / 4 + 1) GAMMA), the (e / 4)-th output of the splitmix64
+ * sequence that fo_dropout_bits draws from (one hash per 4 elements); `first` is a multiple of 4. */
+enum { FO_BF16_SR_CHUNK = 256 };
 static inline void fo_bf16_store_stochastic(const float *restrict x, int64_t n, uint64_t key, uint64_t first,
                                             uint16_t *restrict p)
 {
-    int64_t i;
+    union { uint64_t h[FO_BF16_SR_CHUNK / 4]; uint16_t w[FO_BF16_SR_CHUNK]; } bits;
+    int64_t lo, i, j;
+    for (lo = 0; lo < n; lo += FO_BF16_SR_CHUNK) {
+        const int64_t m = n - lo < FO_BF16_SR_CHUNK ? n - lo : FO_BF16_SR_CHUNK;
+        const uint64_t j0 = (first + (uint64_t)lo) / 4 + 1;
 #pragma omp simd
-    for (i = 0; i < n; ++i)
-        p[i] = fo_f32_to_bf16_stochastic(x[i], (uint32_t)fo_dropout_bits(key, first + (uint64_t)i));
+        for (j = 0; j < (m + 3) / 4; ++j)
+            bits.h[j] = fo_mix64(key + (j0 + (uint64_t)j) * FO_GOLDEN_GAMMA);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        for (j = 0; j < (m + 3) / 4; ++j) {    /* word 4j + q must hold bits 16q.. of output j: reverse the words */
+            const uint64_t v = bits.h[j];
+            bits.h[j] = (v << 48) | ((v & 0xffff0000ULL) << 16) | ((v >> 16) & 0xffff0000ULL) | (v >> 48);
+        }
+#endif
+#pragma omp simd
+        for (i = 0; i < m; ++i)
+            p[lo + i] = fo_f32_to_bf16_stochastic(x[lo + i], bits.w[i]);
+    }
 }
 
 /* The store of a bfloat16 param's new values x[0..n) by compensation `mode` (optim.h FO_COMP_*: 0 none, 1 Kahan,

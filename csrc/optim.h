@@ -39,7 +39,8 @@ enum { FO_STATE_NATIVE = 0, FO_STATE_BF16 = 1, FO_STATE_INT8 = 2, FO_STATE_INT4 
  * value x (old value o) is stored by fo_tensor.compensation (see bf16.h): NONE, rounded to nearest even; KAHAN,
  * with the rounding error carried in a bfloat16 buffer comp (s = x - o + c; p = rn(o + s); c = rn(s - (p - o)),
  * optimi's scheme); STOCHASTIC, rounded up with probability (x - down) / (up - down), the 16 random bits of element
- * i those of fo_dropout_bits(key, i) with key = fo_dropout_key(round_seed ^ fo_mix64(step)). STOCHASTIC also
+ * i bits 16 (i mod 4).. of the (i / 4)-th output of the splitmix64 sequence of key = fo_dropout_key(round_seed ^
+ * fo_mix64(step)) (bf16.h fo_bf16_store_stochastic). STOCHASTIC also
  * rounds bfloat16 state (FO_STATE_BF16, of any param) so, slot s with the key of the seed fo_mix64(round_seed) +
  * s + 1; under NONE and KAHAN it is rounded to nearest even. */
 enum { FO_ARRAY_NATIVE = 0, FO_ARRAY_BF16 = 1 };

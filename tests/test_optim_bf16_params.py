@@ -6,9 +6,9 @@ decoded) to get the new value ``x``, then store ``x`` by the group's compensatio
 
 - ``"none"``: ``p = rn(x)`` (round to nearest even, as ml_dtypes' astype);
 - ``"kahan"``: ``s = (x - old) + c``, ``p = rn(old + s)``, ``c = rn(s - (p - old))`` (optimi's scheme);
-- ``"stochastic"``: ``p = (bits(x) + r) >> 16`` with ``r`` the low 16 of the 32 bits
-  ``mix64(key + (i + 1) * GAMMA) >> 32`` of element ``i``, ``key = mix64((seed ^ mix64(step)) + GAMMA)``, the seed
-  the param's flat index and ``step`` its step count after the step (splitmix64, the dropout hash).
+- ``"stochastic"``: ``p = (bits(x) + r) >> 16`` with ``r`` bits ``16 (i % 4)`` to ``16 (i % 4) + 15`` of
+  ``mix64(key + (i // 4 + 1) * GAMMA)`` for element ``i``, ``key = mix64((seed ^ mix64(step)) + GAMMA)``, the seed
+  the param's flat index and ``step`` its step count after the step (splitmix64, the dropout hash's sequence).
 
 Then the behaviour those rules exist for, against a float64 reference: plain bfloat16 stalls once the update is
 under half an ulp; Kahan's ``p + c`` follows the float64 trajectory; stochastic rounding is unbiased.
@@ -48,8 +48,9 @@ def _stochastic(x, seed, step):
     """x (float32) rounded stochastically to bfloat16 with the bits of (seed, step), as documented."""
     with np.errstate(over="ignore"):
         key = _mix64((np.uint64(seed) ^ _mix64(np.uint64(step))) + GAMMA)
-        i = np.arange(1, x.size + 1, dtype=np.uint64)
-        r = (_mix64(key + i * GAMMA) >> np.uint64(32)) & np.uint64(0xFFFF)
+        e = np.arange(x.size, dtype=np.uint64)                  # element e: 16 bits of output e // 4
+        h = _mix64(key + (e // np.uint64(4) + np.uint64(1)) * GAMMA)
+        r = (h >> (np.uint64(16) * (e % np.uint64(4)))) & np.uint64(0xFFFF)
     u = x.reshape(-1).view(np.uint32).astype(np.uint64)
     out = ((u + r) >> np.uint64(16)).astype(np.uint16)
     nan = np.isnan(x.reshape(-1))
