@@ -152,14 +152,17 @@ def _composition_run(name, kw, compensation, state_dtype=None, steps=4, seed=0, 
 @pytest.mark.parametrize("compensation", COMPENSATIONS)
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 def test_step_equals_its_composition(name, kw, compensation):
-    _composition_run(name, kw, compensation, state_dtype="float32")
+    # LARS and LAMB also over a tensor larger than a tile: the team-wide norm sweep, every option set
+    _composition_run(name, kw, compensation, state_dtype="float32",
+                     shapes=SHAPES + [(3, 13337)] if SPEC[name].norm_sweep else SHAPES)
 
 
 @pytest.mark.parametrize("state_dtype", [None, "bfloat16", "int8", "int4"])
 @pytest.mark.parametrize("compensation", COMPENSATIONS)
 @pytest.mark.parametrize("name,kw", FIRST_CASES, ids=[n for n, _ in FIRST_CASES])
 def test_low_precision_state_with_bfloat16_params(name, kw, compensation, state_dtype):
-    _composition_run(name, kw, compensation, state_dtype=state_dtype, steps=3)
+    _composition_run(name, kw, compensation, state_dtype=state_dtype, steps=3,
+                     shapes=SHAPES + [(3, 13337)] if SPEC[name].norm_sweep else SHAPES)
 
 
 @pytest.mark.parametrize("compensation", COMPENSATIONS)
