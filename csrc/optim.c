@@ -247,7 +247,13 @@ static int fo_optim_in_sweep(const fo_tensor *t, int tiled)
 }
 
 /* The segment sweep of a step (dispatch.h): a tensor outside the team-wide sweep takes no part. */
-typedef struct { fo_tensor *ts; const fo_hparams *hp; fo_optim_chunk_fn chunk; int tiled; } fo_optim_sweep_ctx;
+typedef struct {
+    fo_tensor *ts;
+    const fo_hparams *hp;
+    fo_optim_chunk_fn chunk;
+    fo_optim_norm_fn renorm;    /* fo_optim_renorm: re-run on each block of low-precision state before chunk */
+    int tiled;
+} fo_optim_sweep_ctx;
 
 static int64_t fo_optim_segment_size(const void *vctx, int64_t k)
 {
@@ -269,21 +275,21 @@ static int64_t fo_optim_format_size(const void *vctx, int64_t k)
     const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
     const fo_tensor *t = &ctx->ts[k];
     const int64_t bs = fo_optim_format_block(t);
-    return t->grad != NULL && bs > 0 ? (t->numel + bs - 1) / bs : 0;
+    return fo_optim_in_sweep(t, ctx->tiled) && bs > 0 ? (t->numel + bs - 1) / bs : 0;
 }
 
 static void fo_optim_format_segment(const void *vctx, int64_t k, int64_t a, int64_t b)
 {
     const fo_optim_sweep_ctx *ctx = (const fo_optim_sweep_ctx *)vctx;
-    fo_optim_format_blocks(ctx->chunk, &ctx->ts[k], ctx->hp, a, b);
+    fo_optim_format_blocks(ctx->chunk, ctx->renorm, &ctx->ts[k], ctx->hp, a, b);
 }
 
 /* 1 if the state formats of every tensor with a gradient can step (fo_optim_formats_valid). */
-static int fo_optim_formats_ok(int algo, int dtype, const fo_tensor *ts, int64_t ntensors)
+static int fo_optim_formats_ok(int dtype, const fo_tensor *ts, int64_t ntensors)
 {
     int64_t i;
     for (i = 0; i < ntensors; ++i)
-        if (ts[i].grad != NULL && !fo_optim_formats_valid(&ts[i], dtype, fo_optim_has_norm_sweep(algo)))
+        if (ts[i].grad != NULL && !fo_optim_formats_valid(&ts[i], dtype))
             return 0;
     return 1;
 }
@@ -313,23 +319,56 @@ static int fo_optim_takes_norms(int algo, const fo_tensor *t)
     return t->grad != NULL && (t->ndim > 1 || algo == FO_ALGO_lamb);
 }
 
+/* The norm kernel a step of `algo` re-runs on each block of low-precision state before its step kernel: LAMB's,
+ * whose norm sweep computes the moments its step reads (optim_formats.h); NULL for every other algorithm. */
+static fo_optim_norm_fn fo_optim_renorm(int algo, int dtype)
+{
+    return algo == FO_ALGO_lamb ? fo_optim_table()->norm[algo][dtype] : NULL;
+}
+
+/* The fixed-order total of a norm kernel's lanes (fo_optim_norm_fn). */
+static double fo_optim_lanes_total(const double *s)
+{
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* part[0], part[1]: the two sums of `norms` over elements [lo, hi) of t, one partial-sum block (at most
+ * FO_BLOCK_ELEMENTS, lo a multiple of it): one kernel call over native arrays, or the block wrapper's calls over
+ * its decoded blocks, continuing the same lanes (optim_formats.h): the same additions either way. */
+static void fo_optim_block_sums(fo_optim_norm_fn norms, fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi,
+                                double *part)
+{
+    double lanes[2 * FO_OPTIM_LANES] = {0};
+    if (fo_optim_has_formats(t))
+        fo_optim_format_norms(norms, t, hp, lo, hi, lanes);
+    else
+        norms(t, hp, lo, hi, lanes);
+    part[0] = fo_optim_lanes_total(lanes);
+    part[1] = fo_optim_lanes_total(lanes + FO_OPTIM_LANES);
+}
+
 /* One tile (see FO_OPTIM_TILE): its sums in block order, as fo_optim_norm_sweep adds them, then its step. */
 static void fo_optim_tile(int algo, int dtype, fo_tensor *t, const fo_hparams *hp)
 {
     const fo_optim_kernels *k = fo_optim_table();
+    const int64_t bs = fo_optim_format_block(t);
     int64_t lo;
     if (fo_optim_takes_norms(algo, t)) {
         t->coef[4] = t->coef[5] = 0.0;
         for (lo = 0; lo < t->numel; lo += FO_BLOCK_ELEMENTS) {
             double part[2];
-            k->norm[algo][dtype](t, hp, lo, lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel,
-                                 part);
+            fo_optim_block_sums(k->norm[algo][dtype], t, hp, lo,
+                                lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel, part);
             t->coef[4] += part[0];
             t->coef[5] += part[1];
         }
     }
     fo_optim_prepare(algo, t, hp);
-    k->chunk[algo][dtype](t, hp, 0, t->numel);
+    if (bs > 0)
+        fo_optim_format_blocks(k->chunk[algo][dtype], fo_optim_renorm(algo, dtype), t, hp, 0,
+                               (t->numel + bs - 1) / bs);
+    else
+        k->chunk[algo][dtype](t, hp, 0, t->numel);
 }
 
 /* Every tile of the step, whole tiles split among the team: thread tid takes those that start in its share
@@ -376,7 +415,7 @@ static void fo_optim_norm_block(const void *vctx, int64_t b, double *part)
     const fo_optim_norm_ctx *ctx = (const fo_optim_norm_ctx *)vctx;
     fo_tensor *t = &ctx->ts[ctx->tensor[b]];
     const int64_t lo = ctx->lo[b], hi = lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel;
-    ctx->norms(t, ctx->hp, lo, hi, part);
+    fo_optim_block_sums(ctx->norms, t, ctx->hp, lo, hi, part);
 }
 
 /* coef[4] and coef[5]: the two sums of `algo`'s norm kernel (fo_optim_norm_fn) over every tensor that takes
@@ -435,7 +474,7 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     int tiled;
 
     if (algo < 0 || algo >= FO_ALGO_COUNT || (dtype != FO_F32 && dtype != FO_F64)
-        || !fo_optim_formats_ok(algo, dtype, ts, ntensors))
+        || !fo_optim_formats_ok(dtype, ts, ntensors))
         return FO_EINVAL;
     if (!fo_optim_has_state(ts, ntensors, fo_optim_required_slots(algo, hp)))
         return FO_ESTATE;
@@ -450,6 +489,7 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     ctx.ts = ts;
     ctx.hp = hp;
     ctx.chunk = fo_optim_table()->chunk[algo][dtype];
+    ctx.renorm = fo_optim_renorm(algo, dtype);
     ctx.tiled = tiled;
     fo_optim_sweeps(&ctx, ntensors, nthreads);
     if (tiled)

@@ -126,9 +126,15 @@ int fo_optim_all_finite_bf16(const uint16_t *x, int64_t n, int nthreads);
 /* Element-range kernels of one instruction-set path: update elements [lo, hi) of tensor t. */
 typedef void (*fo_optim_chunk_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi);
 /* The first sweep of a rule with a per-tensor trust ratio, over elements [lo, hi) of t: two sums of squares in
- * double, out[0] and out[1] (LARS: of the param and the gradient; LAMB: of the decayed param and the Adam update,
- * the sweep also writing the moments). */
-typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *out);
+ * double (LARS: of the param and the gradient; LAMB: of the decayed param and the Adam update, the sweep also
+ * writing the moments), each in FO_OPTIM_LANES running lanes: element lo + k's terms are added to
+ * lanes[k % FO_OPTIM_LANES] and lanes[FO_OPTIM_LANES + k % FO_OPTIM_LANES], in element order (lanes is inout, 2 x
+ * FO_OPTIM_LANES doubles). A call may so continue another's lanes: calls over consecutive ranges, each starting at
+ * a multiple of FO_OPTIM_LANES from the first, add exactly what one call over their union does (the block wrapper
+ * of low-precision state relies on it, optim_formats.h). The driver's partial sum of a block is its lanes' fixed-
+ * order total, the same bits on every instruction-set path. */
+enum { FO_OPTIM_LANES = 8 };
+typedef void (*fo_optim_norm_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *lanes);
 /* bfloat16 conversions of the low-precision state's block wrapper (bf16.h, compiled for the path's instruction set:
  * integer arithmetic only, the same bits on every path): x[0..n) <- h, h[0..n) <- x rounded. */
 typedef void (*fo_bf16_decode_fn)(const uint16_t *h, int64_t n, float *x);

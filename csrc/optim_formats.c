@@ -7,6 +7,13 @@
 #include "dispatch.h"
 #include "bf16.h"
 
+/* The norm sweep's blocks of low-precision state lie inside the driver's partial-sum blocks and start on a lane
+ * boundary (optim_formats.h): the sums are those of the float32 step. */
+_Static_assert(FO_BLOCK_ELEMENTS % FO_QBLOCK_INT8 == 0 && FO_BLOCK_ELEMENTS % FO_QBLOCK_INT4 == 0,
+               "a format block must not straddle a partial-sum block");
+_Static_assert(FO_QBLOCK_INT4 % FO_OPTIM_LANES == 0 && FO_QBLOCK_INT8 % FO_OPTIM_LANES == 0,
+               "a format block must start on a lane boundary");
+
 int fo_optim_has_formats(const fo_tensor *t)
 {
     int s;
@@ -29,12 +36,12 @@ int64_t fo_optim_format_block(const fo_tensor *t)
     return any ? FO_FORMAT_MAX_BLOCK : 0;
 }
 
-int fo_optim_formats_valid(const fo_tensor *t, int dtype, int has_norm_sweep)
+int fo_optim_formats_valid(const fo_tensor *t, int dtype)
 {
     int s, int8 = 0, int4 = 0;
     if (!fo_optim_has_formats(t))
         return 1;
-    if (dtype != FO_F32 || has_norm_sweep || t->param_format > FO_ARRAY_BF16 || t->grad_format > FO_ARRAY_BF16)
+    if (dtype != FO_F32 || t->param_format > FO_ARRAY_BF16 || t->grad_format > FO_ARRAY_BF16)
         return 0;
     if (t->compensation >= FO_COMPENSATIONS
         || (t->param_format == FO_ARRAY_BF16 && t->compensation == FO_COMP_KAHAN && t->comp == NULL))
@@ -169,32 +176,51 @@ static void fo_format_store(const fo_optim_kernels *k, fo_tensor *t, int s, int6
     }
 }
 
-/* Points local's param and grad at elements [lo, lo + n) of t's: native ones in place, bfloat16 ones decoded into
- * pbuf (and, for a Kahan store, old: the values before the step) and gbuf. */
-static void fo_format_load_param(const fo_optim_kernels *k, const fo_tensor *t, int64_t lo, int64_t n,
-                                 fo_tensor *local, float *pbuf, float *old, float *gbuf)
+/* The float32 buffers of one block (on the stack: in L1). */
+typedef struct {
+    float state[FO_MAX_SLOTS][FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    float param[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    float old[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    float grad[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+} fo_format_bufs;
+
+/* Points local's param, grad and state at elements [lo, lo + n) of t's: native ones in place, the others decoded
+ * into buf. step 1: for the step (a Kahan store also keeps buf->old, the param's values before it); 0: for the
+ * norm sweep, which writes nothing of t: native state is copied into buf too (LAMB's kernel writes the moments). */
+static void fo_format_load_block(const fo_optim_kernels *k, const fo_tensor *t, int64_t lo, int64_t n, int step,
+                                 fo_tensor *local, fo_format_bufs *buf)
 {
+    int s;
     if (t->param_format == FO_ARRAY_BF16) {
-        k->bf16_decode((const uint16_t *)t->param + lo, n, pbuf);
-        if (t->compensation == FO_COMP_KAHAN)
-            memcpy(old, pbuf, (size_t)n * sizeof *old);
-        local->param = pbuf;
+        k->bf16_decode((const uint16_t *)t->param + lo, n, buf->param);
+        if (step && t->compensation == FO_COMP_KAHAN)
+            memcpy(buf->old, buf->param, (size_t)n * sizeof *buf->old);
+        local->param = buf->param;
     } else {
         local->param = (float *)t->param + lo;
     }
     if (t->grad_format == FO_ARRAY_BF16) {
-        k->bf16_decode((const uint16_t *)t->grad + lo, n, gbuf);
-        local->grad = gbuf;
+        k->bf16_decode((const uint16_t *)t->grad + lo, n, buf->grad);
+        local->grad = buf->grad;
     } else {
         local->grad = (const float *)t->grad + lo;
     }
+    local->numel = n;
+    for (s = 0; s < FO_MAX_SLOTS; ++s) {
+        if (t->state[s] == NULL)
+            continue;
+        fo_format_load(k, t, s, lo, n, local, buf->state[s]);
+        if (!step && t->format[s] == FO_STATE_NATIVE) {
+            memcpy(buf->state[s], local->state[s], (size_t)n * sizeof(float));
+            local->state[s] = buf->state[s];
+        }
+    }
 }
 
-void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hparams *hp, int64_t b0, int64_t b1)
+void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_optim_norm_fn renorm, fo_tensor *t, const fo_hparams *hp,
+                            int64_t b0, int64_t b1)
 {
-    float buf[FO_MAX_SLOTS][FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
-    float pbuf[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64))), old[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
-    float gbuf[FO_FORMAT_MAX_BLOCK] __attribute__((aligned(64)));
+    fo_format_bufs buf;
     const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
     const int64_t bs = fo_optim_format_block(t);
     const uint64_t key = fo_bf16_round_key(t->round_seed, (uint64_t)*t->step);
@@ -206,17 +232,32 @@ void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_tensor *t, const fo_hpar
         slot_key[s] = fo_bf16_round_key(fo_mix64(t->round_seed) + (uint64_t)s + 1u, (uint64_t)*t->step);
     for (b = b0; b < b1; ++b) {
         const int64_t lo = b * bs, n = t->numel - lo < bs ? t->numel - lo : bs;
-        fo_format_load_param(k, t, lo, n, &local, pbuf, old, gbuf);
-        local.numel = n;
-        for (s = 0; s < FO_MAX_SLOTS; ++s)
-            if (t->state[s] != NULL)
-                fo_format_load(k, t, s, lo, n, &local, buf[s]);
+        fo_format_load_block(k, t, lo, n, 1, &local, &buf);
+        if (renorm != NULL) {
+            double lanes[2 * FO_OPTIM_LANES] = {0};
+            renorm(&local, hp, 0, n, lanes);
+        }
         chunk(&local, hp, 0, n);
         for (s = 0; s < FO_MAX_SLOTS; ++s)
             if (t->state[s] != NULL)
-                fo_format_store(k, t, s, lo, n, buf[s], slot_key[s]);
+                fo_format_store(k, t, s, lo, n, buf.state[s], slot_key[s]);
         if (t->param_format == FO_ARRAY_BF16)
-            k->bf16_store(pbuf, old, n, t->compensation, key, (uint64_t)lo, (uint16_t *)t->param + lo,
+            k->bf16_store(buf.param, buf.old, n, t->compensation, key, (uint64_t)lo, (uint16_t *)t->param + lo,
                           t->comp != NULL ? t->comp + lo : NULL);
+    }
+}
+
+void fo_optim_format_norms(fo_optim_norm_fn norms, fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi,
+                           double *lanes)
+{
+    fo_format_bufs buf;
+    const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
+    const int64_t bs = fo_optim_format_block(t);
+    fo_tensor local = *t;
+    int64_t at;
+    for (at = lo; at < hi; at += bs) {
+        const int64_t n = hi - at < bs ? hi - at : bs;
+        fo_format_load_block(k, t, at, n, 0, &local, &buf);
+        norms(&local, hp, 0, n, lanes);
     }
 }

@@ -342,6 +342,12 @@ cdef class StepPlan:
         """Per tensor, 1 while state slot 0 still holds no history."""
         return [self.ts[k].fresh for k in range(self.n)]
 
+    def coefs(self):
+        """Per tensor, the 6 per-step scalars of its last step as float64 bytes (csrc/optim.h fo_tensor.coef;
+        LARS's and LAMB's coef[4], coef[5]: the norm sweep's two sums). For the tests' bit-for-bit checks."""
+        cdef Py_ssize_t k
+        return [np.array([self.ts[k].coef[j] for j in range(6)], np.float64).tobytes() for k in range(self.n)]
+
 
 def plans_current(object plans, list group_params, int needed):
     """True if `plans` (a list of StepPlan, or None) still match the group's params and have the slots of bitmask

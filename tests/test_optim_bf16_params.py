@@ -28,11 +28,14 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 F32 = np.float32
 SPEC = {s.name: s for s in SPECS}
 CASES = [(n, kw) for n, kw in optimizer_cases() if SPEC[n].state_formats]
-FIRST_CASES = list({n: (n, kw) for n, kw in reversed(CASES)}.values())[::-1]     # each optimizer's first
+# Each optimizer's first option set with state (SGD's and LARS's first have no momentum buffer).
+FIRST_CASES = list({n: (n, kw) for n, kw in reversed(CASES)
+                    if not (n in ("SGD", "LARS") and not kw.get("momentum"))}.values())[::-1]
 COMPENSATIONS = ["none", "kahan", "stochastic"]
 MIN_SIZE = 300
-# Blocks with a partial last one, exactly one block, a param under MIN_SIZE (int8 state stays float32) and 2-D.
-SHAPES = [(2000 + 37,), (256,), (MIN_SIZE - 1,), (23, 41)]
+# Blocks with a partial last one, exactly one block, a param under MIN_SIZE (int8 state stays float32), 2-D, and
+# 2-D of two partial-sum blocks under the tile size (LARS's and LAMB's norm sweep and step back to back).
+SHAPES = [(2000 + 37,), (256,), (MIN_SIZE - 1,), (23, 41), (97, 101)]
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -99,6 +102,18 @@ def _decoded_state(opt, fmt_of):
     return dict(sd, state=state, param_groups=groups)
 
 
+def _norm_sums(opt):
+    """Per param (flat index), the two sums of its last step's norm sweep (LARS, LAMB: fo_tensor.coef[4], coef[5])
+    as float64 bytes: the trust ratio's inputs, compared bit for bit (a difference in their last bit would rarely
+    show in the float32 params)."""
+    out = {}
+    for plans in opt._plans:
+        for plan in plans or ():
+            for i, coefs in zip(plan.index, plan.coefs()):
+                out[i] = coefs[32:48]
+    return out
+
+
 def _composition_run(name, kw, compensation, state_dtype=None, steps=4, seed=0, shapes=SHAPES, grad_dtype=F32):
     """Steps a bfloat16-param optimizer and, at each step, a float32 one loaded with its decoded params and state;
     asserts the param (and Kahan buffer) bits of the documented store of the float32 step's values."""
@@ -124,6 +139,8 @@ def _composition_run(name, kw, compensation, state_dtype=None, steps=4, seed=0, 
         ref.step([g.astype(F32) for g in grads])
         if t == 0 and not exact_initial:
             continue          # the first step starts from the encoded initial value (Adagrad's, Rprop's lr)
+        if SPEC[name].norm_sweep:
+            assert _norm_sums(fused) == _norm_sums(ref), (name, kw, compensation, t)
         for i, (p, x) in enumerate(zip(pb, pr)):
             want, want_comp = _stored(compensation, x, old[i], comps[i], i, t + 1)
             assert p.view(np.uint16).tobytes() == want.view(np.uint16).tobytes(), (name, kw, compensation, t, i)
@@ -136,14 +153,17 @@ def _composition_run(name, kw, compensation, state_dtype=None, steps=4, seed=0, 
 @pytest.mark.parametrize("compensation", COMPENSATIONS)
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 def test_step_equals_its_composition(name, kw, compensation):
-    _composition_run(name, kw, compensation, state_dtype="float32")
+    # LARS and LAMB also over a tensor larger than a tile: the team-wide norm sweep, every option set
+    _composition_run(name, kw, compensation, state_dtype="float32",
+                     shapes=SHAPES + [(3, 13337)] if SPEC[name].norm_sweep else SHAPES)
 
 
 @pytest.mark.parametrize("state_dtype", [None, "bfloat16", "int8", "int4"])
 @pytest.mark.parametrize("compensation", COMPENSATIONS)
 @pytest.mark.parametrize("name,kw", FIRST_CASES, ids=[n for n, _ in FIRST_CASES])
 def test_low_precision_state_with_bfloat16_params(name, kw, compensation, state_dtype):
-    _composition_run(name, kw, compensation, state_dtype=state_dtype, steps=3)
+    _composition_run(name, kw, compensation, state_dtype=state_dtype, steps=3,
+                     shapes=SHAPES + [(3, 13337)] if SPEC[name].norm_sweep else SHAPES)
 
 
 @pytest.mark.parametrize("compensation", COMPENSATIONS)
@@ -173,10 +193,15 @@ def test_noncontiguous_bfloat16_gradient_is_read_as_is():
     assert p.tobytes() == q.tobytes()
 
 
+THREAD_CASES = [("Adam", dict(lr=0.01)), ("LARS", dict(lr=0.1, trust_coefficient=0.02, momentum=0.9)),
+                ("LAMB", dict(lr=0.01, weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("name,kw", THREAD_CASES, ids=[n for n, _ in THREAD_CASES])
 @pytest.mark.parametrize("compensation", ["kahan", "stochastic"])
-def test_same_bits_at_any_thread_count_and_on_every_isa(compensation, for_each_isa):
+def test_same_bits_at_any_thread_count_and_on_every_isa(compensation, name, kw, for_each_isa):
     from fastopt import _config
-    shapes = SHAPES + [(40000 + 11,)]
+    shapes = SHAPES + [(3, 13337)]      # over the tile size: LARS's and LAMB's team-wide norm sweep, 2 threads
     results = []
     before, before_min = fastopt.get_num_threads(), fastopt.parallel_min_elements()
     try:
@@ -184,14 +209,14 @@ def test_same_bits_at_any_thread_count_and_on_every_isa(compensation, for_each_i
         for isa in for_each_isa():
             for n in (1, 2):
                 fastopt.set_num_threads(n)
-                params, opt = _composition_run("Adam", dict(lr=0.01), compensation, "int8", steps=3, shapes=shapes)
+                params, opt = _composition_run(name, kw, compensation, "int8", steps=3, shapes=shapes)
                 kahan = [opt.state[i].get(_formats.KAHAN_KEY) for i in range(len(params))]
                 results.append((isa, n, [p.tobytes() for p in params], [np.asarray(c).tobytes() for c in kahan]))
     finally:
         fastopt.set_num_threads(before)
         _config.set_parallel_min_elements(before_min)
     for isa, n, params, kahan in results[1:]:
-        assert params == results[0][2] and kahan == results[0][3], (compensation, isa, n)
+        assert params == results[0][2] and kahan == results[0][3], (name, compensation, isa, n)
 
 
 # ------------------------------------------------------------------------------------ against float64
@@ -308,7 +333,7 @@ def test_bad_options(kwargs, error, message):
         fastopt.Adam([np.ones(10, BF16)], **kwargs)
 
 
-@pytest.mark.parametrize("name", ["LARS", "LAMB", "ASGD", "ScheduleFreeSGD"])
+@pytest.mark.parametrize("name", ["ASGD", "ScheduleFreeSGD"])
 def test_optimizers_without_formats_refuse_bfloat16_params(name):
     with pytest.raises(ValueError, match=rf"{name} does not support bfloat16 params \(params\[1\]\)"):
         getattr(fastopt, name)([np.ones(10, F32), np.ones(10, BF16)])

@@ -11,10 +11,12 @@ written, 7 x itemsize; SGD with momentum 5 x). The probe (``fastopt._probe.strea
 in one fused loop with trivial arithmetic.
 
 Low-precision state (``state_dtype``, fastopt/optim/_formats.py): a case ``<name>[<format>]`` (``Adam[int8]``) per
-optimizer with element-wise state and format, float32 params; the default run has Adam's (``--kernels`` names
-any). Its bytes per element: p read and written and g read (12 bytes) plus each state array read and written at
-its stored size (bfloat16 2 bytes a slot, int8 1 + 4/256, int4 1/2 + 4/128; float32 in params under
-``min_quantized_size``).
+optimizer with state formats (``OptimizerSpec.state_formats``) and format, float32 params; the default run has
+Adam's (``--kernels`` names any). Its bytes per element: p read and written and g read (12 bytes) plus each state
+array read and written at its stored size (bfloat16 2 bytes a slot, int8 1 + 4/256, int4 1/2 + 4/128; float32 in
+params under ``min_quantized_size``); with a norm sweep (LARS, LAMB) over a tensor larger than a tile, plus that
+sweep's reads: p and g again (LAMB: the state too, at its stored size), the block wrapper's first pass, which
+stores nothing.
 Its probe streams the same arrays as the float32 case over proportionally fewer elements: the same bytes.
 
 bfloat16 params (issue 12): ``<name>[<params>]`` cases of ``PARAM_FORMAT_CASES``, e.g. ``Adam[bf16-kahan]`` (bfloat16
@@ -46,9 +48,14 @@ def traffic(kernel, shapes):
     sweep, the arrays it reads again (the spec's ``norm_sweep``) count where a tensor is larger than a tile
     (``_optim.OPTIM_TILE``), whose second read comes from cache."""
     n_read, n_write = KERNELS[kernel][2]
-    if kernel in NORM_SWEEP and max(shapes) > _optim.OPTIM_TILE:
-        n_read += NORM_SWEEP[kernel]
+    if _name(kernel) in NORM_SWEEP and max(shapes) > _optim.OPTIM_TILE:
+        n_read += NORM_SWEEP[_name(kernel)]
     return n_read, n_write
+
+
+def _name(kernel):
+    """The optimizer of a case: ``"LAMB"`` of ``"LAMB[int8]"``."""
+    return kernel.split("[", 1)[0]
 
 
 def _kernels():
@@ -66,7 +73,7 @@ PARAM_FORMAT_CASES = {"bf16-kahan": (None, "kahan", "float32"),
 
 
 def _format_kernels():
-    """``<name>[<format>]`` of every spec with element-wise state and every low-precision format, and
+    """``<name>[<format>]`` of every spec with state formats and every low-precision format, and
     ``<name>[<params>]`` of every bfloat16-param case; and {case: gradient dtype} of the latter."""
     import fastopt
     out, bf16_params = {}, {}
@@ -83,16 +90,17 @@ def _format_kernels():
     return out, bf16_params
 
 
-def state_bytes_per_element(kernel, shapes):
+def state_bytes_per_element(kernel, shapes, kahan_buffer=True):
     """Bytes of state per element over params of ``shapes`` (element counts), float32, at the stored sizes: each slot
-    the step uses in its format (fastopt.optim._formats; params under min_quantized_size keep float32)."""
+    the step uses in its format (fastopt.optim._formats; params under min_quantized_size keep float32), and a
+    bfloat16 param's Kahan buffer unless ``kahan_buffer`` is False."""
     cls, kwargs, _ = KERNELS[kernel]
     p = np.zeros(2, np.float32)
     opt = cls([p], **dict(kwargs, compensation="none"))
     opt.step([np.ones_like(p)])
     used = [slot for slot in cls.spec.slots if slot.name in opt.state[0]]
     dtype = _formats.bfloat16() if kernel in BF16_PARAMS else np.dtype(np.float32)
-    kahan = 2 if kernel in BF16_PARAMS and kwargs.get("compensation") == _formats.KAHAN else 0
+    kahan = 2 if kahan_buffer and kernel in BF16_PARAMS and kwargs.get("compensation") == _formats.KAHAN else 0
     total = 0
     for n in shapes:
         like = SimpleNamespace(dtype=dtype, size=n)      # what slot_format reads of a param
@@ -110,7 +118,13 @@ def bytes_per_element(kernel, shapes, itemsize):
     if kernel not in FORMAT_KERNELS:
         return (n_read + n_write) * itemsize
     p_bytes, g_bytes = (2, np.dtype(_grad_dtype(kernel)).itemsize) if kernel in BF16_PARAMS else (itemsize, itemsize)
-    return 2 * p_bytes + g_bytes + 2 * state_bytes_per_element(kernel, shapes)
+    total = 2 * p_bytes + g_bytes + 2 * state_bytes_per_element(kernel, shapes)
+    name = _name(kernel)
+    if name in NORM_SWEEP and max(shapes) > _optim.OPTIM_TILE:      # the block wrapper's first pass (module doc)
+        total += p_bytes + g_bytes
+        if NORM_SWEEP[name] > 2:                                     # LAMB's sweep reads the moments
+            total += state_bytes_per_element(kernel, shapes, kahan_buffer=False)
+    return total
 
 
 def _grad_dtype(kernel):
@@ -135,7 +149,7 @@ def _data(kernel, shapes, dtype, seed=0):
     """Params and gradients of ``shapes`` (element counts); matrices of 100 columns for an optimizer with a norm
     sweep (its trust ratio adapts only params of 2+ dimensions)."""
     rng = np.random.default_rng(seed)
-    dims = [(n // 100, 100) if kernel in NORM_SWEEP and n % 100 == 0 else (n,) for n in shapes]
+    dims = [(n // 100, 100) if _name(kernel) in NORM_SWEEP and n % 100 == 0 else (n,) for n in shapes]
     params = [rng.standard_normal(d).astype(dtype) for d in dims]
     grads = [rng.standard_normal(d).astype(dtype) for d in dims]
     return params, grads

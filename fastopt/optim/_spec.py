@@ -116,9 +116,11 @@ class OptimizerSpec:
 
     @property
     def state_formats(self):
-        """True if ``state_dtype`` may store some slot in a low-precision format: an element-wise rule (the block
-        wrapper steps a tensor block by block) with a slot that is not an iterate."""
-        return self.elementwise and any(s.quantize is not None for s in self.slots)
+        """True if ``state_dtype`` may store some slot in a low-precision format (and the params be bfloat16): an
+        element-wise rule, or one whose only cross-element reductions are its norm sweep's (LARS, LAMB: the block
+        wrapper takes each tensor's blocks twice, the sums first, csrc/optim_formats.h), with a slot that is not
+        an iterate."""
+        return (self.elementwise or self.norm_sweep > 0) and any(s.quantize is not None for s in self.slots)
 
     @property
     def aux_size(self):

@@ -152,7 +152,7 @@ class Optimizer:
         for what, used in ((f"state_dtype={state_dtype!r}", state_dtype in _formats.LOW_PRECISION),
                            (f"bfloat16 params (params[{base + bf16[0]}])" if bf16 else "", bool(bf16))):
             if used and not self.spec.state_formats:
-                why = ("its per-tensor norms need the whole tensor's state" if not self.spec.elementwise else
+                why = ("its update is not element-wise" if not (self.spec.elementwise or self.spec.norm_sweep) else
                        "its state holds no moments, only iterates, kept in the param's dtype")
                 raise ValueError(f"{where}: {type(self).__name__} does not support {what}: {why}")
         for k, p in enumerate(params):

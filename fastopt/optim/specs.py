@@ -343,7 +343,7 @@ LARS = OptimizerSpec(
      Hyper("dampening", 0.0, FINITE, "dampening", "dampening value"),
      Hyper("trust_coefficient", 1e-3, NONNEG, "trust_coefficient", "trust_coefficient value"), _flag("nesterov"),
      MAXIMIZE),
-    (Slot("momentum_buffer", optional=True),),
+    (Slot("momentum_buffer", optional=True, quantize="signed"),),
     r"""LARS: layer-wise adaptive rate scaling (You et al., 2017; ``pytorch_optimizer.LARS``'s semantics).
 
     For a param of 2 or more dimensions, with :math:`\eta` = trust_coefficient and the norms of the param and of
