@@ -347,12 +347,35 @@ static void fo_optim_block_sums(fo_optim_norm_fn norms, fo_tensor *t, const fo_h
     part[1] = fo_optim_lanes_total(lanes + FO_OPTIM_LANES);
 }
 
+/* A LAMB tile with native state: the sums in block order, each element's update kept on the stack, then the step
+ * applying them (the same bits as fo_optim_tile's generic path, one square root and division an element). */
+static void fo_optim_lamb_tile(int dtype, fo_tensor *t, const fo_hparams *hp)
+{
+    const fo_optim_kernels *k = fo_optim_table();
+    double u[FO_OPTIM_TILE];          /* room for the tile's updates in either dtype */
+    int64_t lo;
+    t->coef[4] = t->coef[5] = 0.0;
+    for (lo = 0; lo < t->numel; lo += FO_BLOCK_ELEMENTS) {
+        const int64_t hi = lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel;
+        double lanes[2 * FO_OPTIM_LANES] = {0};
+        k->lamb_keep[dtype](t, hp, lo, hi, lanes, u);
+        t->coef[4] += fo_optim_lanes_total(lanes);
+        t->coef[5] += fo_optim_lanes_total(lanes + FO_OPTIM_LANES);
+    }
+    fo_optim_prepare(FO_ALGO_lamb, t, hp);
+    k->lamb_apply[dtype](t, hp, 0, t->numel, u);
+}
+
 /* One tile (see FO_OPTIM_TILE): its sums in block order, as fo_optim_norm_sweep adds them, then its step. */
 static void fo_optim_tile(int algo, int dtype, fo_tensor *t, const fo_hparams *hp)
 {
     const fo_optim_kernels *k = fo_optim_table();
     const int64_t bs = fo_optim_format_block(t);
     int64_t lo;
+    if (algo == FO_ALGO_lamb && bs == 0 && t->numel <= FO_OPTIM_TILE) {
+        fo_optim_lamb_tile(dtype, t, hp);
+        return;
+    }
     if (fo_optim_takes_norms(algo, t)) {
         t->coef[4] = t->coef[5] = 0.0;
         for (lo = 0; lo < t->numel; lo += FO_BLOCK_ELEMENTS) {

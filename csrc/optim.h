@@ -152,6 +152,11 @@ typedef struct fo_qfast { int32_t lo[2 * FO_QF_BUCKETS]; float thr[256 + 2]; con
 /* fo_quantize_block of a block of at most 256 finite values not all 0 (1), else nothing written (0). */
 typedef int (*fo_qf_encode_fn)(const fo_qfast *q, const float *x, int64_t n, uint8_t *codes, float *absmax);
 typedef void (*fo_qf_decode_fn)(const fo_qfast *q, const uint8_t *codes, int64_t n, float absmax, float *x);
+/* LAMB's tile (fo_optim_tile): its norm sweep over [lo, hi) also keeping each element's update in u[lo..hi) (of the
+ * dtype), and the step that applies the kept updates instead of recomputing them; the same bits as lamb's norm and
+ * chunk kernels. */
+typedef void (*fo_lamb_keep_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *lanes, void *u);
+typedef void (*fo_lamb_apply_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, const void *u);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
     fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
@@ -160,6 +165,8 @@ typedef struct fo_optim_kernels {
     fo_bf16_store_fn bf16_store;
     fo_qf_encode_fn q_encode;
     fo_qf_decode_fn q_decode;
+    fo_lamb_keep_fn lamb_keep[2];                /* [dtype] */
+    fo_lamb_apply_fn lamb_apply[2];
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */
