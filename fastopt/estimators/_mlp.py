@@ -153,7 +153,9 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self.epoch_times_ = []
-        self._seed_base = int(rng.randint(2**31 - 1))        # dropout masks: a function of (seed, sample count)
+        # dropout masks: a function of (seed, sample count). Drawn only with dropout (scikit-learn has none), so that
+        # without it the stream continues exactly as scikit-learn's: split, then one shuffle per epoch
+        self._seed_base = int(rng.randint(2**31 - 1)) if self.dropout > 0 else 0
 
     @property
     def coefs_(self):
@@ -187,9 +189,11 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = min(self.loss_curve_, default=np.inf)
             return self
         if self.early_stopping and not incremental:
-            stratify = Y if self._is_classifier() and len(np.unique(Y)) > 1 else None
-            X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction,
-                                                  random_state=rng.randint(2**31 - 1), stratify=stratify)
+            # scikit-learn's split: the same RandomState (after the initial weights), stratified for a binary target
+            # only (scikit-learn stratifies when its binarized target has one column; multiclass is not stratified)
+            stratify = Y if self._is_classifier() and self.n_outputs_ == 2 and len(np.unique(Y)) > 1 else None
+            X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction, random_state=rng,
+                                                  stratify=stratify)
         X = kernel_input(np.asarray(X), dtype)
         Y = kernel_input(np.asarray(Y), np.intp if self._is_classifier() else dtype)
         n = X.shape[0]
