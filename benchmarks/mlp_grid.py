@@ -7,8 +7,8 @@
 
 A cell is ``dataset:hidden:bBATCH:dtype`` (hidden sizes joined by x); ``--cells`` takes fnmatch patterns. Each cell
 fits the same network (Adam, lr 1e-3, L2 1e-4, fixed epochs, no early stopping, the same random_state: the same
-initial weights and minibatch order, and scikit-learn's L2 scaling and Adam eps placement) with both libraries, ``--rounds``
-alternating rounds (the machine's speed drifts), and prints the median fit times, their ratio (sklearn / fastopt:
+initial weights and minibatch order, and scikit-learn's L2 scaling and Adam eps placement) with both libraries,
+``--rounds`` alternating rounds (the machine's speed drifts), and prints the median fit times, their ratio (sklearn / fastopt:
 > 1 means fastopt is faster) and both test accuracies; the target is ratio >= 2 at accuracy within 0.5 points.
 Epochs are capped per dataset (``--epochs``) so that a fit stays under a minute. Unset OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE in the environment of a measurement run.

@@ -403,7 +403,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Exceptions: a binary classifier has 2 softmax outputs where scikit-learn has 1 logistic output (the hidden
     layers' initial weights agree, the output layer's and then the trajectory do not); ``dropout > 0`` draws one
     dropout seed after the weights, which shifts the split and the shuffles; ``comm`` with a non-int
-    ``random_state`` draws the shared seed first.
+    ``random_state`` draws the shared seed first. The stopping rules differ: with ``n_iter_no_change`` = n,
+    fastopt stops after n epochs whose score (validation accuracy, or the training loss without early stopping) does
+    not beat the best by more than ``tol``, scikit-learn after n + 1 epochs below best + tol (a tie with tol=0
+    resets its count), and scikit-learn restores the best validation weights at max_iter too, fastopt when it stops.
 
     Fitted attributes: ``classes_``, ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_scores_``,
     ``best_validation_score_``, ``n_iter_``, ``t_``, ``epoch_times_``, ``n_features_in_``, ``n_outputs_``.
