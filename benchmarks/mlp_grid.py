@@ -4,10 +4,12 @@
     python benchmarks/mlp_grid.py --list                 # the cells
     python benchmarks/mlp_grid.py --pools both ...      # fastopt without the thread policy (both pools at full width)
     python benchmarks/mlp_grid.py --profile ...         # where a fastopt fit's time goes, per cell
+    python benchmarks/mlp_grid.py --rules fastopt ...   # fastopt with its own L2 scaling and Adam eps
 
 A cell is ``dataset:hidden:bBATCH:dtype`` (hidden sizes joined by x); ``--cells`` takes fnmatch patterns. Each cell
-fits the same network (Adam, lr 1e-3, L2 1e-4, fixed epochs, no early stopping) with both libraries, ``--rounds``
-alternating rounds (the machine's speed drifts), and prints the median fit times, their ratio (sklearn / fastopt:
+fits the same network (Adam, lr 1e-3, L2 1e-4, fixed epochs, no early stopping, the same random_state: the same
+initial weights and minibatch order, and scikit-learn's L2 scaling and Adam eps placement) with both libraries,
+``--rounds`` alternating rounds (the machine's speed drifts), and prints the median fit times, their ratio (sklearn / fastopt:
 > 1 means fastopt is faster) and both test accuracies; the target is ratio >= 2 at accuracy within 0.5 points.
 Epochs are capped per dataset (``--epochs``) so that a fit stays under a minute. Unset OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE in the environment of a measurement run.
@@ -52,13 +54,17 @@ def load(dataset, n_synthetic=50_000):
     return train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
 
 
-def models(hidden, batch, dtype, epochs, seed=0):
+def models(hidden, batch, dtype, epochs, seed=0, rules="sklearn"):
     from sklearn.neural_network import MLPClassifier as SkMLP
 
     from fastopt.estimators import MLPClassifier
     common = dict(hidden_layer_sizes=hidden, batch_size=batch, max_iter=epochs, n_iter_no_change=epochs + 1,
                   random_state=seed)
-    ours = MLPClassifier(optimizer="adam", learning_rate=1e-3, l2=1e-4, tol=0.0, dtype=dtype, **common)
+    # scikit-learn's update rules (its alpha's scaling, its Adam's eps placement): with the same random_state both
+    # start from the same weights and visit the same minibatches, so the fits follow nearly the same trajectory
+    # (``--rules fastopt``: fastopt's defaults, l2 added to each batch's mean loss unscaled and torch's eps)
+    same = dict(penalty_scaling="batch", optimizer_params={"eps_placement": "sklearn"}) if rules == "sklearn" else {}
+    ours = MLPClassifier(optimizer="adam", learning_rate=1e-3, l2=1e-4, tol=0.0, dtype=dtype, **same, **common)
     theirs = SkMLP(solver="adam", learning_rate_init=1e-3, alpha=1e-4, tol=0.0, **common)
     return {"fastopt": ours, "sklearn": theirs}
 
@@ -146,12 +152,12 @@ def profile_fit(cell, data, epochs):
     return total, {k: v / total for k, v in seconds.items()}
 
 
-def run_cell(cell, data, rounds, epochs, pool_mode):
+def run_cell(cell, data, rounds, epochs, pool_mode, rules="sklearn"):
     dataset, hidden, batch, dtype = cell
     X_train, X_test, y_train, y_test = data
     X_train = X_train.astype(dtype)
     X_test = X_test.astype(dtype)
-    est = models(hidden, batch, dtype, epochs)
+    est = models(hidden, batch, dtype, epochs, rules=rules)
     times = {name: [] for name in est}
     with pools(pool_mode):
         for _ in range(rounds):
@@ -174,6 +180,8 @@ def main(argv=None):
                         default=[EPOCHS["digits"], EPOCHS["synthetic"]], help="epochs per fit (default 10 2)")
     parser.add_argument("--pools", choices=("policy", "both"), default="policy",
                         help="'both' measures fastopt without its thread policy")
+    parser.add_argument("--rules", choices=("sklearn", "fastopt"), default="sklearn",
+                        help="fastopt's update rules: scikit-learn's L2 scaling and Adam eps (default) or its own")
     parser.add_argument("--synthetic-samples", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true",
                         help="split one fastopt fit per cell into BLAS / optimizer step / other kernels / rest")
@@ -187,7 +195,7 @@ def main(argv=None):
         return 2
     import fastopt
     print(f"fastopt {fastopt.__version__}, {fastopt.get_num_threads()} threads, pools={args.pools}, "
-          f"median of {args.rounds} alternating fits")
+          f"rules={args.rules}, median of {args.rounds} alternating fits")
     if args.profile:
         print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10}  shares of the fit's time")
     else:
@@ -203,7 +211,7 @@ def main(argv=None):
             print(f"{cell_name(*cell):<34} {epochs:>6} {total:>10.3f}  "
                   + "  ".join(f"{k} {v:6.1%}" for k, v in parts.items()), flush=True)
             continue
-        r = run_cell(cell, data[cell[0]], args.rounds, epochs, args.pools)
+        r = run_cell(cell, data[cell[0]], args.rounds, epochs, args.pools, args.rules)
         print(f"{r['cell']:<34} {r['epochs']:>6} {r['fastopt_s']:>10.3f} {r['sklearn_s']:>10.3f} "
               f"{r['ratio']:>5.2f}x {r['acc_fastopt']:>7.4f} {r['acc_sklearn']:>7.4f}  "
               f"{'met' if r['target_met'] else 'MISSED'}", flush=True)

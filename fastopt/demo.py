@@ -4,7 +4,7 @@ Stratified train/test split; ``fastopt.estimators.MLPClassifier`` with batch nor
 linear warm-up and early stopping on a validation fraction (best weights restored), a tqdm bar per epoch with the
 loss and validation accuracy; then test accuracy, precision/recall/F1 and time per epoch; then the like-for-like
 comparison with ``sklearn.neural_network.MLPClassifier`` (one hidden layer of 256, batch 64, Adam, the same
-epochs) and, when torch is installed, a torch MLP of the same shape with ``torch.optim.Adam``, timed in the same run:
+epochs, the same random_state and scikit-learn's L2 scaling and Adam eps) and, when torch is installed, a torch MLP of the same shape with ``torch.optim.Adam``, timed in the same run:
 time per epoch, test accuracy and optimizer-state memory. ``--dataset synthetic`` trains on a local
 ``make_classification`` set (50,000 x 128, 10 classes; ``--samples`` to change its size) instead of digits.
 ``--plot out.png`` saves the curves of all of them (needs matplotlib). ``mpiexec -n N fastopt demo --mpi`` trains
@@ -216,7 +216,10 @@ def _compare(args, epochs, X_train, y_train, X_test, y_test):
     hidden = tuple(args.hidden)
     common = dict(hidden_layer_sizes=hidden, batch_size=args.batch_size, max_iter=epochs,
                   n_iter_no_change=epochs + 1, random_state=args.seed)
-    models = {"fastopt MLPClassifier": MLPClassifier(optimizer="adam", learning_rate=1e-3, l2=1e-4, **common),
+    # scikit-learn's update rules (alpha's scaling, Adam's eps): from the same random_state, nearly the same fit
+    models = {"fastopt MLPClassifier": MLPClassifier(optimizer="adam", learning_rate=1e-3, l2=1e-4,
+                                                     penalty_scaling="batch",
+                                                     optimizer_params={"eps_placement": "sklearn"}, **common),
               "sklearn MLPClassifier": SkMLP(solver="adam", learning_rate_init=1e-3, alpha=1e-4, **common)}
     torch_model = None if args.no_torch else _torch_mlp(hidden, X_train.shape[1], len(np.unique(y_train)),
                                                         args.batch_size, epochs, args.seed)

@@ -32,6 +32,7 @@ from fastopt.regularize import add_penalty_grad_
 
 OPTIMIZERS = dict(optim.OPTIMIZERS)
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
+PENALTY_SCALINGS = ("none", "batch")
 
 
 
@@ -55,7 +56,7 @@ class _BaseMLP(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(100,), *, batch_norm=False, dropout=0.0, optimizer="adam",
                  optimizer_params=None, learning_rate=1e-3, lr_schedule="constant", warmup_epochs=0, l1=0.0,
-                 l2=1e-4, clip_norm=None, batch_size=64, max_iter=200, early_stopping=False,
+                 l2=1e-4, penalty_scaling="none", clip_norm=None, batch_size=64, max_iter=200, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, shuffle=True, random_state=None,
                  warm_start=False, verbose=False, dtype="float32", comm=None):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -68,6 +69,7 @@ class _BaseMLP(BaseEstimator):
         self.warmup_epochs = warmup_epochs
         self.l1 = l1
         self.l2 = l2
+        self.penalty_scaling = penalty_scaling
         self.clip_norm = clip_norm
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -99,6 +101,8 @@ class _BaseMLP(BaseEstimator):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.penalty_scaling not in PENALTY_SCALINGS:
+            raise ValueError(f"penalty_scaling must be one of {PENALTY_SCALINGS}, got {self.penalty_scaling!r}")
         if self.clip_norm is not None and not (self.clip_norm > 0):
             raise ValueError(f"clip_norm must be None or > 0, got {self.clip_norm!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
@@ -153,7 +157,9 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self.epoch_times_ = []
-        self._seed_base = int(rng.randint(2**31 - 1))        # dropout masks: a function of (seed, sample count)
+        # dropout masks: a function of (seed, sample count). Drawn only with dropout (scikit-learn has none), so that
+        # without it the stream continues exactly as scikit-learn's: split, then one shuffle per epoch
+        self._seed_base = int(rng.randint(2**31 - 1)) if self.dropout > 0 else 0
 
     @property
     def coefs_(self):
@@ -187,9 +193,11 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = min(self.loss_curve_, default=np.inf)
             return self
         if self.early_stopping and not incremental:
-            stratify = Y if self._is_classifier() and len(np.unique(Y)) > 1 else None
-            X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction,
-                                                  random_state=rng.randint(2**31 - 1), stratify=stratify)
+            # scikit-learn's split: the same RandomState (after the initial weights), stratified for a binary target
+            # only (scikit-learn stratifies when its binarized target has one column; multiclass is not stratified)
+            stratify = Y if self._is_classifier() and self.n_outputs_ == 2 and len(np.unique(Y)) > 1 else None
+            X, X_val, Y, Y_val = train_test_split(X, Y, test_size=self.validation_fraction, random_state=rng,
+                                                  stratify=stratify)
         X = kernel_input(np.asarray(X), dtype)
         Y = kernel_input(np.asarray(Y), np.intp if self._is_classifier() else dtype)
         n = X.shape[0]
@@ -265,7 +273,6 @@ class _BaseMLP(BaseEstimator):
     def _batches_stepping(self, X, Y, order, buffers, interrupt):
         opt, sched, net, dp = self._opt, self._sched, self._net, self._dp
         n, batch = X.shape[0], buffers[0].shape[0]
-        l1, l2 = float(self.l1), float(self.l2)
         total = 0.0
         for start in range(0, n, batch):
             idx = order[start:start + batch]
@@ -277,6 +284,7 @@ class _BaseMLP(BaseEstimator):
             loss = self._forward_backward(X, Y, idx, m, buffers)
             if dp is not None:
                 dp.reduce_grads(net.grads)
+            l1, l2 = self._penalties(m)
             if l1 or l2:
                 loss += add_penalty_grad_(net.weight_grads, net.weights, l1, l2)
             if self.clip_norm is not None:
@@ -289,6 +297,15 @@ class _BaseMLP(BaseEstimator):
             if interrupt.stop and start + batch < n:
                 return total, False
         return total, True
+
+    def _penalties(self, m):
+        """(l1, l2) for a batch of ``m`` samples: as given (``penalty_scaling="none"``: added to the batch's mean
+        loss), or divided by ``m`` (``"batch"``: scikit-learn's ``alpha``, loss += 0.5 * alpha * ||W||^2 / m and
+        grad += alpha * W / m, m the batch's length, the last partial batch's included)."""
+        l1, l2 = float(self.l1), float(self.l2)
+        if self.penalty_scaling == "batch":
+            l1, l2 = l1 / m, l2 / m
+        return l1, l2
 
     def _forward_backward(self, X, Y, idx, m, buffers):
         """Forward and backward on rows ``idx`` of a batch of ``m`` rows (fewer under ``comm``: the gradient is
@@ -364,11 +381,32 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     "lbfgs" (full batch, as scikit-learn's; no partial_fit; ``progress`` is not called), see _solvers.py; or a
     fastopt optimizer class) with ``optimizer_params`` (its hyperparameters), ``learning_rate``, ``lr_schedule``
     ("constant", "cosine", "linear", "onecycle"; stepped per batch) with ``warmup_epochs`` (linear warm-up),
-    ``l1``/``l2`` (penalty l1 * sum|W| + l2 / 2 * sum W^2 on weights), ``clip_norm`` (global gradient norm
+    ``l1``/``l2`` (penalty l1 * sum|W| + l2 / 2 * sum W^2 on weights, added to each batch's mean loss) with
+    ``penalty_scaling`` ("none"; "batch": divided by the batch's sample count, scikit-learn's ``alpha``, so that
+    ``l2=alpha`` is scikit-learn's penalty), ``clip_norm`` (global gradient norm
     clipping), ``early_stopping`` on a stratified ``validation_fraction`` (accuracy; the best weights are
     restored), ``warm_start`` (continue from the fitted weights: fine-tuning), ``dtype`` (float32 or float64),
     ``comm`` (an mpi4py communicator: data-parallel fitting, each rank on its rows of every batch of
     ``batch_size`` rows, the model the same on every rank; see _data_parallel.py; None: one process).
+
+    Same random_state, same start as scikit-learn's ``MLPClassifier`` / ``MLPRegressor``: for an int (or a
+    RandomState in the same state) ``random_state``, the initial weights are scikit-learn's (per layer
+    ``uniform(-b, b, (fan_in, fan_out))`` then ``uniform(-b, b, fan_out)``, b = sqrt(6 / (fan_in + fan_out)), drawn
+    in float64 and cast to ``dtype``), the early-stopping split is scikit-learn's (``train_test_split`` on the same
+    RandomState, stratified only for a binary target, as scikit-learn's), and each epoch's minibatch order is
+    scikit-learn's (one shuffle of the previous order per epoch, consecutive batches of ``batch_size``, the last one
+    partial). With ``optimizer="adam"``, ``optimizer_params={"eps_placement": "sklearn"}``,
+    ``penalty_scaling="batch"``, ``dtype="float64"`` and otherwise scikit-learn's hyperparameters (``l2`` =
+    ``alpha``, ``learning_rate`` = ``learning_rate_init``, lr_schedule "constant", no batch norm, dropout or
+    clipping) a fit follows scikit-learn's trajectory up to float rounding (relative 1e-16 after 3 epochs on
+    digits, ``tests/test_estimators.py``); in float32 the rounding of the two grows to ~1e-7 relative in 3 epochs.
+    Exceptions: a binary classifier has 2 softmax outputs where scikit-learn has 1 logistic output (the hidden
+    layers' initial weights agree, the output layer's and then the trajectory do not); ``dropout > 0`` draws one
+    dropout seed after the weights, which shifts the split and the shuffles; ``comm`` with a non-int
+    ``random_state`` draws the shared seed first. The stopping rules differ: with ``n_iter_no_change`` = n,
+    fastopt stops after n epochs whose score (validation accuracy, or the training loss without early stopping) does
+    not beat the best by more than ``tol``, scikit-learn after n + 1 epochs below best + tol (a tie with tol=0
+    resets its count), and scikit-learn restores the best validation weights at max_iter too, fastopt when it stops.
 
     Fitted attributes: ``classes_``, ``coefs_``, ``intercepts_``, ``loss_curve_``, ``validation_scores_``,
     ``best_validation_score_``, ``n_iter_``, ``t_``, ``epoch_times_``, ``n_features_in_``, ``n_outputs_``.

@@ -31,7 +31,9 @@ class Network:
         self.params, self.grads, self.weight_grads, self.bias_grads = [], [], [], []
         for l, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             last = l == len(self.sizes) - 2
-            bound = np.sqrt(6.0 / (fan_in + fan_out))          # Glorot uniform, as scikit-learn's MLP
+            # Glorot uniform, scikit-learn's MLP's draws exactly (W then b per layer, float64 then cast): for the
+            # same RandomState, the same initial weights (the estimators' documented guarantee)
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
             W = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(self.dtype)
             self.weights.append(W)
             self.params.append(W)

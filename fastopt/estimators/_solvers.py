@@ -9,6 +9,12 @@ says which optimizer steps which params and how.
   ``RoleOptimizer`` (one ``step(grads)``, one ``param_groups`` list, so lr schedules scale both).
 - ``"lbfgs"``: full-batch ``fastopt.optim.LBFGS`` as scikit-learn's ``solver="lbfgs"`` (see ``fit_lbfgs``).
 
+Adam's ``optimizer_params`` take one more key, ``eps_placement``: ``"torch"`` (the default, ``fastopt.optim.Adam``:
+``m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``) or ``"sklearn"`` (scikit-learn's ``AdamOptimizer``:
+``lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)``, eps added to the uncorrected root). The two differ
+where sqrt(v) is not much larger than eps (rarely-active weights: digits' constant pixels). ``"sklearn"`` steps the
+same kernel with eps / sqrt(1 - beta2^t) at step t, which is scikit-learn's update exactly (up to rounding).
+
 ``SparseAdam`` is not a solver: it steps row-sparse ``(indices, rows)`` gradients, and an MLP's are dense.
 """
 import warnings
@@ -62,8 +68,40 @@ class RoleOptimizer:
             opt.step([grads[i] for i in idx])
 
 
+class SklearnEpsAdam(optim.Adam):
+    """``fastopt.optim.Adam`` with scikit-learn's eps placement: before step t each group's eps is set to
+    eps / sqrt(1 - beta2^t) (eps: the group's value at construction), so that the kernel's
+    m / (sqrt(v) / sqrt(1 - beta2^t) + eps_t) equals sqrt(1 - beta2^t) * m / (sqrt(v) + eps)."""
+
+    def __init__(self, params, **options):
+        super().__init__(params, **options)
+        self._sklearn_eps = [float(g["eps"]) for g in self.param_groups]
+        self._sklearn_t = 0
+
+    def step(self, grads, **kwargs):
+        t = self._sklearn_t + 1
+        for group, eps in zip(self.param_groups, self._sklearn_eps):
+            group["eps"] = eps / np.sqrt(1.0 - float(group["betas"][1]) ** t)
+        result = super().step(grads, **kwargs)
+        self._sklearn_t = t
+        return result
+
+
+EPS_PLACEMENTS = ("torch", "sklearn")
+
+
 def make_optimizer(name, cls, params, lr, options):
     """The optimizer of a stochastic solver (``name`` from ``solver_name``, ``cls`` a user's class when None)."""
+    if "eps_placement" in options:
+        options = dict(options)
+        placement = options.pop("eps_placement")
+        if name != "adam":
+            raise ValueError(f"optimizer_params: eps_placement is an option of optimizer='adam' only, got "
+                             f"optimizer={name or cls!r}")
+        if placement not in EPS_PLACEMENTS:
+            raise ValueError(f"optimizer_params: eps_placement must be one of {EPS_PLACEMENTS}, got {placement!r}")
+        if placement == "sklearn":
+            return SklearnEpsAdam(params, lr=lr, **options)
     if name == "muon":
         matrices = [i for i, p in enumerate(params) if p.ndim == 2]
         others = [i for i, p in enumerate(params) if p.ndim != 2]
@@ -94,7 +132,7 @@ def fit_lbfgs(est, X, Y):
     net, n = est._net, X.shape[0]
     idx = np.arange(n)
     buffers = (np.empty_like(X), np.empty_like(Y), np.empty((n, est.n_outputs_), X.dtype))
-    l1, l2 = float(est.l1), float(est.l2)
+    l1, l2 = est._penalties(n)
     options = {**LBFGS_DEFAULTS, "tolerance_grad": float(est.tol), **(est.optimizer_params or {})}
     opt = optim.LBFGS(net.params, max_iter=int(est.max_iter), **options)
     losses = []
