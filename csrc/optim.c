@@ -347,45 +347,44 @@ static void fo_optim_block_sums(fo_optim_norm_fn norms, fo_tensor *t, const fo_h
     part[1] = fo_optim_lanes_total(lanes + FO_OPTIM_LANES);
 }
 
-/* A LAMB tile with native state: the sums in block order, each element's update kept on the stack, then the step
- * applying them (the same bits as fo_optim_tile's generic path, one square root and division an element). */
-static void fo_optim_lamb_tile(int dtype, fo_tensor *t, const fo_hparams *hp)
+/* coef[4], coef[5] of a tile: its two sums, partial-sum block by block in block order as fo_optim_norm_sweep adds
+ * them; by `keep` (also writing each element's update into u) where it is not NULL, else by `norms`. */
+static void fo_optim_tile_sums(fo_optim_norm_fn norms, fo_lamb_keep_fn keep, fo_tensor *t, const fo_hparams *hp,
+                               void *u)
 {
-    const fo_optim_kernels *k = fo_optim_table();
-    double u[FO_OPTIM_TILE];          /* room for the tile's updates in either dtype */
     int64_t lo;
     t->coef[4] = t->coef[5] = 0.0;
     for (lo = 0; lo < t->numel; lo += FO_BLOCK_ELEMENTS) {
         const int64_t hi = lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel;
-        double lanes[2 * FO_OPTIM_LANES] = {0};
-        k->lamb_keep[dtype](t, hp, lo, hi, lanes, u);
-        t->coef[4] += fo_optim_lanes_total(lanes);
-        t->coef[5] += fo_optim_lanes_total(lanes + FO_OPTIM_LANES);
+        double part[2];
+        if (keep != NULL) {
+            double lanes[2 * FO_OPTIM_LANES] = {0};
+            keep(t, hp, lo, hi, lanes, u);
+            part[0] = fo_optim_lanes_total(lanes);
+            part[1] = fo_optim_lanes_total(lanes + FO_OPTIM_LANES);
+        } else {
+            fo_optim_block_sums(norms, t, hp, lo, hi, part);
+        }
+        t->coef[4] += part[0];
+        t->coef[5] += part[1];
     }
-    fo_optim_prepare(FO_ALGO_lamb, t, hp);
-    k->lamb_apply[dtype](t, hp, 0, t->numel, u);
 }
 
-/* One tile (see FO_OPTIM_TILE): its sums in block order, as fo_optim_norm_sweep adds them, then its step. */
+/* One tile (see FO_OPTIM_TILE): its sums, then its step. A LAMB tile with native state keeps each element's
+ * update from the sums on the stack and applies it (the same bits, one square root and division an element). */
 static void fo_optim_tile(int algo, int dtype, fo_tensor *t, const fo_hparams *hp)
 {
     const fo_optim_kernels *k = fo_optim_table();
     const int64_t bs = fo_optim_format_block(t);
-    int64_t lo;
     if (algo == FO_ALGO_lamb && bs == 0 && t->numel <= FO_OPTIM_TILE) {
-        fo_optim_lamb_tile(dtype, t, hp);
+        double u[FO_OPTIM_TILE];      /* room for the tile's updates in either dtype */
+        fo_optim_tile_sums(NULL, k->lamb_keep[dtype], t, hp, u);
+        fo_optim_prepare(algo, t, hp);
+        k->lamb_apply[dtype](t, hp, 0, t->numel, u);
         return;
     }
-    if (fo_optim_takes_norms(algo, t)) {
-        t->coef[4] = t->coef[5] = 0.0;
-        for (lo = 0; lo < t->numel; lo += FO_BLOCK_ELEMENTS) {
-            double part[2];
-            fo_optim_block_sums(k->norm[algo][dtype], t, hp, lo,
-                                lo + FO_BLOCK_ELEMENTS < t->numel ? lo + FO_BLOCK_ELEMENTS : t->numel, part);
-            t->coef[4] += part[0];
-            t->coef[5] += part[1];
-        }
-    }
+    if (fo_optim_takes_norms(algo, t))
+        fo_optim_tile_sums(k->norm[algo][dtype], NULL, t, hp, NULL);
     fo_optim_prepare(algo, t, hp);
     if (bs > 0)
         fo_optim_format_blocks(k->chunk[algo][dtype], fo_optim_renorm(algo, dtype), t, hp, 0,

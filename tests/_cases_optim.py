@@ -86,3 +86,15 @@ def case_id(case):
 
 CASES = optimizer_cases()
 IDS = [case_id(c) for c in CASES]
+
+
+def norm_sums(opt):
+    """Per param (flat index), the two sums of its last step's norm sweep (LARS, LAMB: fo_tensor.coef[4], coef[5])
+    as float64 bytes: the trust ratio's inputs, compared bit for bit (a difference in their last bit would rarely
+    show in the float32 params)."""
+    out = {}
+    for plans in opt._plans:
+        for plan in plans or ():
+            for i, coefs in zip(plan.index, plan.coefs()):
+                out[i] = coefs[32:48]
+    return out

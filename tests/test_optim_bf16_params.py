@@ -21,7 +21,7 @@ from fastopt.optim import _formats
 from fastopt.optim._spec import COPY_OF_PARAM
 from fastopt.optim.specs import SPECS
 
-from _cases_optim import optimizer_cases
+from _cases_optim import norm_sums, optimizer_cases
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -102,18 +102,6 @@ def _decoded_state(opt, fmt_of):
     return dict(sd, state=state, param_groups=groups)
 
 
-def _norm_sums(opt):
-    """Per param (flat index), the two sums of its last step's norm sweep (LARS, LAMB: fo_tensor.coef[4], coef[5])
-    as float64 bytes: the trust ratio's inputs, compared bit for bit (a difference in their last bit would rarely
-    show in the float32 params)."""
-    out = {}
-    for plans in opt._plans:
-        for plan in plans or ():
-            for i, coefs in zip(plan.index, plan.coefs()):
-                out[i] = coefs[32:48]
-    return out
-
-
 def _composition_run(name, kw, compensation, state_dtype=None, steps=4, seed=0, shapes=SHAPES, grad_dtype=F32):
     """Steps a bfloat16-param optimizer and, at each step, a float32 one loaded with its decoded params and state;
     asserts the param (and Kahan buffer) bits of the documented store of the float32 step's values."""
@@ -140,7 +128,7 @@ def _composition_run(name, kw, compensation, state_dtype=None, steps=4, seed=0, 
         if t == 0 and not exact_initial:
             continue          # the first step starts from the encoded initial value (Adagrad's, Rprop's lr)
         if SPEC[name].norm_sweep:
-            assert _norm_sums(fused) == _norm_sums(ref), (name, kw, compensation, t)
+            assert norm_sums(fused) == norm_sums(ref), (name, kw, compensation, t)
         for i, (p, x) in enumerate(zip(pb, pr)):
             want, want_comp = _stored(compensation, x, old[i], comps[i], i, t + 1)
             assert p.view(np.uint16).tobytes() == want.view(np.uint16).tobytes(), (name, kw, compensation, t, i)

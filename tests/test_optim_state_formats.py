@@ -16,7 +16,7 @@ from fastopt.optim import _formats
 from fastopt.optim._spec import COPY_OF_PARAM
 from fastopt.optim.specs import SPECS
 
-from _cases_optim import optimizer_cases
+from _cases_optim import norm_sums, optimizer_cases
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -105,18 +105,6 @@ def _check_state(name, fused, ref, fmt, where, shapes):
                 assert fs[i][key + _formats.ABSMAX_SUFFIX].tobytes() == absmax.tobytes(), (where, i, key)
 
 
-def _norm_sums(opt):
-    """Per param (flat index), the two sums of its last step's norm sweep (LARS, LAMB: fo_tensor.coef[4], coef[5])
-    as float64 bytes: the trust ratio's inputs, compared bit for bit (a difference in their last bit would rarely
-    show in the float32 params)."""
-    out = {}
-    for plans in opt._plans:
-        for plan in plans or ():
-            for i, coefs in zip(plan.index, plan.coefs()):
-                out[i] = coefs[32:48]
-    return out
-
-
 def _composition_run(name, kw, fmt, steps=4, seed=0, shapes=SHAPES):
     """Steps a ``fmt`` optimizer and, at each step, a float32 one loaded with its decoded state and params;
     asserts the same params and the encoded state, bit for bit."""
@@ -140,7 +128,7 @@ def _composition_run(name, kw, fmt, steps=4, seed=0, shapes=SHAPES):
         for a, b in zip(pf, pr):
             assert a.tobytes() == b.tobytes(), (name, kw, fmt, t)
         if SPEC[name].norm_sweep:
-            assert _norm_sums(fused) == _norm_sums(ref), (name, kw, fmt, t)
+            assert norm_sums(fused) == norm_sums(ref), (name, kw, fmt, t)
         _check_state(name, fused, ref, fmt, (name, kw, fmt, t), shapes)
     return pf, fused
 
