@@ -145,10 +145,11 @@ typedef void (*fo_bf16_encode_fn)(const float *x, int64_t n, uint16_t *h);
 typedef void (*fo_bf16_store_fn)(const float *x, const float *old, int64_t n, int mode, uint64_t key,
                                  uint64_t first, uint16_t *p, uint16_t *comp);
 /* The int8/int4 code table of one map (built by optim_formats.c from quantize.h's thresholds; see
- * optim_formats_kernels.inc): lo[side * FO_QF_BUCKETS + bucket], the code of each bucket's least value; thr[k], the
- * least value of code >= k (k < 2^bits; +inf from 2^bits to 2^bits + 1); map, the code values. */
-enum { FO_QF_E0 = 103 << 7, FO_QF_BUCKETS = (127 << 7) - (103 << 7) + 1 };
-typedef struct fo_qfast { int32_t lo[2 * FO_QF_BUCKETS]; float thr[256 + 2]; const float *map; int bits; } fo_qfast;
+ * optim_formats_kernels.inc): entry[side * FO_QF_BUCKETS + bucket] = (c + 1) << 16 | t, c the code of the bucket's
+ * least value and t where its one threshold (if any) falls in the low FO_QF_SHIFT bits of |v|; thr[k], the least
+ * value of code >= k (k < 2^bits; +inf from 2^bits to 2^bits + 1); map, the code values. */
+enum { FO_QF_SHIFT = 15, FO_QF_E0 = 103 << 8, FO_QF_BUCKETS = (127 << 8) - (103 << 8) + 1 };
+typedef struct fo_qfast { int32_t entry[2 * FO_QF_BUCKETS]; float thr[256 + 2]; const float *map; int bits; } fo_qfast;
 /* fo_quantize_block of a block of at most 256 finite values not all 0 (1), else nothing written (0). */
 typedef int (*fo_qf_encode_fn)(const fo_qfast *q, const float *x, int64_t n, uint8_t *codes, float *absmax);
 typedef void (*fo_qf_decode_fn)(const fo_qfast *q, const uint8_t *codes, int64_t n, float absmax, float *x);

@@ -59,8 +59,8 @@ int fo_optim_formats_valid(const fo_tensor *t, int dtype)
 }
 
 /* The int8/int4 code tables of the vectorized codecs (optim_formats_kernels.inc), [bits == 8][is_signed], built
- * once from quantize.h's exact thresholds; fo_qf_exact[..] = 0 where some bucket would hold more than two
- * thresholds (then fo_quantize_block itself runs: the same codes, slower). */
+ * once from quantize.h's exact thresholds; fo_qf_exact[..] = 0 where bucket 0 would hold a threshold or another
+ * bucket two (then fo_quantize_block itself runs: the same codes, slower). */
 static fo_qfast fo_qf_tables[2][2];
 static int fo_qf_exact[2][2];
 static pthread_once_t fo_qf_once = PTHREAD_ONCE_INIT;
@@ -72,7 +72,34 @@ static float fo_qf_float(uint32_t u)
     return f;
 }
 
-/* Fills q for the map (bits, is_signed); 1 if every bucket holds at most two thresholds. */
+static uint32_t fo_qf_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* The entry of bucket b on side `side` (1: v < 0) of zero, or -1 if the bucket cannot have one. Its values |v| are
+ * [low, high]; within it, v >= T (T the bucket's threshold) iff low bits of |v| >= those of |T| (v > 0) or <= (v < 0).
+ */
+static int32_t fo_qf_entry(const fo_qfast *q, int is_signed, int side, int b)
+{
+    const uint32_t low = b == 0 ? 0u : (uint32_t)(FO_QF_E0 + b) << FO_QF_SHIFT, low_bits = (1u << FO_QF_SHIFT) - 1u;
+    const uint32_t sign = side ? 0x80000000u : 0u;
+    uint32_t high = ((uint32_t)(FO_QF_E0 + b + 1) << FO_QF_SHIFT) - 1u, thr;
+    int least, greatest;
+    high = high < 0x3F800000u ? high : 0x3F800000u;
+    least = fo_qcode(q->bits, is_signed, fo_qf_float(sign | (side ? high : low)));
+    greatest = fo_qcode(q->bits, is_signed, fo_qf_float(sign | (side ? low : high)));
+    if (greatest == least)                         /* no threshold: the compare never moves the code */
+        return ((least + 1) << 16) | (int32_t)(side ? 0u : low_bits + 1u);
+    thr = fo_qf_bits(q->thr[greatest]) & 0x7FFFFFFFu;
+    if (b == 0 || greatest != least + 1 || (thr >> FO_QF_SHIFT) != (low >> FO_QF_SHIFT))
+        return -1;
+    return ((least + 1) << 16) | (int32_t)((thr & low_bits) + (uint32_t)side);
+}
+
+/* Fills q for the map (bits, is_signed); 1 if every bucket has an entry. */
 static int fo_qf_build(fo_qfast *q, int bits, int is_signed)
 {
     const int size = 1 << bits;
@@ -82,18 +109,9 @@ static int fo_qf_build(fo_qfast *q, int bits, int is_signed)
     for (k = 0; k < 256 + 2; ++k)
         q->thr[k] = k >= 1 && k < size ? fo_qthreshold(bits, is_signed, k) : (k == 0 ? -INFINITY : INFINITY);
     for (side = 0; side < 2; ++side)
-        for (b = 0; b < FO_QF_BUCKETS; ++b) {
-            const uint32_t low = b == 0 ? 0u : (uint32_t)(FO_QF_E0 + b) << 16;
-            uint32_t high = ((uint32_t)(FO_QF_E0 + b + 1) << 16) - 1u;
-            const uint32_t sign = side ? 0x80000000u : 0u;
-            int least, greatest;
-            high = high < 0x3F800000u ? high : 0x3F800000u;
-            least = fo_qcode(bits, is_signed, fo_qf_float(sign | (side ? high : low)));
-            greatest = fo_qcode(bits, is_signed, fo_qf_float(sign | (side ? low : high)));
-            q->lo[side * FO_QF_BUCKETS + b] = least;
-            if (greatest - least > 2 || greatest < least)
+        for (b = 0; b < FO_QF_BUCKETS; ++b)
+            if ((q->entry[side * FO_QF_BUCKETS + b] = fo_qf_entry(q, is_signed, side, b)) < 0)
                 return 0;
-        }
     return 1;
 }
 
@@ -110,6 +128,18 @@ static const fo_qfast *fo_qf_table(int bits, int is_signed)
 {
     pthread_once(&fo_qf_once, fo_qf_init);
     return fo_qf_exact[bits == 8][is_signed != 0] ? &fo_qf_tables[bits == 8][is_signed != 0] : NULL;
+}
+
+int fo_optim_qcodec_exact(int bits, int is_signed)
+{
+    return (bits == 8 || bits == 4) && fo_qf_table(bits, is_signed) != NULL;
+}
+
+int fo_optim_qcodec_encode(const float *x, int64_t n, int bits, int is_signed, uint8_t *codes, float *absmax)
+{
+    const fo_optim_kernels *k = FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels);
+    const fo_qfast *q = fo_optim_qcodec_exact(bits, is_signed) ? fo_qf_table(bits, is_signed) : NULL;
+    return q != NULL && n <= (bits == 8 ? FO_QBLOCK_INT8 : FO_QBLOCK_INT4) && k->q_encode(q, x, n, codes, absmax);
 }
 
 /* A block of int8/int4 slot s at element lo: decoded into buf / encoded from buf, with the active path's codecs. */

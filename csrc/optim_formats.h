@@ -51,4 +51,12 @@ void fo_optim_format_blocks(fo_optim_chunk_fn chunk, fo_optim_norm_fn renorm, fo
 void fo_optim_format_norms(fo_optim_norm_fn norms, fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi,
                            double *lanes);
 
+/* 1 if the vectorized int8/int4 codec of the map (bits, is_signed) runs (its bucket table is exact), 0 if
+ * fo_quantize_block stands in for it (the same codes, slower). */
+int fo_optim_qcodec_exact(int bits, int is_signed);
+
+/* The active path's vectorized codec on one block x[0..n) (n at most the format's block): 1 with codes and absmax
+ * written, 0 (nothing written) where it would hand the block to fo_quantize_block. For the tests. */
+int fo_optim_qcodec_encode(const float *x, int64_t n, int bits, int is_signed, uint8_t *codes, float *absmax);
+
 #endif

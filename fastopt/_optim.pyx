@@ -9,7 +9,7 @@ gradients (checked against their params: type, dtype, shape, memory overlap), op
 non-finite values, and runs the fused kernel. Nothing is written before every check of the step has passed.
 """
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint16_t, uint64_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
@@ -83,6 +83,10 @@ def _bfloat16_typenum():
     return np.dtype(ml_dtypes.bfloat16).num
 
 
+cdef extern from "optim_formats.h" nogil:
+    int fo_optim_qcodec_exact(int bits, int is_signed)
+    int fo_optim_qcodec_encode(const float *x, int64_t n, int bits, int is_signed, uint8_t *codes, float *absmax)
+
 cdef int _BF16 = _bfloat16_typenum()
 
 # State formats (csrc/optim.h FO_STATE_*): code by name, and the elements per absmax block of the quantized ones.
@@ -90,6 +94,27 @@ STATE_FORMATS = {"native": FO_STATE_NATIVE, "bfloat16": FO_STATE_BF16, "int8": F
 QUANT_BLOCKS = {FO_STATE_INT8: FO_QBLOCK_INT8, FO_STATE_INT4: FO_QBLOCK_INT4}
 # Compensations of a bfloat16 param's store (csrc/optim.h FO_COMP_*), by name.
 COMPENSATIONS = {"none": FO_COMP_NONE, "kahan": FO_COMP_KAHAN, "stochastic": FO_COMP_STOCHASTIC}
+
+
+def qcodec_exact(int bits, bint is_signed):
+    """True if the optimizer's vectorized int8/int4 codec runs for that map (csrc/optim_formats_kernels.inc: its
+    bucket table passed the build's check), False if the slower fo_quantize_block stands in (for the tests)."""
+    return fo_optim_qcodec_exact(bits, is_signed) == 1
+
+
+def qcodec_encode(cnp.ndarray x, int bits, bint is_signed):
+    """(codes, absmax) of one block x (float32, C-contiguous, at most the format's block) by the active path's
+    vectorized codec, or None where fo_quantize_block would stand in (zeros, inf or NaN); for the tests."""
+    cdef cnp.ndarray[cnp.float32_t, ndim=1, mode="c"] xs = x
+    cdef Py_ssize_t n = xs.shape[0]
+    cdef cnp.ndarray[cnp.uint8_t, ndim=1, mode="c"] codes = np.zeros(n if bits == 8 else (n + 1) // 2, np.uint8)
+    cdef float absmax = 0
+    if bits not in (4, 8) or n > (FO_QBLOCK_INT8 if bits == 8 else FO_QBLOCK_INT4):
+        raise ValueError(f"qcodec_encode: bits must be 8 or 4 and x at most one block, got {bits} and {n}")
+    if not fo_optim_qcodec_encode(&xs[0] if n else NULL, n, bits, is_signed, &codes[0] if codes.shape[0] else NULL,
+                                  &absmax):
+        return None
+    return codes, absmax
 
 
 def format_sizes(int fmt, Py_ssize_t numel):

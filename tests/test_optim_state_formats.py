@@ -473,3 +473,42 @@ def test_int8_and_int4_state_track_the_float64_reference():
             path += np.abs(ref - last)
         drifts[fmt] = np.abs(p - ref).max() / path.max()
     assert drifts["int8"] <= 5e-2 and drifts["int4"] <= 0.7, drifts
+
+
+# ---- the step's vectorized int8/int4 codec (csrc/optim_formats_kernels.inc) against fastopt.quantize's rule ---------
+QMAPS = [(8, True), (8, False), (4, True), (4, False)]
+
+
+def _codec_blocks(bits, signed):
+    """Blocks of one format's length whose absmax is exactly 1 (an element +-1), holding every threshold T_k, the
+    float32 on each side of it, every map value, zeros, subnormals and values of every scale, with their negatives;
+    then random blocks of other absmax."""
+    from fastopt import _quantize, quantize as q
+    block = 256 if bits == 8 else 128
+    thr = np.array([_quantize.qthreshold(bits, signed, k) for k in range(1, 2 ** bits)], np.float32)
+    edges = np.concatenate([thr, np.nextafter(thr, np.float32(-np.inf)), np.nextafter(thr, np.float32(np.inf)),
+                            q.code_map(bits, signed), [0.0, 1e-45, 1e-40, 2.0 ** -24, 1e-30, 1e-7, 1e-3]])
+    edges = np.clip(np.concatenate([edges, -edges]).astype(np.float32), -1, 1)
+    rng = np.random.default_rng(7)
+    scales = 10.0 ** rng.uniform(-9, 0, size=3000)
+    rand = (rng.uniform(-1, 1, size=3000) * scales).astype(np.float32)
+    values = np.concatenate([edges, rand])
+    pad = (-values.size) % (block - 1)
+    values = np.concatenate([values, np.zeros(pad, np.float32)]).reshape(-1, block - 1)
+    blocks = [np.concatenate([[np.float32(1.0 if i % 2 else -1.0)], v]) for i, v in enumerate(values)]
+    return blocks + [(rng.standard_normal(block) * 10.0 ** rng.uniform(-6, 3)).astype(np.float32) for _ in range(40)]
+
+
+@pytest.mark.parametrize("bits,signed", QMAPS)
+def test_step_codec_equals_the_rule_at_every_threshold(bits, signed, for_each_isa):
+    """The step's codec is in use (its bucket table passed the build's check) and gives quantize_blockwise's codes
+    and absmax, on every instruction-set path, at each threshold, on both sides of it, and elsewhere."""
+    from fastopt import _optim, quantize as q
+    assert _optim.qcodec_exact(bits, signed)
+    blocks = _codec_blocks(bits, signed)
+    for isa in for_each_isa():
+        for x in blocks:
+            codes, absmax = _optim.qcodec_encode(x, bits, signed)
+            want_codes, want_absmax = q.quantize_blockwise(x, bits=bits, signed=signed)
+            assert absmax == want_absmax[0], (isa, bits, signed)
+            np.testing.assert_array_equal(codes, want_codes, err_msg=f"{isa} {bits} {signed}")
