@@ -5,12 +5,15 @@
     python benchmarks/mlp_grid.py --pools both ...      # fastopt without the thread policy (both pools at full width)
     python benchmarks/mlp_grid.py --profile ...         # where a fastopt fit's time goes, per cell
     python benchmarks/mlp_grid.py --rules fastopt ...   # fastopt with its own L2 scaling and Adam eps
+    python benchmarks/mlp_grid.py --floor ...           # also the cell's matmuls alone: the least a fit can take
 
 A cell is ``dataset:hidden:bBATCH:dtype`` (hidden sizes joined by x); ``--cells`` takes fnmatch patterns. Each cell
 fits the same network (Adam, lr 1e-3, L2 1e-4, fixed epochs, no early stopping, the same random_state: the same
 initial weights and minibatch order, and scikit-learn's L2 scaling and Adam eps placement) with both libraries,
 ``--rounds`` alternating rounds (the machine's speed drifts), and prints the median fit times, their ratio (sklearn / fastopt:
 > 1 means fastopt is faster) and both test accuracies; the target is ratio >= 2 at accuracy within 0.5 points.
+With ``--floor`` each round also times the cell's matmuls alone (``gemm_floor_seconds``): no fit on the same BLAS
+can take less, so sklearn s / floor s is the largest ratio any library could reach on that cell.
 Epochs are capped per dataset (``--epochs``) so that a fit stays under a minute. Unset OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE in the environment of a measurement run.
 """
@@ -152,23 +155,66 @@ def profile_fit(cell, data, epochs):
     return total, {k: v / total for k, v in seconds.items()}
 
 
-def run_cell(cell, data, rounds, epochs, pool_mode, rules="sklearn"):
+def gemm_floor_seconds(cell, data, epochs):
+    """The matmuls of ``epochs`` epochs of backprop on the cell's network, timed alone: for every minibatch and
+    layer l (activations A_l, deltas D_l, weights W_l), the forward A_l W_l, the weight gradient A_l^T D_{l+1} and,
+    for every layer but the first, D_{l+1} W_l^T, into preallocated outputs. Each epoch takes the faster of BLAS at
+    one thread and at full width (the choice a fit could make per shape). No fit on this BLAS runs fewer flops."""
+    from threadpoolctl import threadpool_limits
+    _, hidden, batch, dtype = cell
+    X_train, _, y_train, _ = data
+    n_classes = len(np.unique(y_train))
+    widths = [X_train.shape[1], *hidden, n_classes if n_classes > 2 else 1]
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(widths, widths[1:])]
+    n = len(X_train)
+    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+    bufs = {b: [rng.standard_normal((b, w)).astype(dtype) for w in widths] for b in set(sizes)}
+    deltas = {b: [np.empty((b, w), dtype) for w in widths] for b in set(sizes)}
+    grads = [np.empty_like(w) for w in weights]
+
+    def epoch():
+        t0 = time.perf_counter()
+        for b in sizes:
+            acts, ds = bufs[b], deltas[b]
+            for layer, w in enumerate(weights):
+                np.matmul(acts[layer], w, out=acts[layer + 1])
+            for layer in range(len(weights) - 1, -1, -1):
+                np.matmul(acts[layer].T, acts[layer + 1], out=grads[layer])
+                if layer:
+                    np.matmul(acts[layer + 1], weights[layer].T, out=ds[layer])
+        return time.perf_counter() - t0
+
+    per_epoch = []
+    for _ in range(epochs):
+        with threadpool_limits(1, "blas"):
+            one = epoch()
+        per_epoch.append(min(one, epoch()))
+    return float(sum(per_epoch))
+
+
+def run_cell(cell, data, rounds, epochs, pool_mode, rules="sklearn", floor=False):
     dataset, hidden, batch, dtype = cell
     X_train, X_test, y_train, y_test = data
     X_train = X_train.astype(dtype)
     X_test = X_test.astype(dtype)
     est = models(hidden, batch, dtype, epochs, rules=rules)
     times = {name: [] for name in est}
+    if floor:
+        times["floor"] = []
     with pools(pool_mode):
         for _ in range(rounds):
             for name, model in est.items():
                 times[name].append(fit_seconds(model, X_train, y_train))
+            if floor:
+                times["floor"].append(gemm_floor_seconds(cell, (X_train, None, y_train, None), epochs))
     acc = {name: float(np.mean(model.predict(X_test) == y_test)) for name, model in est.items()}
     med = {name: float(np.median(t)) for name, t in times.items()}
     ratio = med["sklearn"] / med["fastopt"]
     ok = ratio >= 2.0 and abs(acc["fastopt"] - acc["sklearn"]) <= 0.005      # the same accuracy, either way
     return dict(cell=cell_name(*cell), epochs=epochs, fastopt_s=med["fastopt"], sklearn_s=med["sklearn"],
-                ratio=ratio, acc_fastopt=acc["fastopt"], acc_sklearn=acc["sklearn"], target_met=ok)
+                ratio=ratio, acc_fastopt=acc["fastopt"], acc_sklearn=acc["sklearn"], target_met=ok,
+                floor_s=med.get("floor"))
 
 
 def main(argv=None):
@@ -182,6 +228,8 @@ def main(argv=None):
                         help="'both' measures fastopt without its thread policy")
     parser.add_argument("--rules", choices=("sklearn", "fastopt"), default="sklearn",
                         help="fastopt's update rules: scikit-learn's L2 scaling and Adam eps (default) or its own")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time each cell's matmuls alone, in the same rounds (the least a fit can take)")
     parser.add_argument("--synthetic-samples", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true",
                         help="split one fastopt fit per cell into BLAS / optimizer step / other kernels / rest")
@@ -199,8 +247,9 @@ def main(argv=None):
     if args.profile:
         print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10}  shares of the fit's time")
     else:
+        floor_head = f" {'floor s':>9} {'fo/floor':>8} {'sk/floor':>8}" if args.floor else ""
         print(f"{'cell':<34} {'epochs':>6} {'fastopt s':>10} {'sklearn s':>10} {'ratio':>6} {'acc fo':>7} "
-              f"{'acc sk':>7}  target")
+              f"{'acc sk':>7}{floor_head}  target")
     data = {}
     for cell in cells:
         if cell[0] not in data:
@@ -211,9 +260,13 @@ def main(argv=None):
             print(f"{cell_name(*cell):<34} {epochs:>6} {total:>10.3f}  "
                   + "  ".join(f"{k} {v:6.1%}" for k, v in parts.items()), flush=True)
             continue
-        r = run_cell(cell, data[cell[0]], args.rounds, epochs, args.pools, args.rules)
+        r = run_cell(cell, data[cell[0]], args.rounds, epochs, args.pools, args.rules, args.floor)
+        floor_cols = ""
+        if args.floor:
+            floor_cols = (f" {r['floor_s']:>9.3f} {r['fastopt_s'] / r['floor_s']:>7.2f}x "
+                          f"{r['sklearn_s'] / r['floor_s']:>7.2f}x")
         print(f"{r['cell']:<34} {r['epochs']:>6} {r['fastopt_s']:>10.3f} {r['sklearn_s']:>10.3f} "
-              f"{r['ratio']:>5.2f}x {r['acc_fastopt']:>7.4f} {r['acc_sklearn']:>7.4f}  "
+              f"{r['ratio']:>5.2f}x {r['acc_fastopt']:>7.4f} {r['acc_sklearn']:>7.4f}{floor_cols}  "
               f"{'met' if r['target_met'] else 'MISSED'}", flush=True)
     return 0
 

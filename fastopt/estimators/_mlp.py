@@ -317,8 +317,10 @@ class _BaseMLP(BaseEstimator):
             for g in net.grads:
                 g.fill(0)
             return 0.0
-        Xb = np.take(X, idx, axis=0, out=Xb_buf[:k])
-        Yb = np.take(Y, idx, axis=0, out=Yb_buf[:k])
+        # mode="clip": idx is a slice of a permutation of X's rows, always in range; the default "raise" gathers
+        # into a temporary first and copies it into out (a second pass over the batch)
+        Xb = np.take(X, idx, axis=0, out=Xb_buf[:k], mode="clip")
+        Yb = np.take(Y, idx, axis=0, out=Yb_buf[:k], mode="clip")
         seed = self._seed_base + self.t_ + (0 if self._dp is None else self._dp.rank * m)
         out = net.forward(Xb, training=True, seed=seed)
         loss, d_out = self._loss(out, Yb, grad_buf[:k])
