@@ -155,34 +155,33 @@ def profile_fit(cell, data, epochs):
     return total, {k: v / total for k, v in seconds.items()}
 
 
-def gemm_floor_seconds(cell, data, epochs):
-    """The matmuls of ``epochs`` epochs of backprop on the cell's network, timed alone: for every minibatch and
-    layer l (activations A_l, deltas D_l, weights W_l), the forward A_l W_l, the weight gradient A_l^T D_{l+1} and,
-    for every layer but the first, D_{l+1} W_l^T, into preallocated outputs. Each epoch takes the faster of BLAS at
+def gemm_floor_seconds(cell, X_train, n_outputs, epochs):
+    """The matmuls of ``epochs`` epochs of backprop on the cell's network (``X_train``'s rows and features,
+    ``n_outputs`` output units), timed alone: for every minibatch and layer l (activations A_l, deltas D_l, weights
+    W_l), the forward A_l W_l, the weight gradient A_l^T D_{l+1} and, for every layer but the first, D_{l+1} W_l^T,
+    into preallocated outputs (A_{l+1} stands in for D_{l+1}: same shape). Each epoch takes the faster of BLAS at
     one thread and at full width (the choice a fit could make per shape). No fit on this BLAS runs fewer flops."""
     from threadpoolctl import threadpool_limits
     _, hidden, batch, dtype = cell
-    X_train, _, y_train, _ = data
-    n_classes = len(np.unique(y_train))
-    widths = [X_train.shape[1], *hidden, n_classes if n_classes > 2 else 1]
+    n, n_features = X_train.shape
+    widths = [n_features, *hidden, n_outputs]
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(widths, widths[1:])]
-    n = len(X_train)
     sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
-    bufs = {b: [rng.standard_normal((b, w)).astype(dtype) for w in widths] for b in set(sizes)}
-    deltas = {b: [np.empty((b, w), dtype) for w in widths] for b in set(sizes)}
+    acts = {b: [rng.standard_normal((b, w)).astype(dtype) for w in widths] for b in set(sizes)}
+    deltas = {b: [np.empty((b, w), dtype) for w in widths[:-1]] for b in set(sizes)}     # D_0 never written
     grads = [np.empty_like(w) for w in weights]
 
     def epoch():
         t0 = time.perf_counter()
         for b in sizes:
-            acts, ds = bufs[b], deltas[b]
+            a, d = acts[b], deltas[b]
             for layer, w in enumerate(weights):
-                np.matmul(acts[layer], w, out=acts[layer + 1])
+                np.matmul(a[layer], w, out=a[layer + 1])
             for layer in range(len(weights) - 1, -1, -1):
-                np.matmul(acts[layer].T, acts[layer + 1], out=grads[layer])
+                np.matmul(a[layer].T, a[layer + 1], out=grads[layer])
                 if layer:
-                    np.matmul(acts[layer + 1], weights[layer].T, out=ds[layer])
+                    np.matmul(a[layer + 1], weights[layer].T, out=d[layer])
         return time.perf_counter() - t0
 
     per_epoch = []
@@ -202,12 +201,14 @@ def run_cell(cell, data, rounds, epochs, pool_mode, rules="sklearn", floor=False
     times = {name: [] for name in est}
     if floor:
         times["floor"] = []
+        n_classes = len(np.unique(y_train))
+        n_outputs = n_classes if n_classes > 2 else 1          # one logistic unit for two classes, as both fit
     with pools(pool_mode):
         for _ in range(rounds):
             for name, model in est.items():
                 times[name].append(fit_seconds(model, X_train, y_train))
             if floor:
-                times["floor"].append(gemm_floor_seconds(cell, (X_train, None, y_train, None), epochs))
+                times["floor"].append(gemm_floor_seconds(cell, X_train, n_outputs, epochs))
     acc = {name: float(np.mean(model.predict(X_test) == y_test)) for name, model in est.items()}
     med = {name: float(np.median(t)) for name, t in times.items()}
     ratio = med["sklearn"] / med["fastopt"]
