@@ -523,6 +523,126 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
     return FO_OK;
 }
 
+/* SparseAdam's rows as the segments of one sweep (dispatch.h): segment j is row rows[j] of param and state, n_cols
+ * elements, stepped by the sum of its gradient rows; one fo_tensor per call of the kernel, on the stack, holding
+ * the fields it reads. */
+typedef struct {
+    char *param, *m, *v;
+    const char *grad;
+    const int64_t *rows, *starts, *order;
+    int64_t n_cols, nu;
+    size_t esize, row_bytes;
+    double step_size;
+    const fo_hparams *hp;
+    fo_optim_chunk_fn chunk;
+    int dtype;
+} fo_sparse_ctx;
+
+static int64_t fo_sparse_row_size(const void *vctx, int64_t j)
+{
+    (void)j;
+    return ((const fo_sparse_ctx *)vctx)->n_cols;
+}
+
+/* sum[0..n) <- the gradient rows order[r0..r1), elements [c, c + n) of each, added in r's order. */
+static void fo_sparse_sum(const fo_sparse_ctx *x, int64_t r0, int64_t r1, int64_t c, int64_t n, void *sum)
+{
+    int64_t r, e;
+#define FO_SPARSE_ADD(REAL)                                                                     \
+    {                                                                                           \
+        REAL *restrict s = (REAL *)sum;                                                         \
+        const REAL *first = (const REAL *)x->grad + x->order[r0] * x->n_cols + c;             \
+        for (e = 0; e < n; ++e)                                                                 \
+            s[e] = first[e];                                                                    \
+        for (r = r0 + 1; r < r1; ++r) {                                                         \
+            const REAL *restrict g = (const REAL *)x->grad + x->order[r] * x->n_cols + c;     \
+            for (e = 0; e < n; ++e)                                                             \
+                s[e] = s[e] + g[e];                                                             \
+        }                                                                                       \
+    }
+    if (x->dtype == FO_F32)
+        FO_SPARSE_ADD(float)
+    else
+        FO_SPARSE_ADD(double)
+#undef FO_SPARSE_ADD
+}
+
+/* The rows are scattered over the table, where no hardware prefetcher follows: while row j steps, the cache
+ * lines of param and state of the row FO_SPARSE_AHEAD segments on are requested (for writing), so their misses
+ * overlap this row's work. */
+enum { FO_SPARSE_AHEAD = 8, FO_CACHE_LINE = 64 };
+
+static void fo_sparse_prefetch(const fo_sparse_ctx *x, int64_t j, int64_t nu)
+{
+    size_t row, o;
+    if (j >= nu)
+        return;
+    row = (size_t)x->rows[j] * x->row_bytes;
+    for (o = 0; o < x->row_bytes; o += FO_CACHE_LINE) {
+        __builtin_prefetch(x->param + row + o, 1);
+        __builtin_prefetch(x->m + row + o, 1);
+        __builtin_prefetch(x->v + row + o, 1);
+    }
+}
+
+static void fo_sparse_row(const void *vctx, int64_t j, int64_t a, int64_t b)
+{
+    const fo_sparse_ctx *x = (const fo_sparse_ctx *)vctx;
+    const size_t row = (size_t)x->rows[j] * x->row_bytes;
+    const int64_t r0 = x->starts[j], r1 = x->starts[j + 1];
+    double sum[FO_SPARSE_SUM];    /* room for FO_SPARSE_SUM elements of either dtype */
+    fo_tensor t;
+    int64_t c;
+    if (x->row_bytes <= 16 * FO_CACHE_LINE)
+        fo_sparse_prefetch(x, j + FO_SPARSE_AHEAD, x->nu);
+    t.coef[0] = x->step_size;
+    if (r1 - r0 == 1) {
+        t.param = x->param + row;
+        t.grad = x->grad + (size_t)x->order[r0] * x->row_bytes;
+        t.state[0] = x->m + row;
+        t.state[1] = x->v + row;
+        x->chunk(&t, x->hp, a, b);
+        return;
+    }
+    for (c = a; c < b; c += FO_SPARSE_SUM) {
+        const int64_t n = b - c < FO_SPARSE_SUM ? b - c : FO_SPARSE_SUM;
+        const size_t at = row + (size_t)c * x->esize;
+        fo_sparse_sum(x, r0, r1, c, n, sum);
+        t.param = x->param + at;
+        t.grad = sum;
+        t.state[0] = x->m + at;
+        t.state[1] = x->v + at;
+        x->chunk(&t, x->hp, 0, n);
+    }
+}
+
+int fo_sparse_adam_step(int dtype, void *param, void *exp_avg, void *exp_avg_sq, int64_t n_cols, const int64_t *rows,
+                        const int64_t *starts, int64_t nu, const int64_t *order, const void *grad, int64_t step,
+                        const fo_hparams *hp, int nthreads)
+{
+    fo_sparse_ctx x;
+    const double t = (double)step;
+    if ((dtype != FO_F32 && dtype != FO_F64) || n_cols < 0 || nu < 0 || step < 1)
+        return FO_EINVAL;
+    x.param = (char *)param;
+    x.m = (char *)exp_avg;
+    x.v = (char *)exp_avg_sq;
+    x.grad = (const char *)grad;
+    x.rows = rows;
+    x.starts = starts;
+    x.order = order;
+    x.n_cols = n_cols;
+    x.dtype = dtype;
+    x.esize = dtype == FO_F32 ? sizeof(float) : sizeof(double);
+    x.row_bytes = (size_t)n_cols * x.esize;
+    x.nu = nu;
+    x.step_size = hp->lr * sqrt(1.0 - pow(hp->beta2, t)) / (1.0 - pow(hp->beta1, t));
+    x.hp = hp;
+    x.chunk = fo_optim_table()->sparse_adam[dtype];
+    fo_segment_sweep(&x, nu, nu * n_cols, fo_threads_for(nu * n_cols, nthreads), fo_sparse_row_size, fo_sparse_row);
+    return FO_OK;
+}
+
 /* x * 0 is 0 for finite x and NaN for inf or NaN, so the sum is NaN exactly when some element is not finite. */
 #define FO_ALL_FINITE(REAL, SUFFIX)                                                        \
     int fo_optim_all_finite_##SUFFIX(const REAL *x, int64_t n, int nthreads)              \

@@ -112,6 +112,20 @@ double fo_optim_hparam_get(const fo_hparams *hp, int f);
  * step needs (fo_optim_required_slots); nothing is written then. */
 int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo_hparams *hp, int nthreads);
 
+/* SparseAdam's lazy step (torch.optim.SparseAdam) on nu rows of a C-contiguous (n_rows, n_cols) param of `dtype`
+ * (FO_F32 / FO_F64) and its moments exp_avg, exp_avg_sq (same shape). Row rows[j] of the three (rows: strictly ascending, in
+ * [0, n_rows): the sweep walks memory in address order) steps with the sum of the gradient
+ * rows grad[order[r] n_cols .. (order[r] + 1) n_cols) for r in [starts[j], starts[j + 1]), added in r's order
+ * (torch's coalesce: the caller sorts the k gradient rows by index, stably); no other row is touched. `step`: the
+ * param's step count including this step (>= 1); hp's lr, beta1, beta2, eps and maximize. The touched rows'
+ * concatenated elements split among at most `nthreads` threads (<= 0: fo_max_threads()); repeated rows are summed
+ * FO_SPARSE_SUM elements at a time on the stack. FO_OK; FO_EINVAL (nothing written) for an unknown dtype, n_cols
+ * or nu < 0, or step < 1. */
+enum { FO_SPARSE_SUM = 512 };
+int fo_sparse_adam_step(int dtype, void *param, void *exp_avg, void *exp_avg_sq, int64_t n_cols, const int64_t *rows,
+                        const int64_t *starts, int64_t nu, const int64_t *order, const void *grad, int64_t step,
+                        const fo_hparams *hp, int nthreads);
+
 /* Bitmask of the state a step of `algo` uses under `hp` (bit s: state[s]; FO_NEEDS_AUX: aux); -1: unknown algo. */
 int fo_optim_required_slots(int algo, const fo_hparams *hp);
 
@@ -168,6 +182,7 @@ typedef struct fo_optim_kernels {
     fo_qf_decode_fn q_decode;
     fo_lamb_keep_fn lamb_keep[2];                /* [dtype] */
     fo_lamb_apply_fn lamb_apply[2];
+    fo_optim_chunk_fn sparse_adam[2];            /* [dtype]: one gradient row of fo_sparse_adam_step */
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */

@@ -64,6 +64,9 @@ cdef extern from "optim.h" nogil:
     void fo_optim_hparam_set(fo_hparams *hp, int f, double v)
     double fo_optim_hparam_get(const fo_hparams *hp, int f)
     enum: FO_ALGO_COUNT, FO_NEEDS_AUX, FO_HPARAM_COUNT
+    int fo_sparse_adam_step(int dtype, void *param, void *exp_avg, void *exp_avg_sq, int64_t n_cols,
+                            const int64_t *rows, const int64_t *starts, int64_t nu, const int64_t *order,
+                            const void *grad, int64_t step, const fo_hparams *hp, int nthreads)
 
 # Algorithm ids by name, from csrc/optim.h's one list (FO_OPTIM_ALGOS): {"sgd": 0, "adam": 1, ...}.
 ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}
@@ -396,3 +399,66 @@ def run_plans(list runs, object optimizer, object fresh):
         for plan in plans:
             plan.run(hp)
     optimizer._fresh = fresh
+
+
+cdef bint _plain_int64(object a, int64_t n):
+    return plain(a, cnp.NPY_INT64, False) and cnp.PyArray_NDIM(<cnp.ndarray>a) == 1 \
+        and cnp.PyArray_DIM(<cnp.ndarray>a, 0) == n
+
+
+cdef bint _sparse_plan_ok(const int64_t *rows, const int64_t *starts, int64_t nu, const int64_t *order, int64_t k,
+                          int64_t n_rows) noexcept nogil:
+    """rows strictly ascending in [0, n_rows); starts from 0 to k, strictly ascending; order in [0, k)."""
+    cdef int64_t j
+    if starts[0] != 0 or starts[nu] != k:
+        return False
+    for j in range(nu):
+        if rows[j] < 0 or rows[j] >= n_rows or (j > 0 and rows[j] <= rows[j - 1]) or starts[j + 1] <= starts[j]:
+            return False
+    for j in range(k):
+        if order[j] < 0 or order[j] >= k:
+            return False
+    return True
+
+
+def sparse_adam_rows(param, exp_avg, exp_avg_sq, rows, starts, order, grad, int64_t step, double lr,
+                     double beta1, double beta2, double eps, bint maximize):
+    """SparseAdam's lazy step of the rows ``rows`` of ``param`` (csrc/optim.h fo_sparse_adam_step), GIL released:
+    param and both moments writeable, C-contiguous, aligned (n_rows, n_cols) arrays of one float dtype; ``rows``
+    (nu,) strictly ascending, ``starts`` (nu + 1,) and ``order`` (k,) plain int64 vectors, ``grad`` a plain
+    (k, n_cols) array of the dtype; step >= 1. The caller (fastopt/optim/sparse_adam.py) checks and sorts: anything
+    else here is a fastopt bug, a ValueError before anything is written."""
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>param) if cnp.PyArray_Check(param) else -1
+    cdef fo_hparams hp
+    cdef int rc
+    cdef int64_t nu, k, n_cols, n_rows
+    cdef bint ok
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("sparse_adam_rows: param must be a float32 or float64 ndarray")
+    for a in (param, exp_avg, exp_avg_sq):
+        if not plain(a, typenum, True) or a.shape != param.shape or a.ndim != 2:
+            raise ValueError("sparse_adam_rows: param and state must be writeable plain 2-D arrays of one shape")
+    n_rows, n_cols = param.shape
+    nu = rows.shape[0] if cnp.PyArray_Check(rows) else -1
+    k = order.shape[0] if cnp.PyArray_Check(order) else -1
+    if not (_plain_int64(rows, nu) and _plain_int64(starts, nu + 1) and _plain_int64(order, k)
+            and plain(grad, typenum, False) and grad.shape == (k, n_cols) and step >= 1):
+        raise ValueError("sparse_adam_rows: rows, starts, order plain int64 vectors, grad (k, n_cols), step >= 1")
+    with nogil:
+        ok = _sparse_plan_ok(<const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>rows),
+                             <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>starts), nu,
+                             <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order), k, n_rows)
+    if not ok:
+        raise ValueError("sparse_adam_rows: rows must ascend strictly in range, starts run from 0 to k, order in "
+                         "[0, k)")
+    memset(&hp, 0, sizeof(hp))
+    for name, value in (("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps), ("maximize", maximize)):
+        fo_optim_hparam_set(&hp, FIELDS.index(name), value)
+    with nogil:
+        rc = fo_sparse_adam_step(0 if typenum == cnp.NPY_FLOAT32 else 1, cnp.PyArray_DATA(<cnp.ndarray>param),
+                                 cnp.PyArray_DATA(<cnp.ndarray>exp_avg), cnp.PyArray_DATA(<cnp.ndarray>exp_avg_sq),
+                                 n_cols, <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>rows),
+                                 <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>starts), nu,
+                                 <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order),
+                                 cnp.PyArray_DATA(<cnp.ndarray>grad), step, &hp, 0)
+    check_rc(rc, "SparseAdam step")

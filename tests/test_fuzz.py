@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import fastopt
 from fastopt.optim.specs import SPECS
 from fastopt import losses
-from fastopt.functional import adam_, batch_norm_forward, bias_activation, dropout, sgd_
+from fastopt.functional import adam_, batch_norm_forward, bias_activation, dropout, sgd_, sparse_adam_
 
 CASES = int(os.environ.get("FASTOPT_FUZZ_EXAMPLES", "8"))       # cases per entry point
 LONG = "FASTOPT_FUZZ_EXAMPLES" in os.environ
@@ -242,6 +242,63 @@ def test_fuzz_functional_sgd_and_adam(data):
     fuzz_call("functional.adam_", lambda p, g, m, v: adam_(p, g, m, v, step=1, lr=0.1, beta1=0.9, beta2=0.999,
                                                             eps=1e-8, weight_decay=0.0),
               [p2, g2, m2, v2], written=(0, 2, 3), names=FUNCTIONAL_NAMES)
+
+
+INDEX_KINDS = st.sampled_from(["int64"] * 3 + ["repeats", "int32", "uint8", "float", "2-D", "list", "out of range",
+                                               "negative", "strided", "readonly"])
+SPARSE_NAMES = FUNCTIONAL_NAMES + ("params", "grads")
+
+
+def draw_row_indices(data, n_rows):
+    """A row-sparse gradient's indices, hostile (a wrong dtype, shape or range, a list, a strided view), and k."""
+    rng = np.random.default_rng(data.draw(ARRAY_SEED))
+    k = int(rng.integers(0, 7))
+    idx = rng.integers(0, max(n_rows, 1), k)
+    kind = data.draw(INDEX_KINDS)
+    if kind == "repeats" and k:
+        idx[:] = idx[0]
+    elif kind in ("int32", "uint8"):
+        idx = idx.astype(kind)
+    elif kind == "float":
+        idx = idx.astype(np.float64)
+    elif kind == "2-D":
+        idx = idx[None]
+    elif kind == "list":
+        idx = idx.tolist()
+    elif kind == "out of range" and k:
+        idx[-1] = n_rows
+    elif kind == "negative" and k:
+        idx[0] = -1
+    elif kind in ("strided", "readonly"):
+        idx = _layout(idx, kind, idx.dtype)
+    return idx, k
+
+
+@FUZZ
+@given(data=st.data())
+@batched
+def test_fuzz_sparse_adam(data):
+    """SparseAdam.step and sparse_adam_ (their native row kernel) on hostile params, moments, indices and rows."""
+    shape = draw_shape(data, low=1, min_dims=2, max_dims=2)
+    dtype = data.draw(FLOAT_DTYPE)
+    idx, k = draw_row_indices(data, shape[0])
+    p, rows = draw_array(data, shape, dtype), draw_array(data, (k, shape[1]), dtype)
+    lr = data.draw(st.one_of(st.just(0.1), HYPER))
+
+    def step(p, rows, *idx_array):
+        opt = fastopt.SparseAdam([p], lr=lr)
+        opt.step([(idx_array[0] if idx_array else idx, rows)])
+        opt.step([(idx_array[0] if idx_array else idx, rows)])
+    arrays = [p, rows] + ([idx] if isinstance(idx, np.ndarray) else [])
+    fuzz_call("SparseAdam.step", step, arrays, written=(0,), names=SPARSE_NAMES)
+    p, m, v = (draw_array(data, shape, dtype) for _ in range(3))
+    idx, k = draw_row_indices(data, shape[0])
+    rows = draw_array(data, (k, shape[1]), dtype)
+
+    def functional(p, m, v, rows, *idx_array):
+        return sparse_adam_(p, idx_array[0] if idx_array else idx, rows, m, v, step=1, lr=lr)
+    arrays = [p, m, v, rows] + ([idx] if isinstance(idx, np.ndarray) else [])
+    fuzz_call("functional.sparse_adam_", functional, arrays, written=(0, 1, 2), names=SPARSE_NAMES)
 
 
 # --------------------------------------------------------------------------- losses, layers, clipping

@@ -60,6 +60,94 @@ def test_trajectory_matches_torch(options, dtype):
                                    rtol=TOL[dtype], atol=TOL[dtype])
 
 
+def _reference(p0, grads, lr, betas, eps, maximize):
+    """float64 SparseAdam written from the class docstring's rule, one row at a time: (param, exp_avg, exp_avg_sq)
+    after every step of ``grads`` (per step: (indices, rows))."""
+    p, m, v = p0.astype(np.float64), np.zeros(p0.shape), np.zeros(p0.shape)
+    b1, b2 = betas
+    for t, (idx, rows) in enumerate(grads, start=1):
+        summed = {}
+        for i, r in zip(idx.tolist(), rows.astype(np.float64)):
+            summed[i] = summed.get(i, 0.0) + r
+        for i, g in summed.items():
+            g = -g if maximize else g
+            m[i] = m[i] + (1 - b1) * (g - m[i])
+            v[i] = v[i] + (1 - b2) * (g * g - v[i])
+            p[i] = p[i] - lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m[i] / (np.sqrt(v[i]) + eps)
+    return p, m, v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("shape", [(300, 67), (20, 1100)])
+def test_native_step_matches_a_float64_reference_with_the_same_bits_on_every_path(shape, dtype, maximize,
+                                                                                  for_each_isa):
+    """12 steps of up to 400 indices with repeats, threaded from 256 elements, on 300 x 67 (an odd width: every
+    path's vector tail) and 20 x 1100 (rows split between threads; repeats summed over 3 stack blocks): within
+    float32/float64 rounding of the reference, and the same bits on every instruction-set path at 1 and 2 threads
+    (each element's arithmetic is fixed; only its thread changes)."""
+    from fastopt import _config
+    rng = np.random.default_rng(7)
+    p0 = rng.standard_normal(shape).astype(dtype)
+    grads = []
+    for _ in range(12):
+        idx = rng.integers(0, shape[0], size=int(rng.integers(1, 400)))
+        grads.append((idx, rng.standard_normal((idx.size, shape[1])).astype(dtype)))
+    hp = dict(lr=0.01, betas=(0.8, 0.95), eps=1e-6, maximize=maximize)
+    expected = _reference(p0, grads, **hp)
+    runs = []
+    before, before_min = fastopt.get_num_threads(), fastopt.parallel_min_elements()
+    try:
+        _config.set_parallel_min_elements(256)
+        for isa in for_each_isa():
+            for n in (1, 2):
+                fastopt.set_num_threads(n)
+                p = p0.copy()
+                opt = fastopt.SparseAdam([p], **hp)
+                for g in grads:
+                    opt.step([g])
+                runs.append((isa, n, [p, opt.state[0]["exp_avg"], opt.state[0]["exp_avg_sq"]]))
+    finally:
+        fastopt.set_num_threads(before)
+        _config.set_parallel_min_elements(before_min)
+    for got, want in zip(runs[0][2], expected):
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
+    assert not np.array_equal(runs[0][2][0], p0)
+    for isa, n, arrays in runs[1:]:
+        assert [a.tobytes() for a in arrays] == [a.tobytes() for a in runs[0][2]], (isa, n)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("strided param", "plain 2-D"), ("int32 rows", "int64"), ("rows not ascending", "ascend strictly"),
+    ("row out of range", "ascend strictly"), ("order out of range", r"order in \[0, k\)"),
+    ("starts short of k", "from 0 to k")])
+def test_the_native_call_rejects_what_it_cannot_step(case, match):
+    """The kernel's own guard (its caller checks and sorts first): a bad layout or a bad plan of rows is a
+    ValueError before anything is written, never a write through a wrong stride or out of bounds."""
+    from fastopt import _optim
+    p, m, v = np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((4, 3))
+    i64 = lambda *a: np.array(a, np.int64)
+    rows, starts, order, grad = i64(0, 2), i64(0, 1, 2), i64(1, 0), np.ones((2, 3))
+    if case == "strided param":
+        p = np.zeros((4, 6))[:, ::2]
+    elif case == "int32 rows":
+        rows = rows.astype(np.int32)
+    elif case == "rows not ascending":
+        rows = i64(2, 0)
+    elif case == "row out of range":
+        rows = i64(0, 4)
+    elif case == "order out of range":
+        order = i64(0, 2)
+    else:
+        starts = i64(0, 1, 1)
+    with pytest.raises(ValueError, match=match):
+        _optim.sparse_adam_rows(p, m, v, rows, starts, order, grad, 1, 0.1, 0.9, 0.99, 1e-8, False)
+    assert not p.any() and not m.any() and not v.any()
+    p = np.zeros((4, 3))
+    _optim.sparse_adam_rows(p, m, v, i64(0, 2), i64(0, 1, 2), i64(1, 0), grad, 1, 0.1, 0.9, 0.99, 1e-8, False)
+    assert p[[0, 2]].all() and not p[[1, 3]].any()      # the same call with a good plan steps exactly its rows
+
+
 def test_rows_not_in_the_gradient_are_untouched_bit_for_bit():
     rng = np.random.default_rng(2)
     p = rng.standard_normal((50, 8)).astype(np.float32)

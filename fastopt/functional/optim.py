@@ -7,7 +7,7 @@ use it). The hyperparameters are checked by the same compiled checks as the clas
 every array (dtype, shape, layout, overlap); nothing is written if a check fails. A state array the step does not
 use (``max_exp_avg_sq`` without amsgrad) may be None and is not touched.
 
-Three optimizers that are not element-wise have a functional form too, in NumPy, calling the one update function
+Three optimizers that are not element-wise have a functional form too, calling the one update function
 of their class (``update_`` in adafactor.py, sparse_adam.py, muon.py) after the class's own hyperparameter checks
 and the same array checks (nothing is written if one fails): ``adafactor_``, ``sparse_adam_`` and ``muon_``.
 LBFGS has none: its state is a history of flat vectors and its step calls a closure many times.

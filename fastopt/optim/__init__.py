@@ -11,7 +11,7 @@ listed in ``NOT_ELEMENTWISE`` and last in ``__all__``. Their functional forms (`
 
 * ``Adafactor`` (``adafactor.py``: a factored second moment) and ``SparseAdam`` (``sparse_adam.py``: row-sparse
   ``(indices, rows)`` gradients), on ``NumpyOptimizer`` (``_numpy_optimizer.py``: the same groups, checks and
-  state_dict, a step in NumPy);
+  state_dict, a step per param: Adafactor's in NumPy, SparseAdam's one native call, ``csrc/optim.c``);
 * ``Muon`` (``muon.py``: momentum orthogonalised by Newton-Schulz matmuls, 2-D params; ``step(grads)``) and
   ``LBFGS`` (``lbfgs.py``: limited-memory BFGS with an optional strong-Wolfe line search; ``step(closure)``).
 """

@@ -1,5 +1,6 @@
 """``NumpyOptimizer``: the base of the optimizers whose state is not element-wise (Adafactor's factored second
-moment, SparseAdam's row-sparse gradients), stepped with NumPy ufuncs and reductions instead of the native
+moment, SparseAdam's row-sparse gradients), stepped one param at a time by the subclass's own update (NumPy
+ufuncs and reductions for Adafactor, a native row kernel for SparseAdam) instead of the fused multi-tensor
 element-wise kernels of ``Optimizer``.
 
 The API is ``Optimizer``'s: ``param_groups`` (hyperparameters checked at construction and again at every step),

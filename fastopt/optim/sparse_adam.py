@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from fastopt import _optim
 from fastopt._validation import check_betas, check_flag, check_range, input_array
 from fastopt.optim._numpy_optimizer import NumpyOptimizer
 
@@ -26,11 +27,13 @@ class SparseAdam(NumpyOptimizer):
     and every row not in :math:`I` is left as it is, bit for bit; k = 0 updates nothing (the step still counts).
     State per param: ``step``, ``exp_avg``, ``exp_avg_sq`` (the param's shape).
 
-    Cost of a step on k gradient rows of n_cols: summing repeated indices is a stable sort of the indices,
-    O(k log k), and when there are repeats one gather of the rows and ``np.add.reduceat``; the update gathers the
-    touched rows of param, exp_avg and exp_avg_sq (fancy indexing), updates them with NumPy ufuncs and scatters
-    them back: about 4 temporaries of (unique k, n_cols) per step, none of the param's size. NumPy, not a native
-    kernel. A ``KeyboardInterrupt`` during a step may leave that step half done (checks all run first).
+    Cost of a step on k gradient rows of n_cols: one NumPy sort of the k indices (O(k log k) on int64 keys,
+    stable), then one fused native call (``csrc/optim.c`` ``fo_sparse_adam_step``, GIL released) that walks the
+    touched rows in address order, sums each one's repeated gradient rows on the stack in the order they came,
+    and reads param, exp_avg and exp_avg_sq once and writes them once; the rows' elements split among the OpenMP
+    threads. No temporary of the rows' size, none of the param's. One call per param: a ``KeyboardInterrupt``
+    between two params' calls may leave a step applied to only some params (every
+    check runs before the first).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
@@ -109,34 +112,26 @@ def update_(p, indices, rows, exp_avg, exp_avg_sq, step, hp):
     first. The one update of ``SparseAdam.step`` and ``fastopt.functional.sparse_adam_``."""
     if indices.size == 0:
         return
-    indices, rows, owned = _coalesced(indices, rows)
-    if hp["maximize"]:
-        rows = np.negative(rows, out=rows if owned else None)
-    beta1, beta2 = hp["beta1"], hp["beta2"]
-    m, v = exp_avg[indices], exp_avg_sq[indices]
-    t = np.subtract(rows, m)                       # torch: (g - m) * (1 - beta1), then m + that
-    np.multiply(t, 1 - beta1, out=t)
-    np.add(m, t, out=m)
-    exp_avg[indices] = m
-    np.multiply(rows, rows, out=t)                 # (g^2 - v) * (1 - beta2), then v + that
-    np.subtract(t, v, out=t)
-    np.multiply(t, 1 - beta2, out=t)
-    np.add(v, t, out=v)
-    exp_avg_sq[indices] = v
-    np.sqrt(v, out=t)
-    np.add(t, hp["eps"], out=t)
-    np.divide(m, t, out=t)
-    step_size = hp["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-    np.multiply(t, -step_size, out=t)
-    p[indices] += t                                # unique indices: a gather, an add and a scatter
+    unique, starts, order = _sorted_rows(indices, p.shape[0])
+    _optim.sparse_adam_rows(p, exp_avg, exp_avg_sq, unique, starts, order, rows, step, hp["lr"], hp["beta1"],
+                            hp["beta2"], hp["eps"], hp["maximize"])
 
 
-def _coalesced(indices, rows):
-    """(unique indices, rows with repeats summed in index order, whether rows is a new array): torch's coalesce.
-    Without repeats, the inputs themselves (the update is per row, so their order does not matter)."""
-    order = np.argsort(indices, kind="stable")
-    ordered = indices[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    if starts.size == indices.size:
-        return indices, rows, False
-    return ordered[starts], np.add.reduceat(rows[order], starts, axis=0), True
+def _sorted_rows(indices, n_rows):
+    """(unique, starts, order), int64: the gradient's rows sorted by index, stably (torch's coalesce, whose sums
+    the kernel adds in this order): gradient rows order[starts[j]:starts[j + 1]] hold index unique[j], ascending.
+    One sort of keys index << b | position (distinct keys: any sort is stable), b the bits of a position; a stable
+    argsort where index and position do not fit in 63 bits."""
+    k = indices.size
+    shift = (k - 1).bit_length()
+    if (n_rows - 1).bit_length() + shift <= 62:
+        keys = np.sort((indices.astype(np.int64) << shift) | np.arange(k, dtype=np.int64))
+        ordered, order = keys >> shift, keys & ((1 << shift) - 1)
+    else:
+        order = np.argsort(indices, kind="stable").astype(np.int64)
+        ordered = indices[order].astype(np.int64)
+    first = np.empty(k, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return ordered[starts], np.append(starts, k).astype(np.int64), order
