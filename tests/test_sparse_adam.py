@@ -257,3 +257,19 @@ def test_state_dict_round_trip_and_bit_identical_resume():
     bad = {"state": {0: {**sd["state"][0], "exp_avg": np.zeros((12, 4))}}, "param_groups": sd["param_groups"]}
     with pytest.raises(ValueError, match="exp_avg"):
         resumed.load_state_dict(bad)
+
+
+def test_sorted_rows_gives_the_same_plan_by_either_sort():
+    """The int64-key sort and the stable argsort it falls back to (index and position past 63 bits) agree:
+    ascending distinct rows, their gradient rows in the order they came."""
+    from fastopt.optim.sparse_adam import _sorted_rows
+    idx = np.array([5, 2, 5, 0, 2, 5, 9], np.int64)
+    keys = _sorted_rows(idx, 10)
+    argsorted = _sorted_rows(idx, 2 ** 61)
+    for a, b in zip(keys, argsorted):
+        assert a.dtype == b.dtype == np.int64
+        np.testing.assert_array_equal(a, b)
+    unique, starts, order = keys
+    np.testing.assert_array_equal(unique, [0, 2, 5, 9])
+    np.testing.assert_array_equal(starts, [0, 1, 3, 6, 7])
+    np.testing.assert_array_equal(order, [3, 1, 4, 0, 2, 5, 6])
