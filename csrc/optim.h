@@ -122,6 +122,38 @@ int fo_optim_step(int algo, int dtype, fo_tensor *ts, int64_t ntensors, const fo
  * FO_SPARSE_SUM elements at a time on the stack. FO_OK; FO_EINVAL (nothing written) for an unknown dtype, n_cols
  * or nu < 0, or step < 1. */
 enum { FO_SPARSE_SUM = 512 };
+
+/* One Adafactor param (torch.optim.Adafactor) of fo_adafactor_step: C-contiguous arrays of the call's dtype, not
+ * overlapping. Factored (a param of 2+ dims): `batch` matrices of rows x cols (its last two dims), with row_var
+ * (batch x rows) and col_var (batch x cols); else one vector of cols elements (batch = rows = 1) with variance
+ * (cols). The per-step scalars come from the caller, in double: w = t^beta2_decay, rho = min(lr, 1 / sqrt(t)),
+ * eps1 (already resolved from the dtype when None), eps2, d, decay = 1 - lr weight_decay, maximize. row_mean:
+ * scratch the driver fills. */
+typedef struct fo_adafactor {
+    void *param;
+    const void *grad;
+    void *row_var, *col_var, *variance;
+    void *row_mean;       /* batch values of the dtype: max(mean_r row_var, eps1) per matrix */
+    int64_t batch, rows, cols;
+    int factored, maximize;
+    double w, rho, eps1, eps2, d, decay;
+} fo_adafactor;
+
+/* One Adafactor step of one param of `dtype` in three sweeps over param and gradient (read p, g; read g; read g,
+ * read and write p), in fixed blocks of rows of one matrix (FO_ADAFACTOR_ROWS at least, and at least a block of
+ * FO_BLOCK_ELEMENTS elements, so that the blocks' column partials stay a few percent of the param):
+ *   1. sum p^2 (RMS(p) before decay) and, factored, each row's and each block's column sums of g^2;
+ *   2. R <- lerp(R, (sqrt(rowsum)^2) / cols, w), C <- lerp(C, (sqrt(colsum)^2) / rows, w) in the dtype, as torch's
+ *      norm(g, dim)^2 / n; rm = max(mean_r R, eps1); then sum U^2, U = g / sqrt(max(R C / rm, eps1^2)) (unfactored:
+ *      v <- lerp(v, g^2, w) first, then U = g / sqrt(max(v, eps1^2)));
+ *   3. p <- p decay - (alpha / max(1, RMS(U) / d)) U (the sign flipped under maximize: U of -g is -U), alpha =
+ *      max(eps2, RMS(p)) rho.
+ * Every sum is in double and added block by block in block order: the same bits at any thread count and on every
+ * instruction-set path. An unfactored param is stepped in blocks of FO_BLOCK_ELEMENTS elements. FO_OK; FO_EINVAL (nothing written) for an
+ * unknown dtype or a negative extent; FO_ENOMEM before anything is written. */
+enum { FO_ADAFACTOR_ROWS = 64 };
+int fo_adafactor_step(int dtype, fo_adafactor *a, int nthreads);
+
 int fo_sparse_adam_step(int dtype, void *param, void *exp_avg, void *exp_avg_sq, int64_t n_cols, const int64_t *rows,
                         const int64_t *starts, int64_t nu, const int64_t *order, const void *grad, int64_t step,
                         const fo_hparams *hp, int nthreads);
@@ -172,6 +204,10 @@ typedef void (*fo_qf_decode_fn)(const fo_qfast *q, const uint8_t *codes, int64_t
  * chunk kernels. */
 typedef void (*fo_lamb_keep_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, double *lanes, void *u);
 typedef void (*fo_lamb_apply_fn)(fo_tensor *t, const fo_hparams *hp, int64_t lo, int64_t hi, const void *u);
+typedef void (*fo_adafactor_sums_fn)(const fo_adafactor *a, int64_t b, int64_t r0, int64_t r1, double *psq,
+                                     double *row_sq, double *col);
+typedef double (*fo_adafactor_usq_fn)(const fo_adafactor *a, int64_t b, int64_t r0, int64_t r1);
+typedef void (*fo_adafactor_apply_fn)(const fo_adafactor *a, int64_t b, int64_t r0, int64_t r1, double scale);
 typedef struct fo_optim_kernels {
     fo_optim_chunk_fn chunk[FO_ALGO_COUNT][2];   /* [algo][dtype] */
     fo_optim_norm_fn norm[FO_ALGO_COUNT][2];     /* [algo][dtype]; NULL: the algorithm has no norm sweep */
@@ -183,6 +219,9 @@ typedef struct fo_optim_kernels {
     fo_lamb_keep_fn lamb_keep[2];                /* [dtype] */
     fo_lamb_apply_fn lamb_apply[2];
     fo_optim_chunk_fn sparse_adam[2];            /* [dtype]: one gradient row of fo_sparse_adam_step */
+    fo_adafactor_sums_fn adafactor_sums[2];      /* [dtype]: fo_adafactor_step's sweeps over rows [r0, r1) of */
+    fo_adafactor_usq_fn adafactor_usq[2];        /* matrix b (optim_adafactor_kernels.inc) */
+    fo_adafactor_apply_fn adafactor_apply[2];
 } fo_optim_kernels;
 
 /* Each path's table: csrc/kernels_<isa>.c; the active one: FO_KERNELS(FO_FAM_OPTIM, fo_optim_kernels) (dispatch.h). */

@@ -67,6 +67,17 @@ cdef extern from "optim.h" nogil:
     int fo_sparse_adam_step(int dtype, void *param, void *exp_avg, void *exp_avg_sq, int64_t n_cols,
                             const int64_t *rows, const int64_t *starts, int64_t nu, const int64_t *order,
                             const void *grad, int64_t step, const fo_hparams *hp, int nthreads)
+    ctypedef struct fo_adafactor:
+        void *param
+        const void *grad
+        void *row_var
+        void *col_var
+        void *variance
+        void *row_mean
+        int64_t batch, rows, cols
+        int factored, maximize
+        double w, rho, eps1, eps2, d, decay
+    int fo_adafactor_step(int dtype, fo_adafactor *a, int nthreads)
 
 # Algorithm ids by name, from csrc/optim.h's one list (FO_OPTIM_ALGOS): {"sgd": 0, "adam": 1, ...}.
 ALGOS = {fo_optim_algo_name(a).decode(): a for a in range(FO_ALGO_COUNT)}
@@ -462,3 +473,47 @@ def sparse_adam_rows(param, exp_avg, exp_avg_sq, rows, starts, order, grad, int6
                                  <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>order),
                                  cnp.PyArray_DATA(<cnp.ndarray>grad), step, &hp, 0)
     check_rc(rc, "SparseAdam step")
+
+
+def adafactor_step(param, grad, state, double w, double rho, double eps1, double eps2, double d, double decay,
+                   bint maximize):
+    """One Adafactor step of one param (csrc/optim.h fo_adafactor_step), GIL released: ``state`` holds
+    ``row_var`` (..., rows, 1) and ``col_var`` (..., 1, cols) for 2+ dims, else ``variance`` (param's shape);
+    param and state writeable plain arrays of one float dtype, grad a plain one of param's dtype and shape; the
+    per-step scalars in double. The caller (fastopt/optim/adafactor.py) checks first: anything else here is a
+    fastopt bug, a ValueError before anything is written."""
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>param) if cnp.PyArray_Check(param) else -1
+    cdef fo_adafactor a
+    cdef int rc
+    cdef cnp.ndarray row_mean
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("adafactor_step: param must be a float32 or float64 ndarray")
+    shape = param.shape
+    nd = len(shape)
+    factored = nd >= 2
+    names = ("row_var", "col_var") if factored else ("variance",)
+    shapes = (shape[:nd - 1] + (1,), shape[:nd - 2] + (1, shape[nd - 1])) if factored else (shape,)
+    arrays = [state.get(name) for name in names]
+    if not plain(param, typenum, True) or not plain(grad, typenum, False) or grad.shape != shape or any(
+            not plain(x, typenum, True) or x.shape != s for x, s in zip(arrays, shapes)):
+        raise ValueError("adafactor_step: param, grad and state must be plain arrays of one dtype and the "
+                         "expected shapes")
+    memset(&a, 0, sizeof(a))
+    a.param = cnp.PyArray_DATA(<cnp.ndarray>param)
+    a.grad = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    a.factored = factored
+    if factored:
+        a.rows, a.cols = shape[nd - 2], shape[nd - 1]
+        a.batch = cnp.PyArray_SIZE(<cnp.ndarray>param) // (a.rows * a.cols) if a.rows * a.cols else 0
+        a.row_var = cnp.PyArray_DATA(<cnp.ndarray>arrays[0])
+        a.col_var = cnp.PyArray_DATA(<cnp.ndarray>arrays[1])
+    else:
+        a.batch, a.rows, a.cols = 1, 1, cnp.PyArray_SIZE(<cnp.ndarray>param)
+        a.variance = cnp.PyArray_DATA(<cnp.ndarray>arrays[0])
+    row_mean = np.empty(max(a.batch, 1), dtype=param.dtype)
+    a.row_mean = cnp.PyArray_DATA(row_mean)
+    a.maximize = maximize
+    a.w, a.rho, a.eps1, a.eps2, a.d, a.decay = w, rho, eps1, eps2, d, decay
+    with nogil:
+        rc = fo_adafactor_step(0 if typenum == cnp.NPY_FLOAT32 else 1, &a, 0)
+    check_rc(rc, "Adafactor step")

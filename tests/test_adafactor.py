@@ -250,3 +250,85 @@ def test_eps1_none_takes_the_dtype_of_the_groups_first_param_with_a_gradient(fir
         opt.step(gs)
     for a, b in zip(params, expected):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the native kernel against float64
+def _reference(p0, grads, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False):
+    """float64 Adafactor written from the class docstring's rule (eps1 None: the machine epsilon of p0's dtype)."""
+    eps1 = float(np.finfo(p0.dtype).eps) if eps[0] is None else eps[0]
+    p = p0.astype(np.float64)
+    rms = lambda x: np.sqrt(np.sum(x * x) / x.size)
+    lerp = lambda a, b, w: a + w * (b - a)
+    if p.ndim >= 2:
+        row, col = np.zeros(p.shape[:-1] + (1,)), np.zeros(p.shape[:-2] + (1, p.shape[-1]))
+    else:
+        var = np.zeros(p.shape)
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64) * (-1 if maximize else 1)
+        w, rho = t ** beta2_decay, min(lr, 1 / np.sqrt(t))
+        alpha = max(eps[1], rms(p)) * rho
+        p = p * (1 - lr * weight_decay)
+        if p.ndim >= 2:
+            row = lerp(row, np.mean(g * g, axis=-1, keepdims=True), w)
+            col = lerp(col, np.mean(g * g, axis=-2, keepdims=True), w)
+            v = row * col / np.maximum(np.mean(row, axis=-2, keepdims=True), eps1)
+        else:
+            var = lerp(var, g * g, w)
+            v = var
+        u = g / np.sqrt(np.maximum(v, eps1 * eps1))
+        p = p - alpha / max(1.0, rms(u) / d) * u
+    return p
+
+
+BIG_SHAPES = [(3, 300, 100), (200, 41), (9000,), ()]     # several blocks of rows per matrix; odd widths
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", OPTIONS, ids=[",".join(map(str, o.items())) or "defaults" for o in OPTIONS])
+def test_native_step_matches_a_float64_reference(options, dtype):
+    params, grads = _problem(dtype, shapes=BIG_SHAPES, steps=12, seed=3)
+    expected = [_reference(p, [gs[i] for gs in grads], **options) for i, p in enumerate(params)]
+    opt = fastopt.Adafactor(params, **options)
+    for gs in grads:
+        opt.step(gs)
+    for got, want in zip(params, expected):
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_at_any_thread_count_and_on_every_isa(dtype, for_each_isa):
+    """The sums run over fixed blocks of rows, added in block order: threads only decide who sums which block."""
+    from fastopt import _config
+    runs = []
+    before, before_min = fastopt.get_num_threads(), fastopt.parallel_min_elements()
+    try:
+        _config.set_parallel_min_elements(256)
+        for isa in for_each_isa():
+            for n in (1, 2):
+                fastopt.set_num_threads(n)
+                params, grads = _problem(dtype, shapes=BIG_SHAPES, steps=4, seed=4)
+                opt = fastopt.Adafactor(params, lr=0.1, weight_decay=0.01)
+                for gs in grads:
+                    opt.step(gs)
+                state = [a for i in range(len(params)) for k, a in sorted(opt.state[i].items()) if k != "step"]
+                runs.append((isa, n, [a.tobytes() for a in params + state]))
+    finally:
+        fastopt.set_num_threads(before)
+        _config.set_parallel_min_elements(before_min)
+    for isa, n, arrays in runs[1:]:
+        assert arrays == runs[0][2], (isa, n)
+
+
+def test_the_native_call_rejects_a_layout_it_cannot_step():
+    """The kernel's own guard (its callers check first): a ValueError before anything is written."""
+    from fastopt import _optim
+    p, g = np.zeros((4, 6))[:, ::2], np.ones((4, 3))
+    state = {"row_var": np.zeros((4, 1)), "col_var": np.zeros((1, 3))}
+    with pytest.raises(ValueError, match="plain arrays"):
+        _optim.adafactor_step(p, g, state, 1.0, 0.01, 1e-30, 1e-3, 1.0, 1.0, False)
+    p = np.zeros((4, 3))
+    for bad in ({"row_var": np.zeros((4, 1))}, {"row_var": np.zeros((4, 1)), "col_var": np.zeros((3, 1))},
+                {"variance": np.zeros((4, 3))}):
+        with pytest.raises(ValueError, match="expected shapes"):
+            _optim.adafactor_step(p, g, bad, 1.0, 0.01, 1e-30, 1e-3, 1.0, 1.0, False)
+    assert not p.any() and not state["row_var"].any()

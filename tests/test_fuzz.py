@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 import fastopt
 from fastopt.optim.specs import SPECS
 from fastopt import losses
-from fastopt.functional import adam_, batch_norm_forward, bias_activation, dropout, sgd_, sparse_adam_
+from fastopt.functional import (adafactor_, adam_, batch_norm_forward, bias_activation, dropout, sgd_,
+                                sparse_adam_)
 
 CASES = int(os.environ.get("FASTOPT_FUZZ_EXAMPLES", "8"))       # cases per entry point
 LONG = "FASTOPT_FUZZ_EXAMPLES" in os.environ
@@ -299,6 +300,35 @@ def test_fuzz_sparse_adam(data):
         return sparse_adam_(p, idx_array[0] if idx_array else idx, rows, m, v, step=1, lr=lr)
     arrays = [p, m, v, rows] + ([idx] if isinstance(idx, np.ndarray) else [])
     fuzz_call("functional.sparse_adam_", functional, arrays, written=(0, 1, 2), names=SPARSE_NAMES)
+
+
+ADAFACTOR_KEY = st.sampled_from(["lr", "weight_decay", "d", "beta2_decay", "eps", "maximize", None])
+
+
+@FUZZ
+@given(data=st.data())
+@batched
+def test_fuzz_adafactor(data):
+    """Adafactor.step and adafactor_ (their native three-sweep kernel) on hostile params, gradients, state and
+    hyperparameters, 0 to 3 dims (factored from 2)."""
+    shape = draw_shape(data, max_dims=3)
+    dtype = data.draw(FLOAT_DTYPE)
+    p, g = draw_array(data, shape, dtype), draw_array(data, shape, dtype)
+    key, value = data.draw(ADAFACTOR_KEY), data.draw(HYPER)
+    kwargs = {} if key is None else {key: (None, value) if key == "eps" else value}
+
+    def step(p, g):
+        opt = fastopt.Adafactor([p], **kwargs)
+        opt.step([g])
+        opt.step([g])
+    fuzz_call("Adafactor.step", step, [p, g], written=(0,), names=OPTIMIZER_NAMES + ("eps", "d", "beta2_decay"))
+    p, g = draw_array(data, shape, dtype), draw_array(data, shape, dtype)
+    factored = len(shape) >= 2
+    state_shapes = [shape[:-1] + (1,), shape[:-2] + (1, shape[-1])] if factored else [shape]
+    state = [draw_array(data, s, dtype) for s in state_shapes]
+    fuzz_call("functional.adafactor_", lambda p, g, *st: adafactor_(p, g, *st, step=1, **kwargs), [p, g, *state],
+              written=(0,) + tuple(range(2, 2 + len(state))),
+              names=FUNCTIONAL_NAMES + ("row_var", "col_var", "variance", "state", "eps", "d", "beta2_decay"))
 
 
 # --------------------------------------------------------------------------- losses, layers, clipping

@@ -87,8 +87,7 @@ def adafactor_(param, grad, *state, step, lr=1e-2, beta2_decay=-0.8, eps=(None, 
     grad = _checked_dense(param, grad, states, shapes)
     if hp["eps1"] is None:
         hp["eps1"] = float(np.finfo(param.dtype).eps)
-    small = _adafactor.small_buffers(param) if param.ndim >= 2 else None
-    _adafactor.update_(param, grad, states, step, hp, np.empty_like(param), small)
+    _adafactor.update_(param, grad, states, step, hp)
     return param
 
 

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from fastopt import _optim
 from fastopt._validation import check_flag, check_nonnegative, check_range
 from fastopt.optim._numpy_optimizer import NumpyOptimizer
 
@@ -35,11 +36,15 @@ class Adafactor(NumpyOptimizer):
     a (4096, 4096) float32 param 32 KiB against Adam's 128 MiB. An empty param only counts its steps (torch divides
     by zero there).
 
-    The step runs NumPy ufuncs and reductions with ``out=`` on one work buffer per dtype, the size of the largest
-    param, made at the first step and kept (torch's step also materializes the full :math:`\hat V_t`); the sums
-    of squares are BLAS dot products and ``einsum`` reductions in the param's dtype. Results agree with torch to
-    rounding (float64 to ~1e-13, float32 to ~1e-6), not bit for bit: torch fuses ``lerp`` with FMA and sums in
-    another order. A ``KeyboardInterrupt`` during a step may leave that step half done (checks all run first).
+    Each param steps in one native call (``csrc/optim_adafactor.c``, GIL released) of three sweeps: sums of
+    squares of the param and of the gradient's rows and columns; the factors' update and the sum of
+    :math:`U_t^2`; the update, :math:`U_t` recomputed. 6 arrays of traffic, no :math:`\hat V_t` or :math:`U_t`
+    materialized (torch's step makes both). Sums are in float64 over fixed blocks of rows, added in block order:
+    the same bits at any thread count and on every instruction-set path. The only memory is the blocks' column
+    partials (float64, one row of them per block of at least 64 rows and 8,192 elements; a param of 0 or 1 dims
+    runs in blocks of 8,192 elements and needs none). Results agree with torch to rounding (float64 to ~1e-13, float32 to ~1e-6), not bit
+    for bit: torch fuses ``lerp`` with FMA and sums in another order. One call per param: a ``KeyboardInterrupt``
+    between two params' calls may leave a step applied to only some params (every check runs first).
     """
 
     def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
@@ -63,22 +68,8 @@ class Adafactor(NumpyOptimizer):
         return state_shapes(p)
 
     # ------------------------------------------------------------------ step
-    def _work(self, p):
-        """The work buffer (param's shape and dtype), a view of one flat buffer per dtype sized to the largest
-        param of that dtype, made once."""
-        flat = self._scratch.get(p.dtype)
-        if flat is None or flat.size < p.size:
-            size = max(q.size for q in self._params if q.dtype == p.dtype)
-            flat = self._scratch[p.dtype] = np.empty(size, dtype=p.dtype)
-        return flat[:p.size].reshape(p.shape)
-
     def _update(self, i, p, g, st, hp):
-        small = None
-        if p.ndim >= 2:
-            small = self._scratch.get(("small", i))
-            if small is None:
-                small = self._scratch[("small", i)] = small_buffers(p)
-        update_(p, g, st, int(st["step"]), hp, self._work(p), small)
+        update_(p, g, st, int(st["step"]), hp)
 
 
 def checked_hypers(group, where):
@@ -110,91 +101,15 @@ def state_shapes(p):
     return {"row_var": p.shape[:-1] + (1,), "col_var": p.shape[:-2] + (1, p.shape[-1])}
 
 
-def small_buffers(p):
-    """The work buffers of the factored step of a 2+-dim param: row and column means of g^2, the mean of the row
-    factor, and scratches of the row and column factors' shapes (never part of the state)."""
-    shapes = state_shapes(p)
-    return (np.empty(shapes["row_var"], p.dtype), np.empty(shapes["col_var"], p.dtype),
-            np.empty(p.shape[:-2] + (1, 1), p.dtype), np.empty(shapes["row_var"], p.dtype),
-            np.empty(shapes["col_var"], p.dtype))
-
-
-def update_(p, g, state, step, hp, work, small):
+def update_(p, g, state, step, hp):
     """The Adafactor update of one param (the class docstring's rule), in place on ``p`` and ``state`` (its
     ``row_var``/``col_var`` or ``variance``): ``step`` is the param's 1-based step count, ``hp`` from
-    ``checked_hypers`` with ``eps1`` a float, ``work`` a buffer of p's shape and dtype, ``small`` from
-    ``small_buffers(p)`` (2+ dims; else None). Checks nothing: the class and ``adafactor_`` check first. The one
-    update of ``Adafactor.step`` and ``fastopt.functional.adafactor_``."""
+    ``checked_hypers`` with ``eps1`` a float. One native call (``csrc/optim_adafactor.c``); checks nothing: the
+    class and ``adafactor_`` check first. The one update of ``Adafactor.step`` and
+    ``fastopt.functional.adafactor_``."""
     if p.size == 0:
         return
     step = float(step)
-    lr, eps1 = hp["lr"], hp["eps1"]
-    w = step ** hp["beta2_decay"]
-    rho = min(lr, 1 / step ** 0.5)
-    alpha = max(hp["eps2"], math.sqrt(_sum_squares(p)) / p.size ** 0.5) * rho
-    if hp["weight_decay"] != 0:
-        np.multiply(p, 1 - lr * hp["weight_decay"], out=p)
-    if p.ndim >= 2:
-        _factored_estimate(g, state["row_var"], state["col_var"], w, eps1, small, work)
-    else:
-        _full_estimate(g, state["variance"], w, work)
-    np.maximum(work, eps1 * eps1, out=work)            # U = g / sqrt(max(V, eps1^2)), as torch's rsqrt * g
-    np.sqrt(work, out=work)
-    np.divide(1, work, out=work)
-    np.multiply(work, g, out=work)
-    denom = max(1.0, math.sqrt(_sum_squares(work)) / (work.size ** 0.5 * hp["d"]))
-    scale = -alpha / denom
-    np.multiply(work, -scale if hp["maximize"] else scale, out=work)     # maximize: U of -g is -U
-    np.add(p, work, out=p)
-
-
-def _sum_squares(a):
-    """sum(a**2) as a float, with no temporary (a BLAS dot product in a's dtype)."""
-    flat = a.reshape(-1)
-    return float(np.dot(flat, flat))
-
-
-def _lerp_(a, b, w, tmp):
-    """a <- torch's lerp(a, b, w) in a's dtype: a + w(b - a) for |w| < 0.5, else b - (b - a)(1 - w)."""
-    w = a.dtype.type(w)
-    np.subtract(b, a, out=tmp)
-    if abs(w) < 0.5:
-        np.multiply(tmp, w, out=tmp)
-        np.add(a, tmp, out=a)
-    else:
-        np.multiply(tmp, a.dtype.type(1) - w, out=tmp)
-        np.subtract(b, tmp, out=a)
-
-
-def _factored_estimate(g, row_var, col_var, w, eps1, small, out):
-    """Updates row_var, col_var from g and writes V = row_var col_var / max(mean(row_var), eps1) into ``out``."""
-    row_mean, col_mean, row_var_mean, row_tmp, col_tmp = small
-    n_rows, n_cols = g.shape[-2], g.shape[-1]
-    np.einsum("...ij,...ij->...i", g, g, out=row_mean.reshape(row_mean.shape[:-1]))
-    np.einsum("...ij,...ij->...j", g, g, out=col_mean.reshape(col_mean.shape[:-2] + (n_cols,)))
-    for mean, n in ((row_mean, n_cols), (col_mean, n_rows)):     # torch: norm(g, dim)^2 / n
-        np.sqrt(mean, out=mean)
-        np.square(mean, out=mean)
-        np.divide(mean, n, out=mean)
-    _lerp_(row_var, row_mean, w, row_tmp)
-    _lerp_(col_var, col_mean, w, col_tmp)
-    np.multiply(row_var, col_var, out=out)
-    np.add.reduce(row_var, axis=-2, keepdims=True, out=row_var_mean)
-    np.divide(row_var_mean, n_rows, out=row_var_mean)
-    np.maximum(row_var_mean, eps1, out=row_var_mean)
-    np.divide(out, row_var_mean, out=out)
-
-
-def _full_estimate(g, variance, w, out):
-    """variance <- lerp(variance, g^2, w), copied into ``out`` (torch clones it before the update)."""
-    w = variance.dtype.type(w)
-    np.multiply(g, g, out=out)
-    np.subtract(out, variance, out=out)
-    if abs(w) < 0.5:
-        np.multiply(out, w, out=out)
-        np.add(variance, out, out=variance)
-    else:
-        np.multiply(out, variance.dtype.type(1) - w, out=out)
-        np.multiply(g, g, out=variance)
-        np.subtract(variance, out, out=variance)
-    np.copyto(out, variance)
+    lr = hp["lr"]
+    _optim.adafactor_step(p, g, state, step ** hp["beta2_decay"], min(lr, 1 / step ** 0.5), hp["eps1"],
+                          hp["eps2"], hp["d"], 1 - lr * hp["weight_decay"], hp["maximize"])
